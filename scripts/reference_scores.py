@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Reference logits for crossflow's parity test, computed with Python onnxruntime.
+
+Independent of crossflow's code: HF `tokenizers` (Python) with longest-first
+truncation to the model's max length, fixed batches of 32 in input order padded to
+the batch maximum, onnxruntime CPU with default settings. The Rust test
+(tests/parity.rs) scores the same pairs through the engine and compares logits.
+
+Regenerate (needs `pip install onnxruntime==1.31.1 tokenizers numpy`):
+
+    python3 scripts/reference_scores.py \
+        --snli ../shared/data/snli/validation.tsv \
+        --out tests/data/parity_reference.json
+"""
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["models/crossflow-sts-minilm-l6", "models/crossflow-nli-minilm-l6"]
+EDGE_CASES = [
+    ("", ""),
+    ("", "A text against an empty one."),
+    ("Ünïcödé façade — naïve café ☕ 東京", "emoji 🚀🚀 and accents àéîõü"),
+    ("word " * 400, "A short hypothesis."),
+    ("A short premise.", "token " * 300),
+    ("long " * 200, "other " * 200),
+    ("A man is playing a guitar.", "A man is playing a guitar."),
+    ("   leading and trailing spaces   ", "\ttabs\nand newlines\n"),
+]
+
+
+def snli_pairs(path, limit, step):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or set(rows[0]) != {"premise", "hypothesis", "label"}:
+        raise SystemExit(f"{path}: expected columns premise, hypothesis, label")
+    return [(r["premise"], r["hypothesis"]) for r in rows[::step][:limit]]
+
+
+def max_length(model_dir):
+    tok = json.loads((model_dir / "tokenizer_config.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text())
+    return min(int(tok.get("model_max_length", 512)), cfg.get("max_position_embeddings", 512))
+
+
+def reference_logits(model_dir, pairs, batch_size=32):
+    onnx = sorted((model_dir / "onnx").glob("*.onnx"))[0]
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length(model_dir), strategy="longest_first")
+    pad_id = tokenizer.token_to_id("[PAD]")
+    names = {i.name for i in session.get_inputs()}
+    out = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        encodings = tokenizer.encode_batch(chunk)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(chunk), width), pad_id, dtype=np.int64)
+        types = np.zeros((len(chunk), width), dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = e.ids
+            types[row, : len(e.ids)] = e.type_ids
+            mask[row, : len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        (logits,) = session.run(["logits"], {k: v for k, v in feed.items() if k in names})
+        out.extend(logits.tolist())
+    return str(onnx.relative_to(ROOT)), out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snli", required=True, help="SNLI validation.tsv")
+    parser.add_argument("--limit", type=int, default=240)
+    parser.add_argument("--step", type=int, default=37)
+    parser.add_argument("--out", default="tests/data/parity_reference.json")
+    args = parser.parse_args()
+    pairs = snli_pairs(args.snli, args.limit, args.step) + EDGE_CASES
+    models = {}
+    for rel in MODELS:
+        onnx, logits = reference_logits(ROOT / rel, pairs)
+        models[rel] = {"onnx": onnx, "logits": logits}
+    doc = {
+        "generator": "scripts/reference_scores.py",
+        "onnxruntime": ort.__version__,
+        "pairs": [list(p) for p in pairs],
+        "models": models,
+    }
+    Path(args.out).write_text(json.dumps(doc, ensure_ascii=False, indent=0) + "\n")
+    print(f"wrote {len(pairs)} pairs x {len(models)} models to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

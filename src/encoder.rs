@@ -1,0 +1,269 @@
+//! [`CrossEncoder`]: a loaded model that scores text pairs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow::array::{BooleanArray, Float32Array};
+
+use crate::batching::{self, BatchLimits};
+use crate::head::{Activation, Head};
+use crate::model::{ModelConfig, ModelFiles};
+use crate::output::{self, ClassifiedArrays};
+use crate::runtime::Device;
+use crate::session::{OrtModel, PaddedBatch, SessionSettings};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::texts::{Texts, row_count};
+use crate::tokenize::PairTokenizer;
+use crate::{Error, Result};
+
+/// How to load and run a model. `Default` gives the CPU, all cores, the
+/// model's own maximum length and activation, and the default batch limits.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// ONNX file to use, relative to the model directory (default: `model.onnx`,
+    /// `onnx/model.onnx`, or the only file under `onnx/`).
+    pub onnx_file: Option<PathBuf>,
+    /// Maximum pair length in tokens (default: the model's).
+    pub max_length: Option<usize>,
+    /// Micro-batch limits.
+    pub limits: BatchLimits,
+    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice, all cores).
+    pub threads: Option<usize>,
+    /// Execution device.
+    pub device: Device,
+    /// Overrides the activation of a one-label model.
+    pub activation: Option<Activation>,
+    /// Path of `libonnxruntime.so` (default: see [`crate::runtime::library_candidates`]).
+    pub ort_library: Option<PathBuf>,
+}
+
+/// A cross-encoder ready to score pairs. Cheap to share (`Arc`); concurrent
+/// callers share one ONNX Runtime session.
+#[derive(Debug)]
+pub struct CrossEncoder {
+    name: String,
+    files: ModelFiles,
+    config: ModelConfig,
+    head: Head,
+    tokenizer: PairTokenizer,
+    model: OrtModel,
+    limits: BatchLimits,
+    stats: Stats,
+}
+
+/// Raw model outputs for a set of rows: `num_labels` logits per row, and
+/// which rows had both texts (the others are null).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    num_labels: usize,
+    logits: Vec<f32>,
+    valid: Vec<bool>,
+}
+
+impl Predictions {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
+    }
+
+    /// Whether row `i` has a result (both texts non-null).
+    pub fn is_valid(&self, i: usize) -> bool {
+        self.valid[i]
+    }
+
+    /// The logits of row `i` (zeros for a null row).
+    pub fn logits(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.num_labels..(i + 1) * self.num_labels]
+    }
+}
+
+impl CrossEncoder {
+    /// Loads a model directory. Missing or corrupt files give an error naming the file.
+    pub fn load(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
+        let files = ModelFiles::resolve(dir, options.onnx_file.as_deref())?;
+        let config = ModelConfig::load(&files)?;
+        let max_length = options.max_length.unwrap_or(config.max_length);
+        if let Some(limit) = config.max_position_embeddings.filter(|&l| max_length > l) {
+            return Err(Error::InvalidInput(format!(
+                "max length {max_length} exceeds the model's max_position_embeddings {limit}"
+            )));
+        }
+        let tokenizer = PairTokenizer::from_file(
+            &files.tokenizer,
+            max_length,
+            config.pad_token.as_deref(),
+            config.pad_token_id,
+        )?;
+        let settings = SessionSettings {
+            device: options.device,
+            intra_threads: options.threads,
+            ort_library: options.ort_library.clone(),
+        };
+        let model = OrtModel::load(&files.onnx, &settings)?;
+        let name = model_name(&files.dir);
+        let head = config.head(options.activation);
+        tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
+            max_length, device = %options.device, "model loaded");
+        Ok(Self {
+            name,
+            files,
+            head,
+            config,
+            tokenizer,
+            model,
+            limits: options.limits,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The model's name (its directory name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the model's logits mean.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The model's files.
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    /// Maximum pair length in tokens.
+    pub fn max_length(&self) -> usize {
+        self.tokenizer.max_length()
+    }
+
+    /// Counters since the model was loaded.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Runs the model over rows of pairs. A null on either side gives a null
+    /// row; identical pairs are run once.
+    pub fn predict(&self, a: &Texts, b: &Texts) -> Result<Predictions> {
+        let rows = row_count(a, b)?;
+        let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut unique = Vec::new();
+        let slots: Vec<Option<usize>> = (0..rows)
+            .map(|i| {
+                let pair = (a.get(i)?, b.get(i)?);
+                Some(*index.entry(pair).or_insert_with(|| {
+                    unique.push(pair);
+                    unique.len() - 1
+                }))
+            })
+            .collect();
+        let (unique_logits, truncated) = self.run_unique(&unique)?;
+        let nulls = slots.iter().filter(|s| s.is_none()).count();
+        self.stats.record_call(rows, nulls, unique.len(), truncated);
+        Ok(self.scatter(&slots, &unique_logits))
+    }
+
+    /// Runs the model over a slice of pairs (none null).
+    pub fn predict_pairs(&self, pairs: &[(&str, &str)]) -> Result<Predictions> {
+        let (a, b): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
+        let (a, b) = (arrow::array::StringArray::from(a), arrow::array::StringArray::from(b));
+        self.predict(&Texts::Utf8(&a), &Texts::Utf8(&b))
+    }
+
+    /// One score per row: the activated logit of a score model, or the
+    /// probability of the winning label of a classifier.
+    pub fn score(&self, a: &Texts, b: &Texts) -> Result<Float32Array> {
+        let predictions = self.predict(a, b)?;
+        Ok(output::scores(&predictions, &self.head))
+    }
+
+    /// Label and per-label probabilities per row; needs a classifier.
+    pub fn classify(&self, a: &Texts, b: &Texts) -> Result<ClassifiedArrays> {
+        let Head::Classification { labels } = &self.head else {
+            return Err(self.wrong_head("classification", "a model with several labels"));
+        };
+        let predictions = self.predict(a, b)?;
+        output::classified(&predictions, labels)
+    }
+
+    /// Whether each row's score reaches `threshold` (default: the head's
+    /// 50 % point); needs a score model.
+    pub fn paraphrase(&self, a: &Texts, b: &Texts, threshold: Option<f32>) -> Result<BooleanArray> {
+        if !matches!(self.head, Head::Score { .. }) {
+            return Err(self.wrong_head("a paraphrase decision", "a one-label score model"));
+        }
+        let threshold = threshold.unwrap_or_else(|| self.head.default_threshold());
+        Ok(output::at_least(&self.score(a, b)?, threshold))
+    }
+
+    fn wrong_head(&self, operation: &'static str, needs: &'static str) -> Error {
+        Error::WrongHead {
+            operation,
+            needs,
+            model: self.name.clone(),
+            has: self.head.describe(),
+        }
+    }
+
+    /// Tokenizes, batches and runs distinct pairs; returns their logits in
+    /// input order and how many were truncated.
+    fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<(Vec<f32>, usize)> {
+        let labels = self.head.num_labels();
+        let encoded = self.tokenizer.encode_pairs(pairs)?;
+        let truncated = encoded.iter().filter(|e| e.truncated).count();
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
+        let mut logits = vec![0.0; pairs.len() * labels];
+        for batch in batching::plan(&lengths, self.limits) {
+            let members: Vec<_> = batch.indices.iter().map(|&i| &encoded[i]).collect();
+            let padded = PaddedBatch::new(&members, batch.padded_length, self.tokenizer.pad_id());
+            let started = Instant::now();
+            let (out, width) = self.model.run(&padded)?;
+            let tokens = members.iter().map(|e| e.len()).sum();
+            self.stats.record_batch(tokens, batch.padded_tokens(), started.elapsed());
+            if width != labels {
+                return Err(Error::InvalidModel {
+                    path: self.files.onnx.clone(),
+                    reason: format!("the graph gives {width} logits per pair, config.json names {labels} labels"),
+                });
+            }
+            for (row, &i) in batch.indices.iter().enumerate() {
+                logits[i * labels..(i + 1) * labels].copy_from_slice(&out[row * labels..(row + 1) * labels]);
+            }
+        }
+        Ok((logits, truncated))
+    }
+
+    fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {
+        let labels = self.head.num_labels();
+        let mut logits = vec![0.0; slots.len() * labels];
+        for (row, slot) in slots.iter().enumerate() {
+            if let Some(u) = slot {
+                logits[row * labels..(row + 1) * labels]
+                    .copy_from_slice(&unique_logits[u * labels..(u + 1) * labels]);
+            }
+        }
+        Predictions {
+            num_labels: labels,
+            logits,
+            valid: slots.iter().map(Option::is_some).collect(),
+        }
+    }
+}
+
+fn model_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| canonical.display().to_string())
+}

@@ -1,0 +1,43 @@
+//! crossflow engine: transformer cross-encoders over Arrow arrays.
+//!
+//! A [`CrossEncoder`] loads a sentence-transformers style model directory
+//! (ONNX graph, `tokenizer.json`, `config.json`), tokenizes text pairs as
+//! `[CLS] a [SEP] b [SEP]`, runs them through ONNX Runtime in length-sorted,
+//! token-budgeted micro-batches and applies the head the model's config
+//! describes (a relevance / similarity score, or a classification such as NLI).
+//!
+//! The crate knows nothing about SQL or Kafka: it takes Arrow string arrays
+//! (or constants) in and gives Arrow arrays out.
+//!
+//! ```no_run
+//! use crossflow::{CrossEncoder, EngineOptions, Texts};
+//! use arrow::array::StringArray;
+//!
+//! let model = CrossEncoder::load("models/crossflow-sts-minilm-l6", &EngineOptions::default())?;
+//! let a = StringArray::from(vec!["A man is playing a guitar."]);
+//! let b = StringArray::from(vec!["Someone plays an instrument."]);
+//! let scores = model.score(&Texts::from_array(&a)?, &Texts::from_array(&b)?)?;
+//! println!("{:?}", scores);
+//! # Ok::<(), crossflow::Error>(())
+//! ```
+
+pub mod batching;
+mod encoder;
+mod error;
+pub mod head;
+pub mod model;
+mod output;
+pub mod runtime;
+mod session;
+pub mod stats;
+mod texts;
+pub mod tokenize;
+
+pub use encoder::{CrossEncoder, EngineOptions, Predictions};
+pub use error::{Error, Result};
+pub use head::{Activation, Head};
+pub use model::{ModelConfig, ModelFiles};
+pub use output::{ClassifiedArrays, probability_fields};
+pub use runtime::Device;
+pub use stats::StatsSnapshot;
+pub use texts::Texts;

@@ -1,0 +1,8 @@
+//! Model directories as sentence-transformers publishes them: which files are
+//! where ([`files`]) and what their configuration says ([`config`]).
+
+pub mod config;
+pub mod files;
+
+pub use config::ModelConfig;
+pub use files::ModelFiles;

@@ -1,0 +1,199 @@
+//! The ONNX Runtime session of one model, shared by all callers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::ep::CUDA;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType};
+
+use crate::runtime::{self, Device};
+use crate::tokenize::EncodedPair;
+use crate::{Error, Result};
+
+/// How to build a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionSettings {
+    pub device: Device,
+    pub intra_threads: Option<usize>,
+    pub ort_library: Option<PathBuf>,
+}
+
+/// A loaded graph and what its inputs / output are called.
+#[derive(Debug)]
+pub(crate) struct OrtModel {
+    session: Mutex<Session>,
+    ids_type: TensorElementType,
+    has_token_type_ids: bool,
+    output: String,
+}
+
+/// One micro-batch, padded to its longest pair (row-major `rows × cols`).
+pub(crate) struct PaddedBatch {
+    pub rows: usize,
+    pub cols: usize,
+    pub input_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    pub token_type_ids: Vec<i64>,
+}
+
+impl PaddedBatch {
+    /// Pads `pairs` to `cols` tokens with `pad_id`.
+    pub fn new(pairs: &[&EncodedPair], cols: usize, pad_id: u32) -> Self {
+        let size = pairs.len() * cols;
+        let mut batch = Self {
+            rows: pairs.len(),
+            cols,
+            input_ids: Vec::with_capacity(size),
+            attention_mask: Vec::with_capacity(size),
+            token_type_ids: Vec::with_capacity(size),
+        };
+        for pair in pairs {
+            let pad = cols - pair.len();
+            batch.input_ids.extend(pair.ids.iter().map(|&id| id as i64));
+            batch.input_ids.extend(std::iter::repeat_n(pad_id as i64, pad));
+            batch.attention_mask.extend(std::iter::repeat_n(1, pair.len()));
+            batch.attention_mask.extend(std::iter::repeat_n(0, pad));
+            batch.token_type_ids.extend(pair.type_ids.iter().map(|&t| t as i64));
+            batch.token_type_ids.extend(std::iter::repeat_n(0, pad));
+        }
+        batch
+    }
+}
+
+impl OrtModel {
+    /// Builds a session for the graph at `path` and checks its signature.
+    pub fn load(path: &Path, settings: &SessionSettings) -> Result<Self> {
+        let session = builder(settings)?
+            .commit_from_file(path)
+            .map_err(|e| Error::ort(format!("loading {}", path.display()), e))?;
+        let invalid = |reason: String| Error::InvalidModel {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut ids_type = None;
+        let mut has_mask = false;
+        let mut has_token_type_ids = false;
+        for input in session.inputs() {
+            match input.name() {
+                "input_ids" => ids_type = input.dtype().tensor_type(),
+                "attention_mask" => has_mask = true,
+                "token_type_ids" => has_token_type_ids = true,
+                other => return Err(invalid(format!("unsupported graph input {other:?}"))),
+            }
+        }
+        let ids_type = ids_type.ok_or_else(|| invalid("the graph has no input_ids input".into()))?;
+        if !matches!(ids_type, TensorElementType::Int64 | TensorElementType::Int32) {
+            return Err(invalid(format!("input_ids has type {ids_type:?}, expected int64 or int32")));
+        }
+        if !has_mask {
+            return Err(invalid("the graph has no attention_mask input".into()));
+        }
+        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        let output = match outputs.as_slice() {
+            [only] => only.to_string(),
+            many if many.contains(&"logits") => "logits".to_string(),
+            many => return Err(invalid(format!("no logits output among {many:?}"))),
+        };
+        Ok(Self {
+            session: Mutex::new(session),
+            ids_type,
+            has_token_type_ids,
+            output,
+        })
+    }
+
+    /// Runs one batch; returns the output row-major with its width (labels per pair).
+    pub fn run(&self, batch: &PaddedBatch) -> Result<(Vec<f32>, usize)> {
+        let shape = [batch.rows, batch.cols];
+        let mut inputs: Vec<(&str, SessionInputValue)> = vec![
+            ("input_ids", self.tensor(shape, &batch.input_ids)?),
+            ("attention_mask", self.tensor(shape, &batch.attention_mask)?),
+        ];
+        if self.has_token_type_ids {
+            inputs.push(("token_type_ids", self.tensor(shape, &batch.token_type_ids)?));
+        }
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| Error::ort("running a batch", "a previous run panicked"))?;
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| Error::ort("running a batch", e))?;
+        let (out_shape, data) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::ort(format!("reading output {:?}", self.output), e))?;
+        let width = match **out_shape {
+            [rows, width] if rows as usize == batch.rows => width as usize,
+            [rows] if rows as usize == batch.rows => 1,
+            ref other => {
+                return Err(Error::ort(
+                    "reading the output",
+                    format!("expected shape [{}, labels], got {other:?}", batch.rows),
+                ));
+            }
+        };
+        Ok((data.to_vec(), width))
+    }
+
+    /// An input tensor in the element type the graph declares for its ids.
+    fn tensor(&self, shape: [usize; 2], values: &[i64]) -> Result<SessionInputValue<'static>> {
+        let value = match self.ids_type {
+            TensorElementType::Int32 => {
+                let narrow: Vec<i32> = values.iter().map(|&v| v as i32).collect();
+                Tensor::from_array((shape, narrow)).map(Into::into)
+            }
+            _ => Tensor::from_array((shape, values.to_vec())).map(Into::into),
+        };
+        value.map_err(|e| Error::ort("building an input tensor", e))
+    }
+}
+
+fn builder(settings: &SessionSettings) -> Result<SessionBuilder> {
+    let env = runtime::environment(settings.ort_library.as_deref())?;
+    let option = |what: &str, e: ort::Error<SessionBuilder>| Error::ort(what, e.to_string());
+    let mut builder = Session::builder(env).map_err(|e| Error::ort("creating a session", e))?;
+    builder = builder
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| option("setting the optimization level", e))?;
+    if let Some(threads) = settings.intra_threads {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| option("setting intra-op threads", e))?;
+    }
+    builder = builder
+        .with_inter_threads(1)
+        .map_err(|e| option("setting inter-op threads", e))?;
+    if let Device::Cuda(id) = settings.device {
+        let cuda = CUDA::default().with_device_id(id).build().error_on_failure();
+        builder = builder
+            .with_execution_providers([cuda])
+            .map_err(|e| option(&format!("enabling CUDA device {id}"), e))?;
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_pad_ids_mask_and_segments_to_the_longest_pair() {
+        let long = EncodedPair {
+            ids: vec![101, 7, 102, 8, 102],
+            type_ids: vec![0, 0, 0, 1, 1],
+            truncated: false,
+        };
+        let short = EncodedPair {
+            ids: vec![101, 102, 102],
+            type_ids: vec![0, 0, 1],
+            truncated: false,
+        };
+        let batch = PaddedBatch::new(&[&long, &short], 5, 0);
+        assert_eq!((batch.rows, batch.cols), (2, 5));
+        assert_eq!(batch.input_ids, [101, 7, 102, 8, 102, 101, 102, 102, 0, 0]);
+        assert_eq!(batch.attention_mask, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+        assert_eq!(batch.token_type_ids, [0, 0, 0, 1, 1, 0, 0, 1, 0, 0]);
+    }
+}
