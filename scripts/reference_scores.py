@@ -2,9 +2,13 @@
 """Reference logits for crossflow's parity test, computed with Python onnxruntime.
 
 Independent of crossflow's code: HF `tokenizers` (Python) with longest-first
-truncation to the model's max length, fixed batches of 32 in input order padded to
-the batch maximum, onnxruntime CPU with default settings. The Rust test
-(tests/parity.rs) scores the same pairs through the engine and compares logits.
+truncation to the model's max length, onnxruntime CPU with default settings.
+The bundled int8 models are run one pair at a time: their dynamic quantization
+makes a pair's logits depend on the rest of its batch, and crossflow runs them
+per pair by default for that reason. The fp32 STS model (from ../shared, not
+bundled) is run in fixed batches of 32 in input order, padded to the batch
+maximum, so the parity test also covers crossflow's sorted, padded batching.
+The Rust test (tests/parity.rs) scores the same pairs and compares logits.
 
 Regenerate (needs `pip install onnxruntime==1.31.1 tokenizers numpy`):
 
@@ -22,7 +26,12 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ["models/crossflow-sts-minilm-l6", "models/crossflow-nli-minilm-l6"]
+# (name, model directory, ONNX file, batch size)
+MODELS = [
+    ("sts-int8", "models/crossflow-sts-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
+    ("nli-int8", "models/crossflow-nli-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
+    ("sts-fp32", "../shared/models/crossflow-sts-minilm-l6", "onnx/model.onnx", 32),
+]
 EDGE_CASES = [
     ("", ""),
     ("", "A text against an empty one."),
@@ -49,8 +58,7 @@ def max_length(model_dir):
     return min(int(tok.get("model_max_length", 512)), cfg.get("max_position_embeddings", 512))
 
 
-def reference_logits(model_dir, pairs, batch_size=32):
-    onnx = sorted((model_dir / "onnx").glob("*.onnx"))[0]
+def reference_logits(model_dir, onnx, pairs, batch_size):
     session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_padding()
@@ -72,7 +80,7 @@ def reference_logits(model_dir, pairs, batch_size=32):
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         (logits,) = session.run(["logits"], {k: v for k, v in feed.items() if k in names})
         out.extend(logits.tolist())
-    return str(onnx.relative_to(ROOT)), out
+    return out
 
 
 def main():
@@ -84,9 +92,10 @@ def main():
     args = parser.parse_args()
     pairs = snli_pairs(args.snli, args.limit, args.step) + EDGE_CASES
     models = {}
-    for rel in MODELS:
-        onnx, logits = reference_logits(ROOT / rel, pairs)
-        models[rel] = {"onnx": onnx, "logits": logits}
+    for name, rel, onnx, batch_size in MODELS:
+        model_dir = (ROOT / rel).resolve()
+        logits = reference_logits(model_dir, model_dir / onnx, pairs, batch_size)
+        models[name] = {"dir": rel, "onnx": onnx, "batch_size": batch_size, "logits": logits}
     doc = {
         "generator": "scripts/reference_scores.py",
         "onnxruntime": ort.__version__,

@@ -8,7 +8,7 @@ use arrow::array::{BooleanArray, Float32Array};
 
 use crate::batching::{self, BatchLimits};
 use crate::head::{Activation, Head};
-use crate::model::{ModelConfig, ModelFiles};
+use crate::model::{ModelConfig, ModelFiles, graph};
 use crate::output::{self, ClassifiedArrays};
 use crate::runtime::Device;
 use crate::session::{OrtModel, PaddedBatch, SessionSettings};
@@ -36,6 +36,11 @@ pub struct EngineOptions {
     pub activation: Option<Activation>,
     /// Path of `libonnxruntime.so` (default: see [`crate::runtime::library_candidates`]).
     pub ort_library: Option<PathBuf>,
+    /// Run one pair per micro-batch so that a pair's result never depends on
+    /// its batch neighbours. `None` (the default) turns it on for graphs with
+    /// dynamic int8 quantization, whose outputs do depend on them
+    /// (see [`crate::model::graph::uses_dynamic_quantization`]).
+    pub batch_invariant: Option<bool>,
 }
 
 /// A cross-encoder ready to score pairs. Cheap to share (`Arc`); concurrent
@@ -108,8 +113,16 @@ impl CrossEncoder {
         let model = OrtModel::load(&files.onnx, &settings)?;
         let name = model_name(&files.dir);
         let head = config.head(options.activation);
+        let batch_invariant = match options.batch_invariant {
+            Some(choice) => choice,
+            None => graph::uses_dynamic_quantization(&files.onnx)?,
+        };
+        let mut limits = options.limits;
+        if batch_invariant {
+            limits.max_batch_pairs = 1;
+        }
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
-            max_length, device = %options.device, "model loaded");
+            max_length, batch_invariant, device = %options.device, "model loaded");
         Ok(Self {
             name,
             files,
@@ -117,7 +130,7 @@ impl CrossEncoder {
             config,
             tokenizer,
             model,
-            limits: options.limits,
+            limits,
             stats: Stats::default(),
         })
     }
@@ -145,6 +158,11 @@ impl CrossEncoder {
     /// Maximum pair length in tokens.
     pub fn max_length(&self) -> usize {
         self.tokenizer.max_length()
+    }
+
+    /// The micro-batch limits in force (one pair per batch when batch-invariant).
+    pub fn limits(&self) -> BatchLimits {
+        self.limits
     }
 
     /// Counters since the model was loaded.
@@ -176,7 +194,10 @@ impl CrossEncoder {
     /// Runs the model over a slice of pairs (none null).
     pub fn predict_pairs(&self, pairs: &[(&str, &str)]) -> Result<Predictions> {
         let (a, b): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
-        let (a, b) = (arrow::array::StringArray::from(a), arrow::array::StringArray::from(b));
+        let (a, b) = (
+            arrow::array::StringArray::from(a),
+            arrow::array::StringArray::from(b),
+        );
         self.predict(&Texts::Utf8(&a), &Texts::Utf8(&b))
     }
 
@@ -229,15 +250,19 @@ impl CrossEncoder {
             let started = Instant::now();
             let (out, width) = self.model.run(&padded)?;
             let tokens = members.iter().map(|e| e.len()).sum();
-            self.stats.record_batch(tokens, batch.padded_tokens(), started.elapsed());
+            self.stats
+                .record_batch(tokens, batch.padded_tokens(), started.elapsed());
             if width != labels {
                 return Err(Error::InvalidModel {
                     path: self.files.onnx.clone(),
-                    reason: format!("the graph gives {width} logits per pair, config.json names {labels} labels"),
+                    reason: format!(
+                        "the graph gives {width} logits per pair, config.json names {labels} labels"
+                    ),
                 });
             }
             for (row, &i) in batch.indices.iter().enumerate() {
-                logits[i * labels..(i + 1) * labels].copy_from_slice(&out[row * labels..(row + 1) * labels]);
+                logits[i * labels..(i + 1) * labels]
+                    .copy_from_slice(&out[row * labels..(row + 1) * labels]);
             }
         }
         Ok((logits, truncated))

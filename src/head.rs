@@ -186,7 +186,11 @@ mod tests {
 
     #[test]
     fn classification_scores_are_the_winning_probability() {
-        let labels = vec!["contradiction".into(), "entailment".into(), "neutral".into()];
+        let labels = vec![
+            "contradiction".into(),
+            "entailment".into(),
+            "neutral".into(),
+        ];
         let head = Head::Classification { labels };
         let logits = [1.0, 3.0, 0.5];
         let probs = probabilities(&logits);

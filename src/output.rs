@@ -28,14 +28,20 @@ pub fn probability_fields(labels: &[String]) -> Fields {
 }
 
 fn nulls(predictions: &Predictions) -> Option<NullBuffer> {
-    let valid: Vec<bool> = (0..predictions.len()).map(|i| predictions.is_valid(i)).collect();
+    let valid: Vec<bool> = (0..predictions.len())
+        .map(|i| predictions.is_valid(i))
+        .collect();
     let buffer = NullBuffer::from(valid);
     (buffer.null_count() > 0).then_some(buffer)
 }
 
 pub(crate) fn scores(predictions: &Predictions, head: &Head) -> Float32Array {
     (0..predictions.len())
-        .map(|i| predictions.is_valid(i).then(|| head.score(predictions.logits(i))))
+        .map(|i| {
+            predictions
+                .is_valid(i)
+                .then(|| head.score(predictions.logits(i)))
+        })
         .collect()
 }
 
@@ -45,7 +51,11 @@ pub(crate) fn classified(predictions: &Predictions, labels: &[String]) -> Result
     let mut winners = Vec::with_capacity(rows);
     for i in 0..rows {
         let probs = head::probabilities(predictions.logits(i));
-        winners.push(predictions.is_valid(i).then(|| labels[head::argmax(&probs)].as_str()));
+        winners.push(
+            predictions
+                .is_valid(i)
+                .then(|| labels[head::argmax(&probs)].as_str()),
+        );
         for (column, p) in columns.iter_mut().zip(probs) {
             column.push(predictions.is_valid(i).then_some(p));
         }

@@ -39,7 +39,9 @@ impl FromStr for Device {
                 .parse()
                 .map(Device::Cuda)
                 .map_err(|_| format!("invalid CUDA device id {id:?}")),
-            _ => Err(format!("unknown device {s:?} (expected cpu, cuda or cuda:N)")),
+            _ => Err(format!(
+                "unknown device {s:?} (expected cpu, cuda or cuda:N)"
+            )),
         }
     }
 }
@@ -59,10 +61,17 @@ pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         candidates.push(path.into());
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         candidates.push(dir.join(LIBRARY_NAME));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ort").join(LIBRARY_NAME));
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".ort")
+            .join(LIBRARY_NAME),
+    );
     candidates
 }
 

@@ -52,10 +52,16 @@ impl PaddedBatch {
         for pair in pairs {
             let pad = cols - pair.len();
             batch.input_ids.extend(pair.ids.iter().map(|&id| id as i64));
-            batch.input_ids.extend(std::iter::repeat_n(pad_id as i64, pad));
-            batch.attention_mask.extend(std::iter::repeat_n(1, pair.len()));
+            batch
+                .input_ids
+                .extend(std::iter::repeat_n(pad_id as i64, pad));
+            batch
+                .attention_mask
+                .extend(std::iter::repeat_n(1, pair.len()));
             batch.attention_mask.extend(std::iter::repeat_n(0, pad));
-            batch.token_type_ids.extend(pair.type_ids.iter().map(|&t| t as i64));
+            batch
+                .token_type_ids
+                .extend(pair.type_ids.iter().map(|&t| t as i64));
             batch.token_type_ids.extend(std::iter::repeat_n(0, pad));
         }
         batch
@@ -83,9 +89,15 @@ impl OrtModel {
                 other => return Err(invalid(format!("unsupported graph input {other:?}"))),
             }
         }
-        let ids_type = ids_type.ok_or_else(|| invalid("the graph has no input_ids input".into()))?;
-        if !matches!(ids_type, TensorElementType::Int64 | TensorElementType::Int32) {
-            return Err(invalid(format!("input_ids has type {ids_type:?}, expected int64 or int32")));
+        let ids_type =
+            ids_type.ok_or_else(|| invalid("the graph has no input_ids input".into()))?;
+        if !matches!(
+            ids_type,
+            TensorElementType::Int64 | TensorElementType::Int32
+        ) {
+            return Err(invalid(format!(
+                "input_ids has type {ids_type:?}, expected int64 or int32"
+            )));
         }
         if !has_mask {
             return Err(invalid("the graph has no attention_mask input".into()));
@@ -166,7 +178,10 @@ fn builder(settings: &SessionSettings) -> Result<SessionBuilder> {
         .with_inter_threads(1)
         .map_err(|e| option("setting inter-op threads", e))?;
     if let Device::Cuda(id) = settings.device {
-        let cuda = CUDA::default().with_device_id(id).build().error_on_failure();
+        let cuda = CUDA::default()
+            .with_device_id(id)
+            .build()
+            .error_on_failure();
         builder = builder
             .with_execution_providers([cuda])
             .map_err(|e| option(&format!("enabling CUDA device {id}"), e))?;

@@ -41,15 +41,19 @@ impl Stats {
     pub(crate) fn record_call(&self, pairs: usize, nulls: usize, unique: usize, truncated: usize) {
         self.pairs.fetch_add(pairs as u64, Ordering::Relaxed);
         self.null_pairs.fetch_add(nulls as u64, Ordering::Relaxed);
-        self.unique_pairs.fetch_add(unique as u64, Ordering::Relaxed);
-        self.truncated_pairs.fetch_add(truncated as u64, Ordering::Relaxed);
+        self.unique_pairs
+            .fetch_add(unique as u64, Ordering::Relaxed);
+        self.truncated_pairs
+            .fetch_add(truncated as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn record_batch(&self, tokens: usize, padded: usize, time: Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
-        self.padded_tokens.fetch_add(padded as u64, Ordering::Relaxed);
-        self.inference_nanos.fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
+        self.padded_tokens
+            .fetch_add(padded as u64, Ordering::Relaxed);
+        self.inference_nanos
+            .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Reads all counters.

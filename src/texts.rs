@@ -83,7 +83,10 @@ mod tests {
         for array in [&utf8 as &dyn Array, &large, &view] {
             let texts = Texts::from_array(array).unwrap();
             assert_eq!(texts.len(), Some(3));
-            assert_eq!((texts.get(0), texts.get(1), texts.get(2)), (Some("a"), None, Some("")));
+            assert_eq!(
+                (texts.get(0), texts.get(1), texts.get(2)),
+                (Some("a"), None, Some(""))
+            );
         }
     }
 
@@ -99,7 +102,10 @@ mod tests {
         let column = StringArray::from(vec!["x", "y"]);
         let texts = Texts::from_array(&column).unwrap();
         assert_eq!(row_count(&Texts::Scalar(Some("q")), &texts).unwrap(), 2);
-        assert_eq!(row_count(&Texts::Scalar(None), &Texts::Scalar(None)).unwrap(), 1);
+        assert_eq!(
+            row_count(&Texts::Scalar(None), &Texts::Scalar(None)).unwrap(),
+            1
+        );
         let short = StringArray::from(vec!["x"]);
         assert!(row_count(&texts, &Texts::from_array(&short).unwrap()).is_err());
     }

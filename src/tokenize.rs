@@ -116,7 +116,10 @@ mod tests {
         let cls = tokenizer.tokenizer.token_to_id("[CLS]").unwrap();
         let sep = tokenizer.tokenizer.token_to_id("[SEP]").unwrap();
         assert_eq!(encoded.ids.len(), 5);
-        assert_eq!((encoded.ids[0], encoded.ids[2], encoded.ids[4]), (cls, sep, sep));
+        assert_eq!(
+            (encoded.ids[0], encoded.ids[2], encoded.ids[4]),
+            (cls, sep, sep)
+        );
         assert_eq!(encoded.type_ids, [0, 0, 0, 1, 1]);
         assert!(!encoded.truncated);
         assert_eq!(tokenizer.pad_id(), 0);
@@ -133,7 +136,11 @@ mod tests {
         assert!(encoded[0].truncated);
         // The short side is kept whole: 2 tokens of b plus the final [SEP].
         assert_eq!(encoded[0].type_ids.iter().filter(|&&t| t == 1).count(), 3);
-        assert_eq!(encoded[1].len(), 3, "empty texts are valid: [CLS] [SEP] [SEP]");
+        assert_eq!(
+            encoded[1].len(),
+            3,
+            "empty texts are valid: [CLS] [SEP] [SEP]"
+        );
         assert!(!encoded[1].truncated);
     }
 }

@@ -80,7 +80,10 @@ impl ModelConfig {
         let activation = activation_name.as_deref().and_then(|name| {
             let parsed = Activation::from_class_path(name);
             if parsed.is_none() {
-                tracing::warn!(activation = name, "unknown activation_fn; using the default");
+                tracing::warn!(
+                    activation = name,
+                    "unknown activation_fn; using the default"
+                );
             }
             parsed
         });
@@ -149,7 +152,10 @@ fn labels(hf: &HfConfig) -> std::result::Result<Vec<String>, String> {
         *slot = Some(name.clone());
     }
     if let Some(n) = hf.num_labels.filter(|n| *n != map.len()) {
-        return Err(format!("num_labels is {n} but id2label has {} entries", map.len()));
+        return Err(format!(
+            "num_labels is {n} but id2label has {} entries",
+            map.len()
+        ));
     }
     if labels.is_empty() {
         return Err("id2label is empty".into());
@@ -169,7 +175,11 @@ fn token_content(value: &Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn config_from(config: &str, tokenizer_config: Option<&str>, st: Option<&str>) -> Result<ModelConfig> {
+    fn config_from(
+        config: &str,
+        tokenizer_config: Option<&str>,
+        st: Option<&str>,
+    ) -> Result<ModelConfig> {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| {
             let path = dir.path().join(name);
@@ -191,7 +201,12 @@ mod tests {
     fn one_label_is_a_score_head_with_sigmoid_by_default() {
         let config = config_from(r#"{"id2label": {"0": "LABEL_0"}}"#, None, None).unwrap();
         let head = config.head(None);
-        assert_eq!(head, Head::Score { activation: Activation::Sigmoid });
+        assert_eq!(
+            head,
+            Head::Score {
+                activation: Activation::Sigmoid
+            }
+        );
         assert_eq!(config.max_length, 512);
     }
 
@@ -214,7 +229,12 @@ mod tests {
         let config = config_from(legacy, None, None).unwrap();
         assert_eq!(config.activation, Some(Activation::Sigmoid));
         let head = config.head(Some(Activation::Identity));
-        assert_eq!(head, Head::Score { activation: Activation::Identity });
+        assert_eq!(
+            head,
+            Head::Score {
+                activation: Activation::Identity
+            }
+        );
     }
 
     #[test]
@@ -232,7 +252,12 @@ mod tests {
     fn inconsistent_or_corrupt_configs_are_errors_naming_the_file() {
         let err = config_from(r#"{"num_labels": 2, "id2label": {"0": "a"}}"#, None, None);
         assert!(err.unwrap_err().to_string().contains("num_labels is 2"));
-        let err = config_from("{not json", None, None).unwrap_err().to_string();
-        assert!(err.contains("config.json") && err.contains("invalid JSON"), "{err}");
+        let err = config_from("{not json", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("invalid JSON"),
+            "{err}"
+        );
     }
 }

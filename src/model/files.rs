@@ -133,8 +133,13 @@ mod tests {
     #[test]
     fn several_candidates_without_a_default_is_an_error_listing_them() {
         let dir = model_dir(&["onnx/model_O1.onnx", "onnx/model_qint8_avx2.onnx"]);
-        let err = ModelFiles::resolve(dir.path(), None).unwrap_err().to_string();
-        assert!(err.contains("onnx/model_O1.onnx") && err.contains("--onnx-file"), "{err}");
+        let err = ModelFiles::resolve(dir.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("onnx/model_O1.onnx") && err.contains("--onnx-file"),
+            "{err}"
+        );
         let chosen = ModelFiles::resolve(dir.path(), Some(Path::new("onnx/model_O1.onnx")));
         assert_eq!(chosen.unwrap().onnx, dir.path().join("onnx/model_O1.onnx"));
     }
@@ -142,12 +147,16 @@ mod tests {
     #[test]
     fn missing_files_are_named() {
         let dir = model_dir(&[]);
-        let err = ModelFiles::resolve(dir.path(), None).unwrap_err().to_string();
+        let err = ModelFiles::resolve(dir.path(), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("model.onnx"), "{err}");
 
         let dir = model_dir(&["model.onnx"]);
         std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
-        let err = ModelFiles::resolve(dir.path(), None).unwrap_err().to_string();
+        let err = ModelFiles::resolve(dir.path(), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tokenizer.json"), "{err}");
 
         let err = ModelFiles::resolve("/no/such/model", None).unwrap_err();

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod files;
+pub mod graph;
 
 pub use config::ModelConfig;
 pub use files::ModelFiles;
