@@ -204,17 +204,12 @@ impl CrossEncoder {
     /// One score per row: the activated logit of a score model, or the
     /// probability of the winning label of a classifier.
     pub fn score(&self, a: &Texts, b: &Texts) -> Result<Float32Array> {
-        let predictions = self.predict(a, b)?;
-        Ok(output::scores(&predictions, &self.head))
+        Ok(self.scores_of(&self.predict(a, b)?))
     }
 
     /// Label and per-label probabilities per row; needs a classifier.
     pub fn classify(&self, a: &Texts, b: &Texts) -> Result<ClassifiedArrays> {
-        let Head::Classification { labels } = &self.head else {
-            return Err(self.wrong_head("classification", "a model with several labels"));
-        };
-        let predictions = self.predict(a, b)?;
-        output::classified(&predictions, labels)
+        self.classes_of(&self.predict(a, b)?)
     }
 
     /// Whether each row's score reaches `threshold` (default: the head's
@@ -225,6 +220,19 @@ impl CrossEncoder {
         }
         let threshold = threshold.unwrap_or_else(|| self.head.default_threshold());
         Ok(output::at_least(&self.score(a, b)?, threshold))
+    }
+
+    /// Scores of already computed predictions (see [`CrossEncoder::score`]).
+    pub fn scores_of(&self, predictions: &Predictions) -> Float32Array {
+        output::scores(predictions, &self.head)
+    }
+
+    /// Labels and probabilities of already computed predictions; needs a classifier.
+    pub fn classes_of(&self, predictions: &Predictions) -> Result<ClassifiedArrays> {
+        let Head::Classification { labels } = &self.head else {
+            return Err(self.wrong_head("classification", "a model with several labels"));
+        };
+        output::classified(predictions, labels)
     }
 
     fn wrong_head(&self, operation: &'static str, needs: &'static str) -> Error {

@@ -37,7 +37,7 @@ pub use encoder::{CrossEncoder, EngineOptions, Predictions};
 pub use error::{Error, Result};
 pub use head::{Activation, Head};
 pub use model::{ModelConfig, ModelFiles};
-pub use output::{ClassifiedArrays, probability_fields};
+pub use output::{ClassifiedArrays, at_least, probability_fields};
 pub use runtime::Device;
 pub use stats::StatsSnapshot;
 pub use texts::Texts;

@@ -72,6 +72,7 @@ pub(crate) fn classified(predictions: &Predictions, labels: &[String]) -> Result
     })
 }
 
-pub(crate) fn at_least(scores: &Float32Array, threshold: f32) -> BooleanArray {
+/// `score >= threshold` per row, null where the score is null.
+pub fn at_least(scores: &Float32Array, threshold: f32) -> BooleanArray {
     scores.iter().map(|s| s.map(|s| s >= threshold)).collect()
 }

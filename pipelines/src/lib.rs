@@ -1,1 +1,12 @@
+//! crossflow jobs and the `crossflow` command-line tool, built on the engine
+//! (`crossflow`) and the SQL functions (`crossflow-udfs`).
 
+pub mod cli;
+mod error;
+pub mod format;
+pub mod models;
+pub mod progress;
+pub mod score;
+pub mod sql;
+
+pub use error::{JobError, Result};

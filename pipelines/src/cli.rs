@@ -1,0 +1,62 @@
+//! The `crossflow` command line.
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use crate::models::ModelArgs;
+use crate::score::ScoreArgs;
+use crate::sql::SqlArgs;
+use crate::{Result, score, sql};
+
+/// crossflow: transformer cross-encoders over Arrow data (SQL, batch jobs).
+#[derive(Debug, Parser)]
+#[command(name = "crossflow", version, about, long_about = None)]
+pub struct Cli {
+    /// Models and inference settings (valid for every command)
+    #[command(flatten)]
+    pub models: ModelArgs,
+
+    /// More logging on stderr (-v info, -vv debug); CROSSFLOW_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// The command to run
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// crossflow's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL with cross_score / nli_label / nli_probs / is_paraphrase over files
+    Sql(SqlArgs),
+    /// Score the pairs of a Parquet file into a new Parquet file
+    Score(ScoreArgs),
+}
+
+/// Runs a parsed command line, writing results to `out` and a summary to stderr.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    match &cli.command {
+        Command::Sql(args) => {
+            let models = cli.models.load_model_set()?;
+            sql::run(args, &models, out).await
+        }
+        Command::Score(args) => {
+            let model = cli.models.load_score_model()?;
+            let args = args.clone();
+            let summary = tokio::task::spawn_blocking(move || score::run(&args, &model))
+                .await
+                .map_err(|e| crate::JobError::Usage(format!("score job panicked: {e}")))??;
+            eprintln!(
+                "scored {} pairs in {:.2}s ({:.0} pairs/s); {} with a null text, {} truncated",
+                summary.rows,
+                summary.seconds,
+                summary.rows as f64 / summary.seconds.max(1e-9),
+                summary.null_rows,
+                summary.truncated
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Errors of crossflow's jobs.
+
+/// Result alias of this crate.
+pub type Result<T, E = JobError> = std::result::Result<T, E>;
+
+/// What can stop a job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Loading or running a model failed.
+    #[error(transparent)]
+    Engine(#[from] crossflow::Error),
+    /// Setting up SQL functions or tables failed.
+    #[error(transparent)]
+    Udf(#[from] crossflow_udfs::UdfError),
+    /// A query failed.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Reading or writing Parquet failed.
+    #[error("{path}: {source}")]
+    Parquet {
+        path: String,
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    /// Building or printing an Arrow batch failed.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// A file could not be opened or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A named input column does not exist.
+    #[error("column {column:?} not found in {path}; its columns are: {available}")]
+    MissingColumn {
+        column: String,
+        path: String,
+        available: String,
+    },
+    /// An input column has a type the job cannot use.
+    #[error("column {column:?} in {path} has type {found}; expected {expected}")]
+    ColumnType {
+        column: String,
+        path: String,
+        found: String,
+        expected: &'static str,
+    },
+    /// An output column would overwrite an input column.
+    #[error(
+        "output column {0:?} already exists in the input; rename it or choose another output name"
+    )]
+    ColumnExists(String),
+    /// A bundled model could not be found.
+    #[error("bundled model {name} not found (looked in {looked}); pass --model DIR")]
+    BundledModelMissing { name: String, looked: String },
+    /// Invalid command-line arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl JobError {
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(
+        path: impl std::fmt::Display,
+        source: datafusion::parquet::errors::ParquetError,
+    ) -> Self {
+        Self::Parquet {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

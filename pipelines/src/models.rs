@@ -1,0 +1,161 @@
+//! Model options shared by every command, and the bundled default models.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use crossflow::batching::BatchLimits;
+use crossflow::{Activation, CrossEncoder, Device, EngineOptions};
+use crossflow_udfs::ModelSet;
+
+use crate::{JobError, Result};
+
+/// Directory name of the bundled STS / paraphrase cross-encoder (default `--model`).
+pub const DEFAULT_SCORE_MODEL: &str = "crossflow-sts-minilm-l6";
+/// Directory name of the bundled NLI cross-encoder (default `--nli-model`).
+pub const DEFAULT_NLI_MODEL: &str = "crossflow-nli-minilm-l6";
+
+/// How to find and run the models.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Cross-encoder directory (sentence-transformers layout) serving scores
+    /// [default: the bundled crossflow-sts-minilm-l6]
+    #[arg(long, env = "CROSSFLOW_MODEL", global = true)]
+    pub model: Option<PathBuf>,
+
+    /// NLI cross-encoder directory serving nli_label / nli_probs
+    /// [default: the bundled crossflow-nli-minilm-l6]
+    #[arg(long, env = "CROSSFLOW_NLI_MODEL", global = true)]
+    pub nli_model: Option<PathBuf>,
+
+    /// ONNX file of --model, relative to its directory (e.g. onnx/model_qint8_avx2.onnx)
+    #[arg(long, global = true)]
+    pub onnx_file: Option<PathBuf>,
+
+    /// Maximum pair length in tokens, special tokens included [default: the model's]
+    #[arg(long, global = true)]
+    pub max_length: Option<usize>,
+
+    /// Padded tokens per micro-batch (pairs × longest pair)
+    #[arg(long, default_value_t = BatchLimits::default().max_batch_tokens, global = true)]
+    pub max_batch_tokens: usize,
+
+    /// Pairs per micro-batch
+    #[arg(long, default_value_t = BatchLimits::default().max_batch_pairs, global = true)]
+    pub max_batch_pairs: usize,
+
+    /// ONNX Runtime intra-op threads [default: all cores]
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+
+    /// Execution device: cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu", global = true)]
+    pub device: Device,
+
+    /// Activation of a one-label model's score: auto (from its config), none, sigmoid
+    #[arg(long, default_value = "auto", global = true)]
+    pub activation: String,
+
+    /// One pair per micro-batch so results never depend on batch neighbours:
+    /// auto (on for dynamically quantized int8 graphs), on, off
+    #[arg(long, default_value = "auto", global = true)]
+    pub batch_invariant: String,
+
+    /// Path of libonnxruntime.so [default: ORT_DYLIB_PATH, beside the binary, or .ort/]
+    #[arg(long, global = true)]
+    pub ort_lib: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// Engine options from the flags.
+    pub fn engine_options(&self) -> Result<EngineOptions> {
+        let activation = match self.activation.as_str() {
+            "auto" => None,
+            other => Some(other.parse::<Activation>().map_err(JobError::Usage)?),
+        };
+        let batch_invariant = match self.batch_invariant.as_str() {
+            "auto" => None,
+            "on" | "true" => Some(true),
+            "off" | "false" => Some(false),
+            other => {
+                return Err(JobError::Usage(format!(
+                    "--batch-invariant {other:?}: expected auto, on or off"
+                )));
+            }
+        };
+        Ok(EngineOptions {
+            onnx_file: self.onnx_file.clone(),
+            max_length: self.max_length,
+            limits: BatchLimits {
+                max_batch_tokens: self.max_batch_tokens,
+                max_batch_pairs: self.max_batch_pairs,
+            },
+            threads: self.threads,
+            device: self.device,
+            activation,
+            ort_library: self.ort_lib.clone(),
+            batch_invariant,
+        })
+    }
+
+    /// Loads `--model` (or the bundled score model).
+    pub fn load_score_model(&self) -> Result<Arc<CrossEncoder>> {
+        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
+        Ok(Arc::new(CrossEncoder::load(dir, &self.engine_options()?)?))
+    }
+
+    /// Loads `--nli-model` (or the bundled NLI model).
+    pub fn load_nli_model(&self) -> Result<Arc<CrossEncoder>> {
+        let dir = resolve(self.nli_model.as_deref(), DEFAULT_NLI_MODEL)?;
+        let options = EngineOptions {
+            onnx_file: None,
+            activation: None,
+            ..self.engine_options()?
+        };
+        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
+    /// Both models, for SQL sessions.
+    pub fn load_model_set(&self) -> Result<ModelSet> {
+        Ok(ModelSet {
+            score: self.load_score_model()?,
+            nli: Some(self.load_nli_model()?),
+        })
+    }
+}
+
+fn resolve(explicit: Option<&Path>, bundled: &str) -> Result<PathBuf> {
+    match explicit {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => bundled_model_dir(bundled),
+    }
+}
+
+/// Where a bundled model is looked for: `$CROSSFLOW_HOME/models`, `models/`
+/// beside the binary, the repository the binary was built in.
+pub fn bundled_model_dir(name: &str) -> Result<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("CROSSFLOW_HOME") {
+        roots.push(PathBuf::from(home).join("models"));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        roots.push(exe_dir.join("models"));
+    }
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    let candidates: Vec<PathBuf> = roots.iter().map(|r| r.join(name)).collect();
+    candidates
+        .iter()
+        .find(|dir| dir.join("config.json").is_file())
+        .cloned()
+        .ok_or_else(|| JobError::BundledModelMissing {
+            name: name.to_string(),
+            looked: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}

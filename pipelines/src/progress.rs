@@ -1,0 +1,45 @@
+//! Progress bars for long jobs: pairs done, pairs/s, ETA. Drawn on stderr
+//! only when it is a terminal.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar counting pairs.
+#[derive(Debug)]
+pub struct PairProgress {
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl PairProgress {
+    /// A bar over `total` pairs (a spinner when unknown).
+    pub fn new(total: Option<u64>, what: &str) -> Self {
+        let bar = match total {
+            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+        };
+        let template = format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} pairs, {{per_sec}}, ETA {{eta}}"
+        );
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Self {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// Adds `pairs` done.
+    pub fn inc(&self, pairs: u64) {
+        self.bar.inc(pairs);
+    }
+
+    /// Clears the bar; returns the elapsed time.
+    pub fn finish(&self) -> Duration {
+        self.bar.finish_and_clear();
+        self.started.elapsed()
+    }
+}

@@ -1,0 +1,205 @@
+//! `crossflow score`: a Parquet-to-Parquet batch job adding model outputs to
+//! every row, streaming record batches (memory bounded by the batch size and
+//! the writer's row-group size).
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use crossflow::{CrossEncoder, Head, Texts};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::progress::PairProgress;
+use crate::{JobError, Result};
+
+/// Arguments of `crossflow score`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    /// Input Parquet file
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Column holding the first text of each pair
+    #[arg(long, default_value = "a")]
+    pub a: String,
+    /// Column holding the second text of each pair
+    #[arg(long, default_value = "b")]
+    pub b: String,
+    /// Output Parquet file (every input column plus the model's outputs)
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Also add `is_paraphrase` (score ≥ THRESHOLD) for a score model
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Rows read per record batch
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+}
+
+/// What a score job did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSummary {
+    /// Rows written.
+    pub rows: u64,
+    /// Rows with a null text (null outputs).
+    pub null_rows: u64,
+    /// Pairs cut to the model's maximum length.
+    pub truncated: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Runs the job.
+pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
+    let input = args.input.display().to_string();
+    let file = File::open(&args.input).map_err(|e| JobError::io(&input, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| JobError::parquet(&input, e))?;
+    let total = builder.metadata().file_metadata().num_rows() as u64;
+    let in_schema = builder.schema().clone();
+    let columns = [
+        column_index(&in_schema, &args.a, &input)?,
+        column_index(&in_schema, &args.b, &input)?,
+    ];
+    let outputs = OutputColumns::for_model(model, args.threshold)?;
+    let out_schema = outputs.extend(&in_schema)?;
+    let reader = builder
+        .with_batch_size(args.batch_size.max(1))
+        .build()
+        .map_err(|e| JobError::parquet(&input, e))?;
+
+    let output = args.output.display().to_string();
+    let out_file = File::create(&args.output).map_err(|e| JobError::io(&output, e))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(65_536))
+        .build();
+    let mut writer = ArrowWriter::try_new(out_file, out_schema.clone(), Some(properties))
+        .map_err(|e| JobError::parquet(&output, e))?;
+
+    let before = model.stats();
+    let progress = PairProgress::new(Some(total), "scoring");
+    for batch in reader {
+        let batch = batch?;
+        let a = text_column(&batch, columns[0], &args.a, &input)?;
+        let b = text_column(&batch, columns[1], &args.b, &input)?;
+        let mut arrays = batch.columns().to_vec();
+        arrays.extend(outputs.compute(model, &Texts::from_array(&a)?, &Texts::from_array(&b)?)?);
+        let out = RecordBatch::try_new(out_schema.clone(), arrays)?;
+        writer
+            .write(&out)
+            .map_err(|e| JobError::parquet(&output, e))?;
+        progress.inc(batch.num_rows() as u64);
+    }
+    writer.close().map_err(|e| JobError::parquet(&output, e))?;
+    let elapsed = progress.finish();
+    let after = model.stats();
+    Ok(ScoreSummary {
+        rows: after.pairs - before.pairs,
+        null_rows: after.null_pairs - before.null_pairs,
+        truncated: after.truncated_pairs - before.truncated_pairs,
+        seconds: elapsed.as_secs_f64(),
+    })
+}
+
+fn column_index(schema: &Schema, name: &str, path: &str) -> Result<usize> {
+    schema.index_of(name).map_err(|_| JobError::MissingColumn {
+        column: name.to_string(),
+        path: path.to_string(),
+        available: schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// The column as a string array the engine reads (dictionary-encoded strings are unpacked).
+fn text_column(batch: &RecordBatch, index: usize, name: &str, path: &str) -> Result<ArrayRef> {
+    let column = batch.column(index);
+    match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(Arc::clone(column)),
+        DataType::Dictionary(_, value) if value.is_string() => Ok(cast(column.as_ref(), value)?),
+        DataType::Null => Ok(cast(column.as_ref(), &DataType::Utf8)?),
+        other => Err(JobError::ColumnType {
+            column: name.to_string(),
+            path: path.to_string(),
+            found: other.to_string(),
+            expected: "a string column (Utf8, LargeUtf8, Utf8View)",
+        }),
+    }
+}
+
+/// The columns a model adds: `cross_score`, plus `nli_label` / `nli_probs`
+/// for a classifier, plus `is_paraphrase` when a threshold is given.
+struct OutputColumns {
+    fields: Vec<Field>,
+    classify: bool,
+    threshold: Option<f32>,
+}
+
+impl OutputColumns {
+    fn for_model(model: &CrossEncoder, threshold: Option<f32>) -> Result<Self> {
+        let mut fields = vec![Field::new("cross_score", DataType::Float32, true)];
+        let classify = match model.head() {
+            Head::Classification { labels } => {
+                fields.push(Field::new("nli_label", DataType::Utf8, true));
+                let probs = crossflow::probability_fields(labels);
+                fields.push(Field::new("nli_probs", DataType::Struct(probs), true));
+                true
+            }
+            Head::Score { .. } => false,
+        };
+        if threshold.is_some() {
+            if classify {
+                return Err(JobError::Usage(
+                    "--threshold needs a one-label score model".into(),
+                ));
+            }
+            fields.push(Field::new("is_paraphrase", DataType::Boolean, true));
+        }
+        Ok(Self {
+            fields,
+            classify,
+            threshold,
+        })
+    }
+
+    fn extend(&self, schema: &Schema) -> Result<SchemaRef> {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for field in &self.fields {
+            if schema.index_of(field.name()).is_ok() {
+                return Err(JobError::ColumnExists(field.name().clone()));
+            }
+            fields.push(field.clone());
+        }
+        Ok(Arc::new(Schema::new_with_metadata(
+            fields,
+            schema.metadata().clone(),
+        )))
+    }
+
+    fn compute(&self, model: &CrossEncoder, a: &Texts, b: &Texts) -> Result<Vec<ArrayRef>> {
+        let predictions = model.predict(a, b)?;
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(model.scores_of(&predictions))];
+        if self.classify {
+            let classified = model.classes_of(&predictions)?;
+            arrays.push(Arc::new(classified.labels));
+            arrays.push(Arc::new(classified.probs));
+        }
+        if let Some(threshold) = self.threshold {
+            arrays.push(Arc::new(crossflow::at_least(
+                &model.scores_of(&predictions),
+                threshold,
+            )));
+        }
+        Ok(arrays)
+    }
+}

@@ -1,0 +1,69 @@
+//! Turning DataFusion arguments into engine inputs, and type checks at planning.
+
+use crossflow::Texts;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::ColumnarValue;
+
+/// Checks text argument types at planning: strings stay as they are, `NULL`
+/// becomes `Utf8`, dictionary-encoded strings are unpacked, anything else is a
+/// plan error naming the function and argument.
+pub(crate) fn coerce_text(
+    function: &str,
+    position: usize,
+    data_type: &DataType,
+) -> Result<DataType> {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(data_type.clone()),
+        DataType::Null => Ok(DataType::Utf8),
+        DataType::Dictionary(_, value) if value.is_string() => Ok(value.as_ref().clone()),
+        other => plan_err!(
+            "{function}: argument {position} must be a string (Utf8, LargeUtf8 or Utf8View), got {other}; cast it with CAST(... AS VARCHAR) if that is intended"
+        ),
+    }
+}
+
+/// Checks a threshold argument: any number becomes `Float32`.
+pub(crate) fn coerce_threshold(
+    function: &str,
+    position: usize,
+    data_type: &DataType,
+) -> Result<DataType> {
+    if data_type.is_numeric() || data_type.is_null() {
+        Ok(DataType::Float32)
+    } else {
+        plan_err!("{function}: argument {position} (threshold) must be a number, got {data_type}")
+    }
+}
+
+/// Views one text argument as engine input without copying it.
+pub(crate) fn texts<'a>(function: &str, value: &'a ColumnarValue) -> Result<Texts<'a>> {
+    match value {
+        ColumnarValue::Array(array) => Texts::from_array(array.as_ref())
+            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{function}: {e}"))),
+        ColumnarValue::Scalar(scalar) => match scalar {
+            ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
+                Ok(Texts::Scalar(s.as_deref()))
+            }
+            ScalarValue::Null => Ok(Texts::Scalar(None)),
+            other => exec_err!("{function}: expected a string, got {}", other.data_type()),
+        },
+    }
+}
+
+/// A constant threshold, or `None` when the argument is a column.
+pub(crate) fn constant_threshold(function: &str, value: &ColumnarValue) -> Result<Option<f32>> {
+    match value {
+        ColumnarValue::Scalar(ScalarValue::Float32(Some(t))) => Ok(Some(*t)),
+        ColumnarValue::Scalar(other) => {
+            exec_err!("{function}: threshold must be a non-null number, got {other}")
+        }
+        ColumnarValue::Array(_) => exec_err!("{function}: threshold must be a constant"),
+    }
+}
+
+/// Whether every argument is a constant (the result is then a constant too).
+pub(crate) fn all_scalar(args: &[ColumnarValue]) -> bool {
+    args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)))
+}

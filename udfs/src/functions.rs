@@ -1,0 +1,211 @@
+//! The scalar UDFs and their registration.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crossflow::{CrossEncoder, Head, probability_fields};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+use crate::args;
+use crate::error::{Result, UdfError};
+
+/// What a function computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrossFunction {
+    /// `cross_score(a, b)`: `Float32` score.
+    Score,
+    /// `is_paraphrase(a, b [, threshold])`: `Boolean`, score ≥ threshold.
+    Paraphrase,
+    /// `nli_label(a, b)`: `Utf8`, the most probable label.
+    NliLabel,
+    /// `nli_probs(a, b)`: `Struct` of `Float32` per label.
+    NliProbs,
+}
+
+impl CrossFunction {
+    /// The SQL name the function is registered under by default.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Self::Score => "cross_score",
+            Self::Paraphrase => "is_paraphrase",
+            Self::NliLabel => "nli_label",
+            Self::NliProbs => "nli_probs",
+        }
+    }
+
+    fn return_type(self, head: &Head) -> DataType {
+        match (self, head) {
+            (Self::Score, _) => DataType::Float32,
+            (Self::Paraphrase, _) => DataType::Boolean,
+            (Self::NliLabel, _) => DataType::Utf8,
+            (Self::NliProbs, Head::Classification { labels }) => {
+                DataType::Struct(probability_fields(labels))
+            }
+            (Self::NliProbs, Head::Score { .. }) => DataType::Null,
+        }
+    }
+
+    /// Which heads can serve the function; `None` means any.
+    fn needs(self, head: &Head) -> Option<&'static str> {
+        let is_classifier = matches!(head, Head::Classification { .. });
+        match self {
+            Self::Score => None,
+            Self::Paraphrase => is_classifier.then_some("a one-label score model"),
+            Self::NliLabel | Self::NliProbs => {
+                (!is_classifier).then_some("a classification (NLI) model")
+            }
+        }
+    }
+}
+
+/// A crossflow function bound to one model.
+#[derive(Debug)]
+pub struct CrossUdf {
+    name: String,
+    function: CrossFunction,
+    model: Arc<CrossEncoder>,
+    signature: Signature,
+    return_type: DataType,
+}
+
+impl PartialEq for CrossUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.function == other.function
+            && Arc::ptr_eq(&self.model, &other.model)
+    }
+}
+
+impl Eq for CrossUdf {}
+
+impl Hash for CrossUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.function.hash(state);
+        (Arc::as_ptr(&self.model) as usize).hash(state);
+    }
+}
+
+/// Builds `function` under `name`, bound to `model`. Fails when the model's
+/// head cannot serve the function (e.g. `nli_label` on a score model).
+pub fn cross_udf(
+    function: CrossFunction,
+    name: &str,
+    model: Arc<CrossEncoder>,
+) -> Result<ScalarUDF> {
+    if let Some(needs) = function.needs(model.head()) {
+        return Err(UdfError::WrongModel {
+            function: name.to_string(),
+            needs,
+            model: model.name().to_string(),
+            has: model.head().describe(),
+        });
+    }
+    Ok(ScalarUDF::new_from_impl(CrossUdf {
+        name: name.to_string(),
+        function,
+        return_type: function.return_type(model.head()),
+        model,
+        signature: Signature::user_defined(Volatility::Immutable),
+    }))
+}
+
+/// The models a session's functions use.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    /// Serves `cross_score` and `is_paraphrase`.
+    pub score: Arc<CrossEncoder>,
+    /// Serves `nli_label` and `nli_probs` (not registered when `None`).
+    pub nli: Option<Arc<CrossEncoder>>,
+}
+
+/// Registers `cross_score`, `is_paraphrase`, `nli_label` and `nli_probs`.
+pub fn register_cross_functions(ctx: &SessionContext, models: &ModelSet) -> Result<()> {
+    let mut bindings = vec![(CrossFunction::Score, &models.score)];
+    if matches!(models.score.head(), Head::Score { .. }) {
+        bindings.push((CrossFunction::Paraphrase, &models.score));
+    }
+    if let Some(nli) = &models.nli {
+        bindings.push((CrossFunction::NliLabel, nli));
+        bindings.push((CrossFunction::NliProbs, nli));
+    }
+    for (function, model) in bindings {
+        ctx.register_udf(cross_udf(
+            function,
+            function.default_name(),
+            Arc::clone(model),
+        )?);
+    }
+    Ok(())
+}
+
+impl ScalarUDFImpl for CrossUdf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.return_type.clone())
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let name = &self.name;
+        let arity_ok = match self.function {
+            CrossFunction::Paraphrase => (2..=3).contains(&arg_types.len()),
+            _ => arg_types.len() == 2,
+        };
+        if !arity_ok {
+            let usage = match self.function {
+                CrossFunction::Paraphrase => "(text_a, text_b [, threshold])",
+                _ => "(text_a, text_b)",
+            };
+            return plan_err!("{name} takes {usage}, got {} arguments", arg_types.len());
+        }
+        arg_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match i {
+                0 | 1 => args::coerce_text(name, i + 1, t),
+                _ => args::coerce_threshold(name, i + 1, t),
+            })
+            .collect()
+    }
+
+    fn invoke_with_args(&self, call: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let name = &self.name;
+        let a = args::texts(name, &call.args[0])?;
+        let b = args::texts(name, &call.args[1])?;
+        let engine = |e: crossflow::Error| DataFusionError::Execution(format!("{name}: {e}"));
+        let model = &self.model;
+        let array: ArrayRef = match self.function {
+            CrossFunction::Score => Arc::new(model.score(&a, &b).map_err(engine)?),
+            CrossFunction::Paraphrase => {
+                let threshold = match call.args.get(2) {
+                    Some(value) => args::constant_threshold(name, value)?,
+                    None => None,
+                };
+                Arc::new(model.paraphrase(&a, &b, threshold).map_err(engine)?)
+            }
+            CrossFunction::NliLabel => Arc::new(model.classify(&a, &b).map_err(engine)?.labels),
+            CrossFunction::NliProbs => Arc::new(model.classify(&a, &b).map_err(engine)?.probs),
+        };
+        if args::all_scalar(&call.args) {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?))
+        } else {
+            Ok(ColumnarValue::Array(array))
+        }
+    }
+}
