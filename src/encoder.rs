@@ -45,7 +45,6 @@ pub struct EngineOptions {
 
 /// A cross-encoder ready to score pairs. Cheap to share (`Arc`); concurrent
 /// callers share one ONNX Runtime session.
-#[derive(Debug)]
 pub struct CrossEncoder {
     name: String,
     files: ModelFiles,
@@ -85,6 +84,18 @@ impl Predictions {
     /// The logits of row `i` (zeros for a null row).
     pub fn logits(&self, i: usize) -> &[f32] {
         &self.logits[i * self.num_labels..(i + 1) * self.num_labels]
+    }
+}
+
+impl std::fmt::Debug for CrossEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrossEncoder")
+            .field("name", &self.name)
+            .field("onnx", &self.files.onnx)
+            .field("head", &self.head)
+            .field("max_length", &self.max_length())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 

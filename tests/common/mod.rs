@@ -40,3 +40,40 @@ pub fn copy_model_config(from: &Path, target: &Path) {
         std::fs::copy(from.join(name), target.join(name)).expect("copy model file");
     }
 }
+
+/// Pairs used by the SQL and CLI tests: real sentences, an empty text and nulls.
+pub const PAIRS: &[(i64, Option<&str>, Option<&str>)] = &[
+    (1, Some("A man is playing a guitar."), Some("A man plays an instrument.")),
+    (2, Some("A man is playing a guitar."), Some("The stock market fell sharply today.")),
+    (3, Some("Two dogs run through a field."), Some("Dogs are running outside.")),
+    (4, Some("A woman is slicing an onion."), Some("A woman is cutting vegetables.")),
+    (5, Some(""), Some("An empty text is a valid text.")),
+    (6, None, Some("A null text gives a null score.")),
+    (7, Some("Children play in the snow."), None),
+    (8, Some("A man is sleeping."), Some("A man is awake and running a marathon.")),
+];
+
+/// Writes [`PAIRS`] as Parquet with columns `id`, `a`, `b`.
+pub fn write_pairs_parquet(path: &Path) {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(PAIRS.iter().map(|p| p.0)));
+    let a: ArrayRef = Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.1)));
+    let b: ArrayRef = Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.2)));
+    let batch = RecordBatch::try_from_iter([("id", ids), ("a", a), ("b", b)]).expect("batch");
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// Reads a whole Parquet file into one batch.
+pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+    datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
+}

@@ -66,13 +66,22 @@ impl CrossFunction {
 }
 
 /// A crossflow function bound to one model.
-#[derive(Debug)]
 pub struct CrossUdf {
     name: String,
     function: CrossFunction,
     model: Arc<CrossEncoder>,
     signature: Signature,
     return_type: DataType,
+}
+
+impl std::fmt::Debug for CrossUdf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrossUdf")
+            .field("name", &self.name)
+            .field("function", &self.function)
+            .field("model", &self.model.name())
+            .finish()
+    }
 }
 
 impl PartialEq for CrossUdf {
