@@ -9,10 +9,13 @@ use arrow::datatypes::{DataType, Float32Type};
 use clap::Parser;
 use crossflow::Texts;
 use crossflow_pipelines::cli::{Cli, run};
-use crossflow_tests::{PAIRS, load, nli_model_dir, read_parquet, repo_root, sts_model_dir, write_pairs_parquet};
+use crossflow_tests::{
+    PAIRS, load, nli_model_dir, read_parquet, repo_root, sts_model_dir, write_pairs_parquet,
+};
 
 async fn crossflow(args: &[&str]) -> Result<String, String> {
-    let cli = Cli::try_parse_from(std::iter::once("crossflow").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_from(std::iter::once("crossflow").chain(args.iter().copied()))
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     run(cli, &mut out).await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).expect("utf-8 output"))
@@ -32,21 +35,39 @@ fn s(path: &Path) -> &str {
 async fn score_keeps_every_column_and_adds_the_engine_score() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (input(dir.path()), dir.path().join("scored.parquet"));
-    crossflow(&["score", "--input", s(&input), "--a", "a", "--b", "b", "--output", s(&output), "--batch-size", "3"])
-        .await
-        .unwrap();
+    crossflow(&[
+        "score",
+        "--input",
+        s(&input),
+        "--a",
+        "a",
+        "--b",
+        "b",
+        "--output",
+        s(&output),
+        "--batch-size",
+        "3",
+    ])
+    .await
+    .unwrap();
     let batch = read_parquet(&output);
     let schema = batch.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["id", "a", "b", "cross_score"]);
     assert_eq!(batch.num_rows(), PAIRS.len());
-    let scores = batch.column_by_name("cross_score").unwrap().as_primitive::<Float32Type>();
+    let scores = batch
+        .column_by_name("cross_score")
+        .unwrap()
+        .as_primitive::<Float32Type>();
     let model = load(&sts_model_dir());
     for (row, (_, a, b)) in PAIRS.iter().enumerate() {
         let direct = model.score(&Texts::Scalar(*a), &Texts::Scalar(*b)).unwrap();
         assert_eq!(scores.is_null(row), direct.is_null(0), "row {row}");
         if direct.is_valid(0) {
-            assert!((scores.value(row) - direct.value(0)).abs() < 1e-6, "row {row}");
+            assert!(
+                (scores.value(row) - direct.value(0)).abs() < 1e-6,
+                "row {row}"
+            );
         }
     }
 }
@@ -57,16 +78,44 @@ async fn score_with_a_classifier_adds_label_and_probabilities_and_threshold_adds
     let input = input(dir.path());
     let nli_out = dir.path().join("nli.parquet");
     let model = nli_model_dir();
-    crossflow(&["score", "--model", s(&model), "--input", s(&input), "--output", s(&nli_out)]).await.unwrap();
+    crossflow(&[
+        "score",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&nli_out),
+    ])
+    .await
+    .unwrap();
     let batch = read_parquet(&nli_out);
-    assert!(matches!(batch.schema().field_with_name("nli_probs").unwrap().data_type(), DataType::Struct(f) if f.len() == 3));
-    let labels = batch.column_by_name("nli_label").unwrap().as_string::<i32>();
+    assert!(
+        matches!(batch.schema().field_with_name("nli_probs").unwrap().data_type(), DataType::Struct(f) if f.len() == 3)
+    );
+    let labels = batch
+        .column_by_name("nli_label")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(labels.value(7), "contradiction");
 
     let flagged = dir.path().join("flagged.parquet");
-    crossflow(&["score", "--input", s(&input), "--output", s(&flagged), "--threshold", "0.5"]).await.unwrap();
+    crossflow(&[
+        "score",
+        "--input",
+        s(&input),
+        "--output",
+        s(&flagged),
+        "--threshold",
+        "0.5",
+    ])
+    .await
+    .unwrap();
     let batch = read_parquet(&flagged);
-    let scores = batch.column_by_name("cross_score").unwrap().as_primitive::<Float32Type>();
+    let scores = batch
+        .column_by_name("cross_score")
+        .unwrap()
+        .as_primitive::<Float32Type>();
     let flags = batch.column_by_name("is_paraphrase").unwrap().as_boolean();
     for row in (0..batch.num_rows()).filter(|&r| scores.is_valid(r)) {
         assert_eq!(flags.value(row), scores.value(row) >= 0.5);
@@ -78,17 +127,54 @@ async fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path());
     let out = dir.path().join("out.parquet");
-    let err = crossflow(&["score", "--input", s(&input), "--a", "question", "--output", s(&out)]).await.unwrap_err();
-    assert!(err.contains("\"question\" not found") && err.contains("id, a, b"), "{err}");
-    let err = crossflow(&["score", "--input", s(&input), "--a", "id", "--output", s(&out)]).await.unwrap_err();
+    let err = crossflow(&[
+        "score",
+        "--input",
+        s(&input),
+        "--a",
+        "question",
+        "--output",
+        s(&out),
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("\"question\" not found") && err.contains("id, a, b"),
+        "{err}"
+    );
+    let err = crossflow(&[
+        "score",
+        "--input",
+        s(&input),
+        "--a",
+        "id",
+        "--output",
+        s(&out),
+    ])
+    .await
+    .unwrap_err();
     assert!(err.contains("\"id\"") && err.contains("Int64"), "{err}");
-    let err = crossflow(&["score", "--input", "/no/such.parquet", "--output", s(&out)]).await.unwrap_err();
+    let err = crossflow(&["score", "--input", "/no/such.parquet", "--output", s(&out)])
+        .await
+        .unwrap_err();
     assert!(err.contains("/no/such.parquet"), "{err}");
-    let err = crossflow(&["score", "--model", "/no/model", "--input", s(&input), "--output", s(&out)]).await.unwrap_err();
+    let err = crossflow(&[
+        "score",
+        "--model",
+        "/no/model",
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+    ])
+    .await
+    .unwrap_err();
     assert!(err.contains("/no/model"), "{err}");
     let not_parquet = dir.path().join("text.parquet");
     std::fs::write(&not_parquet, "not parquet").unwrap();
-    let err = crossflow(&["score", "--input", s(&not_parquet), "--output", s(&out)]).await.unwrap_err();
+    let err = crossflow(&["score", "--input", s(&not_parquet), "--output", s(&out)])
+        .await
+        .unwrap_err();
     assert!(err.contains("text.parquet"), "{err}");
 }
 
@@ -97,11 +183,15 @@ async fn sql_prints_csv_and_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let table = format!("t={}", s(&input(dir.path())));
     let query = "SELECT id, round(cross_score(a, b), 3) AS s FROM t WHERE id <= 2 ORDER BY id";
-    let csv = crossflow(&["sql", "--table", &table, "--format", "csv", query]).await.unwrap();
+    let csv = crossflow(&["sql", "--table", &table, "--format", "csv", query])
+        .await
+        .unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "id,s");
     assert_eq!(lines.len(), 3);
-    let json = crossflow(&["sql", "-t", &table, "--format", "json", query]).await.unwrap();
+    let json = crossflow(&["sql", "-t", &table, "--format", "json", query])
+        .await
+        .unwrap();
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(first["id"], 1);
     assert!(first["s"].as_f64().unwrap() > 0.5);
@@ -112,7 +202,11 @@ fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target_dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = target_dir.join("crossflow");
-    assert!(bin.is_file(), "{} missing: run `cargo build` before the tests", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build` before the tests",
+        bin.display()
+    );
     bin
 }
 
@@ -125,11 +219,25 @@ fn the_binary_runs_sql_over_the_bundled_sample_and_fails_with_exit_code_1() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("| id") && stdout.contains("| nli"), "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("| ")).count(), 4, "header and 3 rows:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("| id") && stdout.contains("| nli"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("| ")).count(),
+        4,
+        "header and 3 rows:\n{stdout}"
+    );
 
-    let failed = Command::new(binary()).args(["sql", "SELECT cross_score(1, 2)"]).output().unwrap();
+    let failed = Command::new(binary())
+        .args(["sql", "SELECT cross_score(1, 2)"])
+        .output()
+        .unwrap();
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("error: "));
 }

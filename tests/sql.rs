@@ -15,19 +15,27 @@ use std::sync::Arc;
 fn models() -> ModelSet {
     let score = bundled_model_dir(DEFAULT_SCORE_MODEL).expect("bundled score model");
     let nli = bundled_model_dir(DEFAULT_NLI_MODEL).expect("bundled NLI model");
-    ModelSet { score: Arc::new(load(&score)), nli: Some(Arc::new(load(&nli))) }
+    ModelSet {
+        score: Arc::new(load(&score)),
+        nli: Some(Arc::new(load(&nli))),
+    }
 }
 
 async fn ctx_with_pairs(dir: &Path) -> (SessionContext, ModelSet) {
     let path = dir.join("pairs.parquet");
     write_pairs_parquet(&path);
     let models = models();
-    let ctx = session(&models, &[format!("t={}", path.display())]).await.expect("session");
+    let ctx = session(&models, &[format!("t={}", path.display())])
+        .await
+        .expect("session");
     (ctx, models)
 }
 
 async fn query(ctx: &SessionContext, sql: &str) -> RecordBatch {
-    let batches = execute(ctx, &[sql.to_string()]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).remove(0);
+    let batches = execute(ctx, &[sql.to_string()])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .remove(0);
     match batches.first() {
         Some(first) => arrow::compute::concat_batches(&first.schema(), &batches).expect("concat"),
         None => RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())),
@@ -35,32 +43,58 @@ async fn query(ctx: &SessionContext, sql: &str) -> RecordBatch {
 }
 
 fn f32_column<'a>(batch: &'a RecordBatch, name: &str) -> &'a Float32Array {
-    batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}")).as_primitive::<Float32Type>()
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_primitive::<Float32Type>()
 }
 
 #[tokio::test]
 async fn cross_score_ranks_pairs_and_matches_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let (ctx, models) = ctx_with_pairs(dir.path()).await;
-    let batch = query(&ctx, "SELECT id, a, b, cross_score(a, b) AS s FROM t ORDER BY s DESC NULLS LAST").await;
+    let batch = query(
+        &ctx,
+        "SELECT id, a, b, cross_score(a, b) AS s FROM t ORDER BY s DESC NULLS LAST",
+    )
+    .await;
     assert_eq!(batch.num_rows(), PAIRS.len());
-    assert_eq!(batch.schema().field_with_name("s").unwrap().data_type(), &DataType::Float32);
+    assert_eq!(
+        batch.schema().field_with_name("s").unwrap().data_type(),
+        &DataType::Float32
+    );
     let scores = f32_column(&batch, "s");
     let valid: Vec<f32> = scores.iter().flatten().collect();
     assert_eq!(valid.len(), 6, "two rows have a null text");
-    assert!(valid.windows(2).all(|w| w[0] >= w[1]), "ORDER BY s DESC: {valid:?}");
+    assert!(
+        valid.windows(2).all(|w| w[0] >= w[1]),
+        "ORDER BY s DESC: {valid:?}"
+    );
 
-    let ids = batch.column_by_name("id").unwrap().as_primitive::<arrow::datatypes::Int64Type>();
+    let ids = batch
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>();
     for row in 0..batch.num_rows() {
         let (_, a, b) = PAIRS.iter().find(|p| p.0 == ids.value(row)).unwrap();
-        let direct = models.score.score(&Texts::Scalar(*a), &Texts::Scalar(*b)).unwrap();
+        let direct = models
+            .score
+            .score(&Texts::Scalar(*a), &Texts::Scalar(*b))
+            .unwrap();
         assert_eq!(direct.is_null(0), scores.is_null(row));
         if scores.is_valid(row) {
-            assert!((direct.value(0) - scores.value(row)).abs() < 1e-6, "row {row}");
+            assert!(
+                (direct.value(0) - scores.value(row)).abs() < 1e-6,
+                "row {row}"
+            );
         }
     }
-    let related = |id: i64| scores.value((0..batch.num_rows()).find(|&r| ids.value(r) == id).unwrap());
-    assert!(related(1) > related(2), "guitar/instrument beats guitar/stock market");
+    let related =
+        |id: i64| scores.value((0..batch.num_rows()).find(|&r| ids.value(r) == id).unwrap());
+    assert!(
+        related(1) > related(2),
+        "guitar/instrument beats guitar/stock market"
+    );
 }
 
 #[tokio::test]
@@ -69,14 +103,23 @@ async fn a_constant_argument_scores_against_a_column() {
     let (ctx, models) = ctx_with_pairs(dir.path()).await;
     let batch = query(&ctx, "SELECT b, cross_score('A person plays music.', b) AS s FROM t WHERE b IS NOT NULL ORDER BY id").await;
     let docs = batch.column_by_name("b").unwrap();
-    let expected = models.score.score(&Texts::Scalar(Some("A person plays music.")), &Texts::from_array(docs).unwrap()).unwrap();
+    let expected = models
+        .score
+        .score(
+            &Texts::Scalar(Some("A person plays music.")),
+            &Texts::from_array(docs).unwrap(),
+        )
+        .unwrap();
     let got = f32_column(&batch, "s");
     assert_eq!(got.len(), expected.len());
     for i in 0..got.len() {
         assert!((got.value(i) - expected.value(i)).abs() < 1e-6);
     }
     let constant = query(&ctx, "SELECT cross_score('a cat', 'a cat') AS s").await;
-    assert!(f32_column(&constant, "s").value(0) > 0.5, "identical texts are similar");
+    assert!(
+        f32_column(&constant, "s").value(0) > 0.5,
+        "identical texts are similar"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +129,13 @@ async fn nli_functions_use_the_nli_model_and_its_label_names() {
     let sql = "SELECT id, nli_label(a, b) AS label, nli_probs(a, b) AS p, \
                nli_probs(a, b)['entailment'] AS pe FROM t ORDER BY id";
     let batch = query(&ctx, sql).await;
-    let DataType::Struct(fields) = batch.schema().field_with_name("p").unwrap().data_type().clone() else {
+    let DataType::Struct(fields) = batch
+        .schema()
+        .field_with_name("p")
+        .unwrap()
+        .data_type()
+        .clone()
+    else {
         panic!("nli_probs is a struct");
     };
     let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
@@ -98,13 +147,19 @@ async fn nli_functions_use_the_nli_model_and_its_label_names() {
             assert!(probs.is_null(row) && f32_column(&batch, "pe").is_null(row));
             continue;
         }
-        let p: Vec<f32> = (0..3).map(|c| probs.column(c).as_primitive::<Float32Type>().value(row)).collect();
+        let p: Vec<f32> = (0..3)
+            .map(|c| probs.column(c).as_primitive::<Float32Type>().value(row))
+            .collect();
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         let best = (0..3).max_by(|&x, &y| p[x].total_cmp(&p[y])).unwrap();
         assert_eq!(labels.value(row), names[best]);
         assert_eq!(f32_column(&batch, "pe").value(row), p[1]);
     }
-    assert_eq!(labels.value(7), "contradiction", "sleeping vs running a marathon");
+    assert_eq!(
+        labels.value(7),
+        "contradiction",
+        "sleeping vs running a marathon"
+    );
 }
 
 #[tokio::test]
@@ -130,9 +185,18 @@ async fn wrong_argument_types_are_planning_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (ctx, _) = ctx_with_pairs(dir.path()).await;
     for (sql, needle) in [
-        ("SELECT cross_score(id, b) FROM t", "cross_score: argument 1 must be a string"),
-        ("SELECT cross_score(a) FROM t", "cross_score takes (text_a, text_b)"),
-        ("SELECT is_paraphrase(a, b, 'high') FROM t", "threshold) must be a number"),
+        (
+            "SELECT cross_score(id, b) FROM t",
+            "cross_score: argument 1 must be a string",
+        ),
+        (
+            "SELECT cross_score(a) FROM t",
+            "cross_score takes (text_a, text_b)",
+        ),
+        (
+            "SELECT is_paraphrase(a, b, 'high') FROM t",
+            "threshold) must be a number",
+        ),
     ] {
         let err = ctx.sql(sql).await.expect_err(sql).to_string();
         assert!(err.contains(needle), "{sql}: {err}");
@@ -151,7 +215,12 @@ async fn copy_to_parquet_writes_a_readable_file() {
     query(&ctx, &sql).await;
     let batch = read_parquet(&out);
     assert_eq!(batch.num_rows(), PAIRS.len());
-    let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, ["id", "a", "b", "s", "label"]);
     assert_eq!(f32_column(&batch, "s").null_count(), 2);
 }

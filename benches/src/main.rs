@@ -1,1 +1,67 @@
-fn main() {}
+//! `crossflow-bench`: pairs/s of the crossflow engine against a plain Python
+//! onnxruntime loop on the same model and the same real pairs, in one run.
+//!
+//! Each measurement runs in its own process (so peak memory is its own): the
+//! orchestrator spawns `crossflow-bench one ...` per engine configuration and
+//! `benches/python_baseline.py` for the baseline, then prints a markdown table.
+
+mod datasets;
+mod measure;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks of the crossflow engine.
+#[derive(Debug, Parser)]
+#[command(name = "crossflow-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure one engine configuration on one profile (prints JSON).
+    One(measure::OneArgs),
+}
+
+/// Options of a full benchmark run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Pair profiles to run (short, medium, long)
+    #[arg(long, value_delimiter = ',', default_value = "short,medium,long")]
+    profiles: Vec<String>,
+    /// Engine configurations (default, batched, or tokens=N for a batched run with that budget)
+    #[arg(long, value_delimiter = ',', default_value = "default,batched")]
+    configs: Vec<String>,
+    /// Pairs per profile
+    #[arg(long, default_value_t = 5000)]
+    limit: usize,
+    /// Model directory
+    #[arg(long, default_value = "models/crossflow-sts-minilm-l6")]
+    model: PathBuf,
+    /// ONNX file inside the model directory
+    #[arg(long, default_value = "onnx/model_qint8_avx2.onnx")]
+    onnx_file: PathBuf,
+    /// Labelled data sets
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Python with onnxruntime and tokenizers for the baseline ("" to skip it)
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: String,
+    /// Also write the results as CSV here
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::One(args)) => measure::one(&args),
+        None => measure::run(&cli.run),
+    }
+}

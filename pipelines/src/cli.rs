@@ -40,7 +40,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     match &cli.command {
         Command::Sql(args) => {
             let models = cli.models.load_model_set()?;
-            sql::run(args, &models, out).await
+            sql::run(args, &models, out).await?;
+            for model in std::iter::once(&models.score).chain(&models.nli) {
+                let truncated = model.stats().truncated_pairs;
+                if truncated > 0 {
+                    eprintln!(
+                        "note: {truncated} pairs were truncated to {} tokens by {} (see --max-length)",
+                        model.max_length(),
+                        model.name()
+                    );
+                }
+            }
+            Ok(())
         }
         Command::Score(args) => {
             let model = cli.models.load_score_model()?;

@@ -17,6 +17,7 @@ pub const DEFAULT_NLI_MODEL: &str = "crossflow-nli-minilm-l6";
 
 /// How to find and run the models.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Model and inference options (any command)")]
 pub struct ModelArgs {
     /// Cross-encoder directory (sentence-transformers layout) serving scores
     /// [default: the bundled crossflow-sts-minilm-l6]

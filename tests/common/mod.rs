@@ -43,14 +43,34 @@ pub fn copy_model_config(from: &Path, target: &Path) {
 
 /// Pairs used by the SQL and CLI tests: real sentences, an empty text and nulls.
 pub const PAIRS: &[(i64, Option<&str>, Option<&str>)] = &[
-    (1, Some("A man is playing a guitar."), Some("A man plays an instrument.")),
-    (2, Some("A man is playing a guitar."), Some("The stock market fell sharply today.")),
-    (3, Some("Two dogs run through a field."), Some("Dogs are running outside.")),
-    (4, Some("A woman is slicing an onion."), Some("A woman is cutting vegetables.")),
+    (
+        1,
+        Some("A man is playing a guitar."),
+        Some("A man plays an instrument."),
+    ),
+    (
+        2,
+        Some("A man is playing a guitar."),
+        Some("The stock market fell sharply today."),
+    ),
+    (
+        3,
+        Some("Two dogs run through a field."),
+        Some("Dogs are running outside."),
+    ),
+    (
+        4,
+        Some("A woman is slicing an onion."),
+        Some("A woman is cutting vegetables."),
+    ),
     (5, Some(""), Some("An empty text is a valid text.")),
     (6, None, Some("A null text gives a null score.")),
     (7, Some("Children play in the snow."), None),
-    (8, Some("A man is sleeping."), Some("A man is awake and running a marathon.")),
+    (
+        8,
+        Some("A man is sleeping."),
+        Some("A man is awake and running a marathon."),
+    ),
 ];
 
 /// Writes [`PAIRS`] as Parquet with columns `id`, `a`, `b`.
@@ -64,7 +84,8 @@ pub fn write_pairs_parquet(path: &Path) {
     let b: ArrayRef = Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.2)));
     let batch = RecordBatch::try_from_iter([("id", ids), ("a", a), ("b", b)]).expect("batch");
     let file = std::fs::File::create(path).expect("create parquet");
-    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+        .expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
 }
@@ -73,7 +94,10 @@ pub fn write_pairs_parquet(path: &Path) {
 pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
     let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
     datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
 }

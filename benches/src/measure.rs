@@ -1,0 +1,249 @@
+//! Running measurements and printing them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use crossflow::batching::BatchLimits;
+use crossflow::{CrossEncoder, EngineOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::RunArgs;
+use crate::datasets;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub system: String,
+    pub pairs: usize,
+    pub seconds: f64,
+    pub pairs_per_s: f64,
+    pub tokens: u64,
+    pub padded_tokens: u64,
+    pub peak_rss_mb: f64,
+    /// Seconds inside ONNX Runtime (engine runs only).
+    #[serde(default)]
+    pub inference_s: f64,
+}
+
+/// Arguments of `crossflow-bench one`.
+#[derive(Debug, Clone, Args)]
+pub struct OneArgs {
+    #[arg(long)]
+    profile: String,
+    #[arg(long)]
+    config: String,
+    #[arg(long)]
+    limit: usize,
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    onnx_file: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+}
+
+/// Engine options of a named configuration.
+fn options(config: &str, onnx_file: &Path) -> Result<EngineOptions> {
+    let mut options = EngineOptions {
+        onnx_file: Some(onnx_file.to_path_buf()),
+        ..EngineOptions::default()
+    };
+    match config.split_once('=') {
+        None if config == "default" => {}
+        None if config == "batched" => options.batch_invariant = Some(false),
+        Some(("tokens", n)) => {
+            options.batch_invariant = Some(false);
+            options.limits = BatchLimits {
+                max_batch_tokens: n.parse()?,
+                ..BatchLimits::default()
+            };
+        }
+        _ => bail!("unknown configuration {config:?} (default, batched, tokens=N)"),
+    }
+    Ok(options)
+}
+
+/// Measures one configuration in this process and prints it as JSON.
+pub fn one(args: &OneArgs) -> Result<()> {
+    let set = datasets::load(&args.profile, &args.data, args.limit)?;
+    let model = CrossEncoder::load(&args.model, &options(&args.config, &args.onnx_file)?)?;
+    let pairs: Vec<(&str, &str)> = set
+        .pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    model.predict_pairs(&pairs[..pairs.len().min(64)])?;
+    let warm = model.stats();
+    let started = Instant::now();
+    model.predict_pairs(&pairs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = model.stats();
+    let limits = model.limits();
+    let measurement = Measurement {
+        system: format!(
+            "crossflow {} (tokens {}, pairs {})",
+            args.config, limits.max_batch_tokens, limits.max_batch_pairs
+        ),
+        pairs: pairs.len(),
+        seconds,
+        pairs_per_s: pairs.len() as f64 / seconds,
+        tokens: stats.tokens - warm.tokens,
+        padded_tokens: stats.padded_tokens - warm.padded_tokens,
+        peak_rss_mb: peak_rss_mb(),
+        inference_s: (stats.inference_time - warm.inference_time).as_secs_f64(),
+    };
+    println!("{}", serde_json::to_string(&measurement)?);
+    Ok(())
+}
+
+/// Peak resident memory of this process (VmHWM).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs every profile × configuration plus the Python baseline, then prints a table.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    for profile in &args.profiles {
+        let set = datasets::load(profile, &args.data, args.limit)?;
+        eprintln!("{profile}: {} pairs", set.pairs.len());
+        let mut results = Vec::new();
+        if !args.python.is_empty() {
+            results.push(python_baseline(args, &set)?);
+        }
+        for config in &args.configs {
+            results.push(engine_in_child(args, profile, config)?);
+        }
+        let baseline = results[0].pairs_per_s;
+        for r in results {
+            eprintln!(
+                "  {:<60} {:>8.1} pairs/s, {:.0} % in ONNX Runtime",
+                r.system,
+                r.pairs_per_s,
+                100.0 * r.inference_s / r.seconds
+            );
+            rows.push((profile.clone(), r.pairs_per_s / baseline, r));
+        }
+    }
+    print_table(&rows, &mut std::io::stdout())?;
+    if let Some(path) = &args.csv {
+        let mut file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
+        writeln!(
+            file,
+            "profile,system,pairs,seconds,pairs_per_s,tokens_per_s,padding_pct,peak_rss_mb,vs_first"
+        )?;
+        for (profile, ratio, m) in &rows {
+            writeln!(
+                file,
+                "{profile},\"{}\",{},{:.3},{:.1},{:.0},{:.1},{:.0},{ratio:.2}",
+                m.system,
+                m.pairs,
+                m.seconds,
+                m.pairs_per_s,
+                m.tokens as f64 / m.seconds,
+                padding_pct(m),
+                m.peak_rss_mb
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn padding_pct(m: &Measurement) -> f64 {
+    100.0 * (m.padded_tokens.saturating_sub(m.tokens)) as f64 / m.padded_tokens.max(1) as f64
+}
+
+fn print_table(rows: &[(String, f64, Measurement)], out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "| profile | system | pairs | pairs/s | tokens/s | padding | peak RSS | vs first row |"
+    )?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for (profile, ratio, m) in rows {
+        writeln!(
+            out,
+            "| {profile} | {} | {} | {:.1} | {:.0} | {:.0} % | {:.0} MB | {ratio:.2}× |",
+            m.system,
+            m.pairs,
+            m.pairs_per_s,
+            m.tokens as f64 / m.seconds,
+            padding_pct(m),
+            m.peak_rss_mb
+        )?;
+    }
+    Ok(())
+}
+
+fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measurement> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .args([
+            "one",
+            "--profile",
+            profile,
+            "--config",
+            config,
+            "--limit",
+            &args.limit.to_string(),
+        ])
+        .arg("--model")
+        .arg(&args.model)
+        .arg("--onnx-file")
+        .arg(&args.onnx_file)
+        .arg("--data")
+        .arg(&args.data)
+        .output()?;
+    parse_child(output, &format!("engine {config} on {profile}"))
+}
+
+fn python_baseline(args: &RunArgs, set: &datasets::PairSet) -> Result<Measurement> {
+    let model = CrossEncoder::load(&args.model, &options("default", &args.onnx_file)?)?;
+    let pairs_file = tempfile_path(&set.name);
+    std::fs::write(&pairs_file, serde_json::to_string(&set.pairs)?)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python_baseline.py");
+    let output = Command::new(&args.python)
+        .arg(script)
+        .arg("--model-dir")
+        .arg(&args.model)
+        .arg("--onnx")
+        .arg(&model.files().onnx)
+        .arg("--pairs")
+        .arg(&pairs_file)
+        .args(["--max-length", &model.max_length().to_string()])
+        .output()
+        .with_context(|| format!("running {} (run scripts/setup --python)", args.python))?;
+    let _ = std::fs::remove_file(&pairs_file);
+    parse_child(output, "python baseline")
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "crossflow-bench-{}-{name}.json",
+        std::process::id()
+    ))
+}
+
+fn parse_child(output: std::process::Output, what: &str) -> Result<Measurement> {
+    if !output.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().context("no output")?;
+    serde_json::from_str(line).with_context(|| format!("{what}: unexpected output {line:?}"))
+}
