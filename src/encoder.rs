@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use arrow::array::{BooleanArray, Float32Array};
 
-use crate::batching::{self, BatchLimits};
+use crate::batching::{self, BatchLimits, MicroBatch};
 use crate::head::{Activation, Head};
 use crate::model::{ModelConfig, ModelFiles, graph};
 use crate::output::{self, ClassifiedArrays};
@@ -14,7 +16,7 @@ use crate::runtime::Device;
 use crate::session::{OrtModel, PaddedBatch, SessionSettings};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
-use crate::tokenize::PairTokenizer;
+use crate::tokenize::{EncodedPair, PairTokenizer};
 use crate::{Error, Result};
 
 /// How to load and run a model. `Default` gives the CPU, all cores, the
@@ -28,7 +30,10 @@ pub struct EngineOptions {
     pub max_length: Option<usize>,
     /// Micro-batch limits.
     pub limits: BatchLimits,
-    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice, all cores).
+    /// ONNX Runtime sessions run in parallel on different micro-batches
+    /// (default: one per core on the CPU, one on a GPU).
+    pub sessions: Option<usize>,
+    /// ONNX Runtime intra-op threads per session (default: cores / sessions).
     pub threads: Option<usize>,
     /// Execution device.
     pub device: Device,
@@ -116,11 +121,7 @@ impl CrossEncoder {
             config.pad_token.as_deref(),
             config.pad_token_id,
         )?;
-        let settings = SessionSettings {
-            device: options.device,
-            intra_threads: options.threads,
-            ort_library: options.ort_library.clone(),
-        };
+        let settings = session_settings(options);
         let model = OrtModel::load(&files.onnx, &settings)?;
         let name = model_name(&files.dir);
         let head = config.head(options.activation);
@@ -174,6 +175,11 @@ impl CrossEncoder {
     /// The micro-batch limits in force (one pair per batch when batch-invariant).
     pub fn limits(&self) -> BatchLimits {
         self.limits
+    }
+
+    /// Number of ONNX Runtime sessions micro-batches are spread over.
+    pub fn sessions(&self) -> usize {
+        self.model.workers()
     }
 
     /// Counters since the model was loaded.
@@ -262,29 +268,72 @@ impl CrossEncoder {
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
+        let batches = batching::plan(&lengths, self.limits);
         let mut logits = vec![0.0; pairs.len() * labels];
-        for batch in batching::plan(&lengths, self.limits) {
-            let members: Vec<_> = batch.indices.iter().map(|&i| &encoded[i]).collect();
-            let padded = PaddedBatch::new(&members, batch.padded_length, self.tokenizer.pad_id());
-            let started = Instant::now();
-            let (out, width) = self.model.run(&padded)?;
-            let tokens = members.iter().map(|e| e.len()).sum();
-            self.stats
-                .record_batch(tokens, batch.padded_tokens(), started.elapsed());
-            if width != labels {
-                return Err(Error::InvalidModel {
-                    path: self.files.onnx.clone(),
-                    reason: format!(
-                        "the graph gives {width} logits per pair, config.json names {labels} labels"
-                    ),
-                });
-            }
+        let mut store = |batch: &MicroBatch, out: Vec<f32>| {
             for (row, &i) in batch.indices.iter().enumerate() {
                 logits[i * labels..(i + 1) * labels]
                     .copy_from_slice(&out[row * labels..(row + 1) * labels]);
             }
+        };
+        let workers = self.model.workers().min(batches.len());
+        if workers <= 1 {
+            for batch in &batches {
+                store(batch, self.run_batch(0, batch, &encoded)?);
+            }
+            return Ok((logits, truncated));
         }
+        // Longest batches first (the plan's order) over a shared cursor keeps workers busy.
+        let cursor = AtomicUsize::new(0);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::scope(|scope| {
+            for worker in 0..workers {
+                let (sender, cursor, batches, encoded) =
+                    (sender.clone(), &cursor, &batches, &encoded);
+                scope.spawn(move || {
+                    while let Some(batch) = batches.get(cursor.fetch_add(1, Ordering::Relaxed)) {
+                        let failed = sender
+                            .send((batch, self.run_batch(worker, batch, encoded)))
+                            .is_err();
+                        if failed {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            for (batch, result) in receiver {
+                store(batch, result?);
+            }
+            Ok::<_, Error>(())
+        })?;
         Ok((logits, truncated))
+    }
+
+    /// Pads and runs one micro-batch on session `worker`; returns its logits.
+    fn run_batch(
+        &self,
+        worker: usize,
+        batch: &MicroBatch,
+        encoded: &[EncodedPair],
+    ) -> Result<Vec<f32>> {
+        let members: Vec<_> = batch.indices.iter().map(|&i| &encoded[i]).collect();
+        let padded = PaddedBatch::new(&members, batch.padded_length, self.tokenizer.pad_id());
+        let started = Instant::now();
+        let (out, width) = self.model.run(worker, &padded)?;
+        let tokens = members.iter().map(|e| e.len()).sum();
+        self.stats
+            .record_batch(tokens, batch.padded_tokens(), started.elapsed());
+        let labels = self.head.num_labels();
+        if width != labels {
+            return Err(Error::InvalidModel {
+                path: self.files.onnx.clone(),
+                reason: format!(
+                    "the graph gives {width} logits per pair, config.json names {labels} labels"
+                ),
+            });
+        }
+        Ok(out)
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {
@@ -301,6 +350,23 @@ impl CrossEncoder {
             logits,
             valid: slots.iter().map(Option::is_some).collect(),
         }
+    }
+}
+
+/// Sessions and threads: by default one single-threaded session per core on
+/// the CPU (independent micro-batches in parallel beat splitting small matrix
+/// products across threads), one session on a GPU.
+fn session_settings(options: &EngineOptions) -> SessionSettings {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let sessions = options.sessions.unwrap_or(match options.device {
+        Device::Cpu => cores,
+        Device::Cuda(_) => 1,
+    });
+    SessionSettings {
+        device: options.device,
+        sessions,
+        intra_threads: options.threads.or(Some((cores / sessions.max(1)).max(1))),
+        ort_library: options.ort_library.clone(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The ONNX Runtime session of one model, shared by all callers.
+//! The ONNX Runtime sessions of one model: a small pool, one session per
+//! worker, shared by all callers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,6 +17,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionSettings {
     pub device: Device,
+    /// Sessions in the pool (micro-batches run on them in parallel).
+    pub sessions: usize,
     pub intra_threads: Option<usize>,
     pub ort_library: Option<PathBuf>,
 }
@@ -23,7 +26,7 @@ pub(crate) struct SessionSettings {
 /// A loaded graph and what its inputs / output are called.
 #[derive(Debug)]
 pub(crate) struct OrtModel {
-    session: Mutex<Session>,
+    sessions: Vec<Mutex<Session>>,
     ids_type: TensorElementType,
     has_token_type_ids: bool,
     output: String,
@@ -69,11 +72,16 @@ impl PaddedBatch {
 }
 
 impl OrtModel {
-    /// Builds a session for the graph at `path` and checks its signature.
+    /// Builds the session pool for the graph at `path` and checks its signature.
     pub fn load(path: &Path, settings: &SessionSettings) -> Result<Self> {
-        let session = builder(settings)?
-            .commit_from_file(path)
-            .map_err(|e| Error::ort(format!("loading {}", path.display()), e))?;
+        let sessions = (0..settings.sessions.max(1))
+            .map(|_| {
+                builder(settings)?
+                    .commit_from_file(path)
+                    .map_err(|e| Error::ort(format!("loading {}", path.display()), e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let session = &sessions[0];
         let invalid = |reason: String| Error::InvalidModel {
             path: path.to_path_buf(),
             reason,
@@ -109,15 +117,21 @@ impl OrtModel {
             many => return Err(invalid(format!("no logits output among {many:?}"))),
         };
         Ok(Self {
-            session: Mutex::new(session),
+            sessions: sessions.into_iter().map(Mutex::new).collect(),
             ids_type,
             has_token_type_ids,
             output,
         })
     }
 
-    /// Runs one batch; returns the output row-major with its width (labels per pair).
-    pub fn run(&self, batch: &PaddedBatch) -> Result<(Vec<f32>, usize)> {
+    /// Number of sessions in the pool.
+    pub fn workers(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Runs one batch on session `worker`; returns the output row-major with
+    /// its width (labels per pair).
+    pub fn run(&self, worker: usize, batch: &PaddedBatch) -> Result<(Vec<f32>, usize)> {
         let shape = [batch.rows, batch.cols];
         let mut inputs: Vec<(&str, SessionInputValue)> = vec![
             ("input_ids", self.tensor(shape, &batch.input_ids)?),
@@ -126,8 +140,7 @@ impl OrtModel {
         if self.has_token_type_ids {
             inputs.push(("token_type_ids", self.tensor(shape, &batch.token_type_ids)?));
         }
-        let mut session = self
-            .session
+        let mut session = self.sessions[worker % self.sessions.len()]
             .lock()
             .map_err(|_| Error::ort("running a batch", "a previous run panicked"))?;
         let outputs = session

@@ -113,26 +113,26 @@ fn int8_graphs_run_per_pair_by_default_and_fp32_graphs_batch() {
 }
 
 #[test]
-fn fp32_results_do_not_depend_on_batch_limits() {
+fn fp32_results_do_not_depend_on_batch_limits_or_sessions() {
     let reference = reference();
     let expected = &reference.models["sts-fp32"];
     let pairs = &reference_pairs(&reference)[..64];
-    for (tokens, pairs_cap) in [(1, 1), (200, 4), (100_000, 1000)] {
+    for (tokens, pairs_cap, sessions) in [(1, 1, 3), (200, 4, 1), (100_000, 1000, 2)] {
         let limits = BatchLimits {
             max_batch_tokens: tokens,
             max_batch_pairs: pairs_cap,
         };
-        let model = reference_model(
-            expected,
-            EngineOptions {
-                limits,
-                ..EngineOptions::default()
-            },
-        );
+        let options = EngineOptions {
+            limits,
+            sessions: Some(sessions),
+            ..EngineOptions::default()
+        };
+        let model = reference_model(expected, options);
+        assert_eq!(model.sessions(), sessions);
         let worst = max_abs_diff(&model, pairs, &expected.logits[..64]);
         assert!(
             worst <= TOLERANCE,
-            "limits ({tokens}, {pairs_cap}): diff {worst}"
+            "limits ({tokens}, {pairs_cap}), {sessions} sessions: diff {worst}"
         );
     }
 }

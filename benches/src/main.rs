@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Pairs per profile
     #[arg(long, default_value_t = 5000)]
     limit: usize,
+    /// Timed runs per measurement (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Model directory
     #[arg(long, default_value = "models/crossflow-sts-minilm-l6")]
     model: PathBuf,

@@ -37,15 +37,19 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub max_length: Option<usize>,
 
-    /// Padded tokens per micro-batch (pairs × longest pair)
-    #[arg(long, default_value_t = BatchLimits::default().max_batch_tokens, global = true)]
-    pub max_batch_tokens: usize,
+    /// Padded tokens per micro-batch (pairs × longest pair) [default: 512 on CPU, 16384 on CUDA]
+    #[arg(long, global = true)]
+    pub max_batch_tokens: Option<usize>,
 
-    /// Pairs per micro-batch
-    #[arg(long, default_value_t = BatchLimits::default().max_batch_pairs, global = true)]
-    pub max_batch_pairs: usize,
+    /// Pairs per micro-batch [default: 256 on CPU, 512 on CUDA]
+    #[arg(long, global = true)]
+    pub max_batch_pairs: Option<usize>,
 
-    /// ONNX Runtime intra-op threads [default: all cores]
+    /// ONNX Runtime sessions running micro-batches in parallel [default: one per core on CPU, 1 on CUDA]
+    #[arg(long, global = true)]
+    pub sessions: Option<usize>,
+
+    /// ONNX Runtime intra-op threads per session [default: cores / sessions]
     #[arg(long, global = true)]
     pub threads: Option<usize>,
 
@@ -84,13 +88,19 @@ impl ModelArgs {
                 )));
             }
         };
+        let device_limits = BatchLimits::for_device(self.device);
         Ok(EngineOptions {
             onnx_file: self.onnx_file.clone(),
             max_length: self.max_length,
             limits: BatchLimits {
-                max_batch_tokens: self.max_batch_tokens,
-                max_batch_pairs: self.max_batch_pairs,
+                max_batch_tokens: self
+                    .max_batch_tokens
+                    .unwrap_or(device_limits.max_batch_tokens),
+                max_batch_pairs: self
+                    .max_batch_pairs
+                    .unwrap_or(device_limits.max_batch_pairs),
             },
+            sessions: self.sessions,
             threads: self.threads,
             device: self.device,
             activation,
