@@ -2,21 +2,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Instant;
 
 use arrow::array::{BooleanArray, Float32Array};
 
-use crate::batching::{self, BatchLimits, MicroBatch};
+use crate::batching::{self, BatchLimits};
 use crate::head::{Activation, Head};
 use crate::model::{ModelConfig, ModelFiles, graph};
 use crate::output::{self, ClassifiedArrays};
+use crate::runner::Run;
 use crate::runtime::Device;
-use crate::session::{OrtModel, PaddedBatch, SessionSettings};
+use crate::session::{OrtModel, SessionSettings};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
-use crate::tokenize::{EncodedPair, PairTokenizer};
+use crate::tokenize::PairTokenizer;
 use crate::{Error, Result};
 
 /// How to load and run a model. `Default` gives the CPU, all cores, the
@@ -122,7 +120,7 @@ impl CrossEncoder {
             config.pad_token_id,
         )?;
         let settings = session_settings(options);
-        let model = OrtModel::load(&files.onnx, &settings)?;
+        let model = OrtModel::load(&files.onnx, &settings, &["logits"])?;
         let name = model_name(&files.dir);
         let head = config.head(options.activation);
         let batch_invariant = match options.batch_invariant {
@@ -264,76 +262,32 @@ impl CrossEncoder {
     /// Tokenizes, batches and runs distinct pairs; returns their logits in
     /// input order and how many were truncated.
     fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<(Vec<f32>, usize)> {
-        let labels = self.head.num_labels();
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
-        let batches = batching::plan(&lengths, self.limits);
-        let mut logits = vec![0.0; pairs.len() * labels];
-        let mut store = |batch: &MicroBatch, out: Vec<f32>| {
-            for (row, &i) in batch.indices.iter().enumerate() {
-                logits[i * labels..(i + 1) * labels]
-                    .copy_from_slice(&out[row * labels..(row + 1) * labels]);
-            }
+        let labels = self.head.num_labels();
+        let run = Run {
+            model: &self.model,
+            encoded: &encoded,
+            pad_id: self.tokenizer.pad_id(),
+            stats: &self.stats,
+            width: labels,
         };
-        let workers = self.model.workers().min(batches.len());
-        if workers <= 1 {
-            for batch in &batches {
-                store(batch, self.run_batch(0, batch, &encoded)?);
-            }
-            return Ok((logits, truncated));
-        }
-        // Longest batches first (the plan's order) over a shared cursor keeps workers busy.
-        let cursor = AtomicUsize::new(0);
-        let (sender, receiver) = mpsc::channel();
-        std::thread::scope(|scope| {
-            for worker in 0..workers {
-                let (sender, cursor, batches, encoded) =
-                    (sender.clone(), &cursor, &batches, &encoded);
-                scope.spawn(move || {
-                    while let Some(batch) = batches.get(cursor.fetch_add(1, Ordering::Relaxed)) {
-                        let failed = sender
-                            .send((batch, self.run_batch(worker, batch, encoded)))
-                            .is_err();
-                        if failed {
-                            break;
-                        }
-                    }
+        let logits = run.all(&batching::plan(&lengths, self.limits), |batch, out| {
+            let width = out.shape.get(1).copied().unwrap_or(1);
+            if out.shape.len() > 2 || width != labels {
+                return Err(Error::InvalidModel {
+                    path: self.files.onnx.clone(),
+                    reason: format!(
+                        "the graph's output has shape {:?} for {} pairs; config.json names {labels} labels",
+                        out.shape,
+                        batch.indices.len()
+                    ),
                 });
             }
-            drop(sender);
-            for (batch, result) in receiver {
-                store(batch, result?);
-            }
-            Ok::<_, Error>(())
+            Ok(out.data)
         })?;
         Ok((logits, truncated))
-    }
-
-    /// Pads and runs one micro-batch on session `worker`; returns its logits.
-    fn run_batch(
-        &self,
-        worker: usize,
-        batch: &MicroBatch,
-        encoded: &[EncodedPair],
-    ) -> Result<Vec<f32>> {
-        let members: Vec<_> = batch.indices.iter().map(|&i| &encoded[i]).collect();
-        let padded = PaddedBatch::new(&members, batch.padded_length, self.tokenizer.pad_id());
-        let started = Instant::now();
-        let (out, width) = self.model.run(worker, &padded)?;
-        let tokens = members.iter().map(|e| e.len()).sum();
-        self.stats
-            .record_batch(tokens, batch.padded_tokens(), started.elapsed());
-        let labels = self.head.num_labels();
-        if width != labels {
-            return Err(Error::InvalidModel {
-                path: self.files.onnx.clone(),
-                reason: format!(
-                    "the graph gives {width} logits per pair, config.json names {labels} labels"
-                ),
-            });
-        }
-        Ok(out)
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {
@@ -356,7 +310,7 @@ impl CrossEncoder {
 /// Sessions and threads: by default one single-threaded session per core on
 /// the CPU (independent micro-batches in parallel beat splitting small matrix
 /// products across threads), one session on a GPU.
-fn session_settings(options: &EngineOptions) -> SessionSettings {
+pub(crate) fn session_settings(options: &EngineOptions) -> SessionSettings {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let sessions = options.sessions.unwrap_or(match options.device {
         Device::Cpu => cores,

@@ -22,17 +22,20 @@
 //! ```
 
 pub mod batching;
+pub mod embed;
 mod encoder;
 mod error;
 pub mod head;
 pub mod model;
 mod output;
+mod runner;
 pub mod runtime;
 mod session;
 pub mod stats;
 mod texts;
 pub mod tokenize;
 
+pub use embed::{BiEncoder, Embeddings};
 pub use encoder::{CrossEncoder, EngineOptions, Predictions};
 pub use error::{Error, Result};
 pub use head::{Activation, Head};

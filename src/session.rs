@@ -32,6 +32,13 @@ pub(crate) struct OrtModel {
     output: String,
 }
 
+/// A graph output, row-major, first dimension = rows of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Output {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
 /// One micro-batch, padded to its longest pair (row-major `rows × cols`).
 pub(crate) struct PaddedBatch {
     pub rows: usize,
@@ -73,7 +80,8 @@ impl PaddedBatch {
 
 impl OrtModel {
     /// Builds the session pool for the graph at `path` and checks its signature.
-    pub fn load(path: &Path, settings: &SessionSettings) -> Result<Self> {
+    /// The output read is the graph's only one, else the first of `wanted` it has.
+    pub fn load(path: &Path, settings: &SessionSettings, wanted: &[&str]) -> Result<Self> {
         let sessions = (0..settings.sessions.max(1))
             .map(|_| {
                 builder(settings)?
@@ -113,8 +121,14 @@ impl OrtModel {
         let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         let output = match outputs.as_slice() {
             [only] => only.to_string(),
-            many if many.contains(&"logits") => "logits".to_string(),
-            many => return Err(invalid(format!("no logits output among {many:?}"))),
+            many => match wanted.iter().find(|w| many.contains(w)) {
+                Some(name) => name.to_string(),
+                None => {
+                    return Err(invalid(format!(
+                        "none of the outputs {wanted:?} among {many:?}"
+                    )));
+                }
+            },
         };
         Ok(Self {
             sessions: sessions.into_iter().map(Mutex::new).collect(),
@@ -129,9 +143,8 @@ impl OrtModel {
         self.sessions.len()
     }
 
-    /// Runs one batch on session `worker`; returns the output row-major with
-    /// its width (labels per pair).
-    pub fn run(&self, worker: usize, batch: &PaddedBatch) -> Result<(Vec<f32>, usize)> {
+    /// Runs one batch on session `worker`; returns the output, row-major.
+    pub fn run(&self, worker: usize, batch: &PaddedBatch) -> Result<Output> {
         let shape = [batch.rows, batch.cols];
         let mut inputs: Vec<(&str, SessionInputValue)> = vec![
             ("input_ids", self.tensor(shape, &batch.input_ids)?),
@@ -146,20 +159,20 @@ impl OrtModel {
         let outputs = session
             .run(inputs)
             .map_err(|e| Error::ort("running a batch", e))?;
-        let (out_shape, data) = outputs[self.output.as_str()]
+        let (shape, data) = outputs[self.output.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| Error::ort(format!("reading output {:?}", self.output), e))?;
-        let width = match **out_shape {
-            [rows, width] if rows as usize == batch.rows => width as usize,
-            [rows] if rows as usize == batch.rows => 1,
-            ref other => {
-                return Err(Error::ort(
-                    "reading the output",
-                    format!("expected shape [{}, labels], got {other:?}", batch.rows),
-                ));
-            }
-        };
-        Ok((data.to_vec(), width))
+        let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        if shape.first() != Some(&batch.rows) {
+            return Err(Error::ort(
+                format!("reading output {:?}", self.output),
+                format!("expected {} rows, got shape {shape:?}", batch.rows),
+            ));
+        }
+        Ok(Output {
+            data: data.to_vec(),
+            shape,
+        })
     }
 
     /// An input tensor in the element type the graph declares for its ids.

@@ -83,7 +83,15 @@ impl PairTokenizer {
 
     /// Tokenizes pairs, in order.
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<EncodedPair>> {
-        let inputs: Vec<EncodeInput> = pairs.iter().map(|&(a, b)| (a, b).into()).collect();
+        self.encode(pairs.iter().map(|&(a, b)| (a, b).into()).collect())
+    }
+
+    /// Tokenizes single texts (`[CLS] text [SEP]`), in order.
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<EncodedPair>> {
+        self.encode(texts.iter().map(|&t| t.into()).collect())
+    }
+
+    fn encode(&self, inputs: Vec<EncodeInput>) -> Result<Vec<EncodedPair>> {
         let encodings = self
             .tokenizer
             .encode_batch(inputs, true)

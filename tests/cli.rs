@@ -10,7 +10,8 @@ use clap::Parser;
 use crossflow::Texts;
 use crossflow_pipelines::cli::{Cli, run};
 use crossflow_tests::{
-    PAIRS, load, nli_model_dir, read_parquet, repo_root, sts_model_dir, write_pairs_parquet,
+    PAIRS, crossflow_binary, load, nli_model_dir, read_parquet, repo_root, sts_model_dir,
+    write_pairs_parquet,
 };
 
 async fn crossflow(args: &[&str]) -> Result<String, String> {
@@ -197,23 +198,10 @@ async fn sql_prints_csv_and_json_lines() {
     assert!(first["s"].as_f64().unwrap() > 0.5);
 }
 
-/// The binary the workspace build made (`cargo build` runs before the tests).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = target_dir.join("crossflow");
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo build` before the tests",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn the_binary_runs_sql_over_the_bundled_sample_and_fails_with_exit_code_1() {
     let sample = repo_root().join("examples/pairs.parquet");
-    let output = Command::new(binary())
+    let output = Command::new(crossflow_binary())
         .args(["sql", "--table", &format!("pairs={}", sample.display())])
         .arg("SELECT id, cross_score(a, b) AS s, nli_label(a, b) AS nli FROM pairs ORDER BY s DESC LIMIT 3")
         .output()
@@ -234,7 +222,7 @@ fn the_binary_runs_sql_over_the_bundled_sample_and_fails_with_exit_code_1() {
         "header and 3 rows:\n{stdout}"
     );
 
-    let failed = Command::new(binary())
+    let failed = Command::new(crossflow_binary())
         .args(["sql", "SELECT cross_score(1, 2)"])
         .output()
         .unwrap();

@@ -45,7 +45,11 @@ pub fn load(profile: &str, data: &Path, limit: usize) -> Result<PairSet> {
             ]
             .concat()
         }
-        "long" => trecqa_passages(&data.join("trecqa-wang/train.csv"), 200)?,
+        "long" => [
+            trecqa_passages(&data.join("trecqa-wang/train.csv"), 200)?,
+            trecqa_passages(&data.join("trecqa-wang/dev.csv"), 200)?,
+        ]
+        .concat(),
         other => bail!("unknown profile {other:?} (expected short, medium or long)"),
     };
     let mut seen = HashSet::new();

@@ -4,6 +4,8 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+use crate::dedupe::DedupeArgs;
+use crate::enrich::EnrichArgs;
 use crate::models::ModelArgs;
 use crate::score::ScoreArgs;
 use crate::sql::SqlArgs;
@@ -33,6 +35,10 @@ pub enum Command {
     Sql(SqlArgs),
     /// Score the pairs of a Parquet file into a new Parquet file
     Score(ScoreArgs),
+    /// Enrich a Kafka topic of pair messages into another topic
+    Enrich(EnrichArgs),
+    /// Find paraphrase duplicates in a text column (bi-encoder candidates, cross-encoder verification)
+    Dedupe(DedupeArgs),
 }
 
 /// Runs a parsed command line, writing results to `out` and a summary to stderr.
@@ -53,6 +59,34 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
+        Command::Enrich(args) => {
+            let (settings, scorer) = crate::enrich::prepare(&cli.models, args)?;
+            let summary = crate::enrich::run(settings, scorer, shutdown_signal()).await?;
+            eprintln!(
+                "enrich stopped: {} in, {} out, {} dead-lettered",
+                summary.messages_in, summary.messages_out, summary.dead_lettered
+            );
+            Ok(())
+        }
+        Command::Dedupe(args) => {
+            let summary = crate::dedupe::run(args, &cli.models).await?;
+            let stages: Vec<String> = summary
+                .stage_seconds
+                .iter()
+                .map(|(s, t)| format!("{s} {t:.2}s"))
+                .collect();
+            eprintln!(
+                "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} verified, {} clusters, {} duplicates ({})",
+                summary.rows,
+                summary.exact_duplicates,
+                summary.candidates,
+                summary.verified,
+                summary.clusters,
+                summary.duplicates,
+                stages.join(", ")
+            );
+            Ok(())
+        }
         Command::Score(args) => {
             let model = cli.models.load_score_model()?;
             let args = args.clone();
@@ -70,4 +104,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Turns true on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutdown requested: finishing the batch in flight");
+        let _ = sender.send(true);
+    });
+    receiver
 }

@@ -53,6 +53,12 @@ pub enum JobError {
     /// A bundled model could not be found.
     #[error("bundled model {name} not found (looked in {looked}); pass --model DIR")]
     BundledModelMissing { name: String, looked: String },
+    /// A Kafka client operation failed.
+    #[error("Kafka: {context}: {source}")]
+    Kafka {
+        context: String,
+        source: rdkafka::error::KafkaError,
+    },
     /// Invalid command-line arguments.
     #[error("{0}")]
     Usage(String),

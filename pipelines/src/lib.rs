@@ -2,6 +2,8 @@
 //! (`crossflow`) and the SQL functions (`crossflow-udfs`).
 
 pub mod cli;
+pub mod dedupe;
+pub mod enrich;
 mod error;
 pub mod format;
 pub mod models;

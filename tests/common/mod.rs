@@ -101,3 +101,43 @@ pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch
     let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
     datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
 }
+
+pub mod broker;
+
+/// `n` distinct real pairs: SNLI validation premise/hypothesis pairs from ../shared/data.
+pub fn snli_pairs(n: usize) -> Vec<(String, String)> {
+    let path = repo_root().join("../shared/data/snli/validation.tsv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rows: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            Some((cols.next()?.to_string(), cols.next()?.to_string()))
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    (0..)
+        .map(|i| {
+            (
+                rows[i % rows.len()].0.clone(),
+                rows[(i + i / rows.len()) % rows.len()].1.clone(),
+            )
+        })
+        .filter(|p| seen.insert(p.clone()))
+        .take(n)
+        .collect()
+}
+
+/// The `crossflow` binary of the workspace build (`cargo build` runs before the tests).
+pub fn crossflow_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let target_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = target_dir.join("crossflow");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build` before the tests",
+        bin.display()
+    );
+    bin
+}

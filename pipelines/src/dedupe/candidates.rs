@@ -1,0 +1,185 @@
+//! Candidate pairs: for each text its top-k most similar texts by cosine of
+//! L2-normalised embeddings, by exact blocked search over all rows.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A candidate pair, `a < b`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub a: usize,
+    pub b: usize,
+    pub cosine: f32,
+}
+
+/// Rows per tile of the blocked search (a tile of vectors stays in cache).
+const TILE: usize = 256;
+
+#[derive(PartialEq)]
+struct Scored(f32, usize);
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    /// Reversed: the heap's top is the weakest kept neighbour.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// Top-`k` neighbours (cosine ≥ `min_cosine`) of every valid row, as unique
+/// pairs sorted by (a, b). `vectors` is row-major `n × dim`, L2-normalised.
+pub fn exact_top_k(
+    vectors: &[f32],
+    dim: usize,
+    valid: &[bool],
+    k: usize,
+    min_cosine: f32,
+    threads: usize,
+) -> Vec<Candidate> {
+    let n = valid.len();
+    if k == 0 || n < 2 {
+        return Vec::new();
+    }
+    let chunk = n.div_ceil(threads.max(1));
+    let mut pairs: Vec<Candidate> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    neighbours(
+                        vectors,
+                        dim,
+                        valid,
+                        start..(start + chunk).min(n),
+                        k,
+                        min_cosine,
+                    )
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    pairs.sort_by(|x, y| (x.a, x.b).cmp(&(y.a, y.b)));
+    pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
+    pairs
+}
+
+fn neighbours(
+    vectors: &[f32],
+    dim: usize,
+    valid: &[bool],
+    rows: std::ops::Range<usize>,
+    k: usize,
+    min: f32,
+) -> Vec<Candidate> {
+    let n = valid.len();
+    let mut out = Vec::new();
+    for block in rows
+        .clone()
+        .step_by(TILE)
+        .map(|s| s..(s + TILE).min(rows.end))
+    {
+        let mut heaps: Vec<BinaryHeap<Scored>> = block
+            .clone()
+            .map(|_| BinaryHeap::with_capacity(k + 1))
+            .collect();
+        for tile in (0..n).step_by(TILE).map(|s| s..(s + TILE).min(n)) {
+            for (slot, i) in block.clone().enumerate() {
+                if !valid[i] {
+                    continue;
+                }
+                let row = &vectors[i * dim..(i + 1) * dim];
+                for j in tile.clone().filter(|&j| j != i && valid[j]) {
+                    let cosine = dot(row, &vectors[j * dim..(j + 1) * dim]);
+                    let heap = &mut heaps[slot];
+                    if cosine >= min
+                        && (heap.len() < k || heap.peek().is_some_and(|w| cosine > w.0))
+                    {
+                        heap.push(Scored(cosine, j));
+                        if heap.len() > k {
+                            heap.pop();
+                        }
+                    }
+                }
+            }
+        }
+        for (slot, heap) in heaps.into_iter().enumerate() {
+            let i = block.start + slot;
+            out.extend(heap.into_iter().map(|Scored(cosine, j)| Candidate {
+                a: i.min(j),
+                b: i.max(j),
+                cosine,
+            }));
+        }
+    }
+    out
+}
+
+/// Dot product in eight independent lanes (vectorises in release builds).
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..8 {
+            lanes[l] += a[l] * b[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+
+    #[test]
+    fn finds_the_nearest_rows_above_the_threshold() {
+        let rows = [
+            unit(&[1.0, 0.0]),
+            unit(&[0.9, 0.1]),
+            unit(&[0.0, 1.0]),
+            unit(&[0.1, 0.9]),
+            unit(&[1.0, 1.0]),
+        ];
+        let vectors: Vec<f32> = rows.concat();
+        let valid = [true, true, true, true, false];
+        let pairs = exact_top_k(&vectors, 2, &valid, 1, 0.5, 2);
+        let found: Vec<(usize, usize)> = pairs.iter().map(|c| (c.a, c.b)).collect();
+        assert_eq!(found, [(0, 1), (2, 3)], "the invalid row takes no part");
+        assert!(pairs[0].cosine > 0.99);
+        assert!(exact_top_k(&vectors, 2, &valid, 1, 0.9999, 1).is_empty());
+    }
+
+    #[test]
+    fn brute_force_agrees_across_thread_counts() {
+        let n = 300;
+        let vectors: Vec<f32> = (0..n)
+            .flat_map(|i| unit(&[(i as f32).sin(), (i as f32 * 0.7).cos(), 0.3]))
+            .collect();
+        let valid = vec![true; n];
+        let one = exact_top_k(&vectors, 3, &valid, 3, 0.0, 1);
+        let three = exact_top_k(&vectors, 3, &valid, 3, 0.0, 3);
+        assert_eq!(one, three);
+        assert!(dot(&[1.0; 19], &[2.0; 19]) == 38.0);
+    }
+}

@@ -1,0 +1,40 @@
+//! `crossflow enrich`: Kafka stream enrichment.
+//!
+//! Pair messages are gathered from every assigned partition into a micro-batch
+//! (up to `--max-batch-pairs` messages or `--linger-ms`), scored as one batch
+//! through the engine, and produced to the output topic (bad messages to the
+//! dead-letter topic); then the batch's offsets are committed — after every
+//! output is acknowledged (at-least-once) or inside the output transaction
+//! (exactly-once). One batch is in flight at a time, so memory is bounded by
+//! the batch and librdkafka's prefetch queue (`queued.max.messages.kbytes`,
+//! 16 MiB by default here), whatever the lag.
+
+mod kafka;
+pub mod message;
+pub mod metrics;
+mod score;
+pub mod settings;
+mod stream;
+
+pub use score::Scorer;
+pub use settings::{EnrichArgs, EnrichSettings, Guarantee};
+pub use stream::{EnrichSummary, run};
+
+/// Resolves the settings and loads the models of an enrich run.
+pub fn prepare(
+    models: &crate::models::ModelArgs,
+    args: &EnrichArgs,
+) -> crate::Result<(EnrichSettings, Scorer)> {
+    let mut models = models.clone();
+    let settings = args.resolve(&mut models)?;
+    let scorer = Scorer {
+        score: models.load_score_model()?,
+        nli: if settings.nli {
+            Some(models.load_nli_model()?)
+        } else {
+            None
+        },
+        threshold: settings.threshold,
+    };
+    Ok((settings, scorer))
+}

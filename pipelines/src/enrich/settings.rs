@@ -1,0 +1,284 @@
+//! `crossflow enrich` settings: command-line flags, optionally a TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use super::message::{FieldMapping, FieldPath};
+use crate::models::ModelArgs;
+use crate::{JobError, Result};
+
+/// Delivery guarantee of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Offsets are committed after every output of a batch is acknowledged.
+    AtLeastOnce,
+    /// Outputs and offsets are committed in one Kafka transaction.
+    ExactlyOnce,
+}
+
+/// Flags of `crossflow enrich`. Every one may come from `--config FILE`
+/// instead (same names, snake_case); flags win over the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EnrichArgs {
+    /// TOML file with any of these settings (keys: brokers, input_topic, ..., and a [kafka] table)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Topic of the pair messages (JSON objects)
+    #[arg(long)]
+    pub input_topic: Option<String>,
+    /// Topic the enriched messages go to
+    #[arg(long)]
+    pub output_topic: Option<String>,
+    /// Consumer group (instances in one group share the input partitions)
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Dead-letter topic for bad messages [default: <input-topic>.dlq]
+    #[arg(long)]
+    pub dlq_topic: Option<String>,
+    /// Field (or JSON pointer, /x/y) holding the first text [default: a]
+    #[arg(long)]
+    pub a_field: Option<String>,
+    /// Field (or JSON pointer) holding the second text [default: b]
+    #[arg(long)]
+    pub b_field: Option<String>,
+    /// Field (or JSON pointer) holding the message id [default: id]
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// Wait at most this long for a micro-batch to fill [default: 50]
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+    /// at-least-once or exactly-once [default: at-least-once]
+    #[arg(long, value_enum)]
+    pub guarantee: Option<Guarantee>,
+    /// transactional.id for exactly-once [default: crossflow-<group-id>-<hostname>]
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Serve Prometheus metrics at this address (e.g. 0.0.0.0:9464)
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Add is_paraphrase = cross_score >= THRESHOLD to each output
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Also add nli_label and nli_probs from the NLI model (--nli-model)
+    #[arg(long)]
+    pub nli: bool,
+    /// Seconds between status lines on stderr (0: none) [default: 10]
+    #[arg(long)]
+    pub status_secs: Option<u64>,
+    /// librdkafka setting for the consumer and producer, KEY=VALUE (repeatable)
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub kafka: Vec<String>,
+}
+
+/// The settings file: the same keys as the flags, plus the model flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    brokers: Option<String>,
+    input_topic: Option<String>,
+    output_topic: Option<String>,
+    group_id: Option<String>,
+    dlq_topic: Option<String>,
+    a_field: Option<String>,
+    b_field: Option<String>,
+    id_field: Option<String>,
+    linger_ms: Option<u64>,
+    guarantee: Option<Guarantee>,
+    transactional_id: Option<String>,
+    metrics_addr: Option<SocketAddr>,
+    threshold: Option<f32>,
+    nli: Option<bool>,
+    status_secs: Option<u64>,
+    model: Option<PathBuf>,
+    nli_model: Option<PathBuf>,
+    max_batch_pairs: Option<usize>,
+    max_batch_tokens: Option<usize>,
+    #[serde(default)]
+    kafka: std::collections::BTreeMap<String, String>,
+}
+
+/// Resolved settings of one enrich run.
+#[derive(Debug, Clone)]
+pub struct EnrichSettings {
+    pub brokers: String,
+    pub input_topic: String,
+    pub output_topic: String,
+    pub group_id: String,
+    pub dlq_topic: String,
+    pub fields: FieldMapping,
+    pub max_batch_pairs: usize,
+    pub linger: Duration,
+    pub guarantee: Guarantee,
+    pub transactional_id: String,
+    pub metrics_addr: Option<SocketAddr>,
+    pub threshold: Option<f32>,
+    pub nli: bool,
+    pub status_interval: Option<Duration>,
+    pub kafka: Vec<(String, String)>,
+}
+
+impl EnrichArgs {
+    /// Merges the flags over the settings file; fills `models` from the file
+    /// where its flags were not given. Missing required settings are errors.
+    pub fn resolve(&self, models: &mut ModelArgs) -> Result<EnrichSettings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        models.model = models.model.take().or(file.model);
+        models.nli_model = models.nli_model.take().or(file.nli_model);
+        models.max_batch_pairs = models.max_batch_pairs.or(file.max_batch_pairs);
+        models.max_batch_tokens = models.max_batch_tokens.or(file.max_batch_tokens);
+        let required = |flag: &Option<String>, from_file: Option<String>, name: &str| {
+            flag.clone().or(from_file).ok_or_else(|| {
+                JobError::Usage(format!(
+                    "enrich needs --{name} (or `{}` in --config)",
+                    name.replace('-', "_")
+                ))
+            })
+        };
+        let input_topic = required(&self.input_topic, file.input_topic, "input-topic")?;
+        let group_id = required(&self.group_id, file.group_id, "group-id")?;
+        let mut kafka: Vec<(String, String)> = file.kafka.into_iter().collect();
+        for setting in &self.kafka {
+            let (key, value) = setting
+                .split_once('=')
+                .ok_or_else(|| JobError::Usage(format!("-X {setting:?}: expected KEY=VALUE")))?;
+            kafka.push((key.to_string(), value.to_string()));
+        }
+        let field = |flag: &Option<String>, from_file: Option<String>, default: &str| {
+            FieldPath::new(
+                &flag
+                    .clone()
+                    .or(from_file)
+                    .unwrap_or_else(|| default.to_string()),
+            )
+        };
+        Ok(EnrichSettings {
+            brokers: required(&self.brokers, file.brokers, "brokers")?,
+            output_topic: required(&self.output_topic, file.output_topic, "output-topic")?,
+            dlq_topic: self
+                .dlq_topic
+                .clone()
+                .or(file.dlq_topic)
+                .unwrap_or_else(|| format!("{input_topic}.dlq")),
+            fields: FieldMapping {
+                a: field(&self.a_field, file.a_field, "a"),
+                b: field(&self.b_field, file.b_field, "b"),
+                id: field(&self.id_field, file.id_field, "id"),
+            },
+            max_batch_pairs: models.max_batch_pairs.unwrap_or(256).max(1),
+            linger: Duration::from_millis(self.linger_ms.or(file.linger_ms).unwrap_or(50)),
+            guarantee: self
+                .guarantee
+                .or(file.guarantee)
+                .unwrap_or(Guarantee::AtLeastOnce),
+            transactional_id: self
+                .transactional_id
+                .clone()
+                .or(file.transactional_id)
+                .unwrap_or_else(|| format!("crossflow-{group_id}-{}", hostname())),
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            threshold: self.threshold.or(file.threshold),
+            nli: self.nli || file.nli.unwrap_or(false),
+            status_interval: Some(self.status_secs.or(file.status_secs).unwrap_or(10))
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            kafka,
+            input_topic,
+            group_id,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings> {
+    let text = std::fs::read_to_string(path).map_err(|e| JobError::io(path.display(), e))?;
+    toml::from_str(&text).map_err(|e| JobError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        models: ModelArgs,
+        #[command(flatten)]
+        enrich: EnrichArgs,
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("enrich.toml");
+        std::fs::write(
+            &file,
+            "brokers = \"file:9092\"\ninput_topic = \"in\"\noutput_topic = \"out\"\ngroup_id = \"g\"\n\
+             guarantee = \"exactly-once\"\nmax_batch_pairs = 64\n[kafka]\n\"security.protocol\" = \"SSL\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--brokers",
+            "flag:9092",
+            "-X",
+            "acks=all",
+        ]);
+        let mut models = cli.models.clone();
+        let settings = cli.enrich.resolve(&mut models).unwrap();
+        assert_eq!(settings.brokers, "flag:9092");
+        assert_eq!(settings.dlq_topic, "in.dlq");
+        assert_eq!(settings.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(settings.max_batch_pairs, 64);
+        assert_eq!(settings.fields.a, FieldPath::new("a"));
+        assert_eq!(
+            settings.kafka,
+            [
+                ("security.protocol".into(), "SSL".into()),
+                ("acks".into(), "all".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_settings_and_unknown_keys_are_errors() {
+        let cli = Cli::parse_from(["x", "--brokers", "b:1"]);
+        let err = cli
+            .enrich
+            .resolve(&mut cli.models.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--input-topic"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "brokerz = \"x\"\n").unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+        let err = cli
+            .enrich
+            .resolve(&mut cli.models.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokerz"), "{err}");
+    }
+}

@@ -1,0 +1,510 @@
+//! `crossflow enrich` against a real Kafka-protocol broker (tansu).
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crossflow_pipelines::cli::{Cli, Command as CliCommand};
+use crossflow_pipelines::enrich::{self, EnrichSummary};
+use crossflow_tests::broker::Broker;
+use crossflow_tests::{crossflow_binary, load, snli_pairs, sts_model_dir};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const PARTITIONS: i32 = 3;
+
+/// Produces `{id, a, b}` messages keyed by id with a `trace` header.
+async fn produce_pairs(broker: &Broker, topic: &str, pairs: &[(String, String)], first_id: usize) {
+    let producer: FutureProducer = broker
+        .config()
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let payloads: Vec<(String, Vec<u8>)> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            let id = format!("id-{}", first_id + i);
+            let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
+            (id, payload)
+        })
+        .collect();
+    let sends = payloads.iter().map(|(id, payload)| {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(id.as_str()),
+        });
+        producer.send(
+            FutureRecord::to(topic)
+                .key(id)
+                .payload(payload)
+                .headers(headers),
+            Timeout::Never,
+        )
+    });
+    for result in futures::future::join_all(sends).await {
+        result.expect("delivered");
+    }
+}
+
+/// Reads every partition of `topic` from the start until `done` says so or `timeout`.
+fn read_topic(
+    broker: &Broker,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = broker
+        .config()
+        .set("group.id", "crossflow-test-reader")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    while started.elapsed() < timeout && !done(&messages) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            messages.push(message.detach());
+        }
+    }
+    messages
+}
+
+fn ids_of(messages: &[OwnedMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<Value>(m.payload()?).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = broker
+        .config()
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition(topic, partition);
+    }
+    let offsets = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    offsets
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum()
+}
+
+fn enrich_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &broker.bootstrap(),
+        "--input-topic",
+        "pairs",
+    ]
+    .into_iter()
+    .chain([
+        "--output-topic",
+        "enriched",
+        "--dlq-topic",
+        "dead",
+        "--group-id",
+        group,
+    ])
+    .chain(["-X", "session.timeout.ms=6000", "--status-secs", "0"])
+    .map(str::to_owned)
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs enrich in this process until the returned sender is told to stop.
+fn start_in_process(
+    args: Vec<String>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<EnrichSummary>) {
+    let cli = Cli::try_parse_from(std::iter::once("crossflow".to_string()).chain(args))
+        .expect("arguments");
+    let CliCommand::Enrich(enrich_args) = &cli.command else {
+        panic!("enrich command")
+    };
+    let (settings, scorer) = enrich::prepare(&cli.models, enrich_args).expect("prepare");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        enrich::run(settings, scorer, stopped)
+            .await
+            .expect("enrich run")
+    });
+    (stop, task)
+}
+
+fn spawn_binary(args: &[String]) -> Child {
+    Command::new(crossflow_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn crossflow")
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_are_enriched_with_the_batch_scores_keys_and_headers() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let pairs = snli_pairs(10_000);
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    let (stop, task) = start_in_process(enrich_args(&broker, "g-10k", &[]));
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(300), |m| {
+            m.len() >= pairs.len()
+        })
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    assert_eq!(summary.messages_out, pairs.len() as u64);
+
+    let ids: HashSet<String> = ids_of(&outputs).into_iter().collect();
+    assert_eq!(ids.len(), pairs.len(), "every id appears in the output");
+    let model = load(&sts_model_dir());
+    let sample: Vec<&OwnedMessage> = outputs.iter().step_by(10).collect();
+    let sample_pairs: Vec<(&str, &str)> = sample
+        .iter()
+        .map(|m| {
+            let id: usize = m
+                .key_view::<str>()
+                .unwrap()
+                .unwrap()
+                .trim_start_matches("id-")
+                .parse()
+                .unwrap();
+            (pairs[id].0.as_str(), pairs[id].1.as_str())
+        })
+        .collect();
+    let expected = model.scores_of(&model.predict_pairs(&sample_pairs).unwrap());
+    for (i, message) in sample.iter().enumerate() {
+        let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        let key = message.key_view::<str>().unwrap().unwrap();
+        assert_eq!(value["id"], key, "key kept");
+        let trace = message
+            .headers()
+            .unwrap()
+            .iter()
+            .find(|h| h.key == "trace")
+            .unwrap();
+        assert_eq!(trace.value, Some(key.as_bytes()), "headers kept");
+        let score = value["cross_score"].as_f64().unwrap() as f32;
+        assert!(
+            (score - expected.value(i)).abs() < 1e-6,
+            "{key}: {score} vs {}",
+            expected.value(i)
+        );
+    }
+    assert_eq!(
+        committed(&broker, "g-10k", "pairs"),
+        pairs.len() as i64,
+        "every input offset committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_go_to_the_dead_letter_topic_with_their_reason() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let producer: FutureProducer = broker.config().create().unwrap();
+    let huge = "word ".repeat(20_000);
+    let good = |id: &str, a: &str| {
+        serde_json::to_vec(&json!({"id": id, "a": a, "b": "A short text."})).unwrap()
+    };
+    let inputs: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("g1", good("g1", "A man plays a guitar."), None),
+        ("b1", b"{not json".to_vec(), Some("invalid_json")),
+        (
+            "b2",
+            br#"{"id": "b2", "b": "only b"}"#.to_vec(),
+            Some("missing_field"),
+        ),
+        (
+            "b3",
+            br#"{"id": "b3", "a": 42, "b": "x"}"#.to_vec(),
+            Some("not_a_string"),
+        ),
+        ("b4", b"\xff\xfe\xfd".to_vec(), Some("not_utf8")),
+        ("b5", Vec::new(), Some("empty_payload")),
+        ("b6", b"[1, 2, 3]".to_vec(), Some("not_an_object")),
+        ("g2", good("g2", &huge), None),
+        ("g3", good("g3", "Two dogs run in a field."), None),
+    ];
+    for (key, payload, _) in &inputs {
+        producer
+            .send(
+                FutureRecord::to("pairs").key(*key).payload(payload),
+                Timeout::Never,
+            )
+            .await
+            .unwrap();
+    }
+    let (stop, task) = start_in_process(enrich_args(&broker, "g-dlq", &[]));
+    let dead = tokio::task::block_in_place(|| {
+        read_topic(&broker, "dead", Duration::from_secs(120), |m| m.len() >= 6)
+    });
+    let out = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(60), |m| {
+            m.len() >= 3
+        })
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    assert_eq!((summary.messages_out, summary.dead_lettered), (3, 6));
+
+    let header = |m: &OwnedMessage, key: &str| {
+        let h = m.headers()?.iter().find(|h| h.key == key)?;
+        Some(String::from_utf8_lossy(h.value?).into_owned())
+    };
+    let reasons: HashMap<String, String> = dead
+        .iter()
+        .map(|m| {
+            (
+                m.key_view::<str>().unwrap().unwrap().to_string(),
+                header(m, "crossflow.error.code").unwrap(),
+            )
+        })
+        .collect();
+    for (key, payload, reason) in &inputs {
+        if let Some(reason) = reason {
+            assert_eq!(
+                reasons.get(*key).map(String::as_str),
+                Some(*reason),
+                "{key}"
+            );
+            let letter = dead
+                .iter()
+                .find(|m| m.key() == Some(key.as_bytes()))
+                .unwrap();
+            assert_eq!(
+                letter.payload().unwrap_or_default(),
+                payload.as_slice(),
+                "original payload kept"
+            );
+            assert_eq!(
+                header(letter, "crossflow.source.topic").as_deref(),
+                Some("pairs")
+            );
+            assert!(
+                header(letter, "crossflow.source.offset")
+                    .unwrap()
+                    .parse::<i64>()
+                    .is_ok()
+            );
+            assert!(!header(letter, "crossflow.error").unwrap().is_empty());
+        }
+    }
+    let mut enriched = ids_of(&out);
+    enriched.sort();
+    assert_eq!(
+        enriched,
+        ["g1", "g2", "g3"],
+        "the good ones around the bad ones are all enriched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_batch_commits_and_exits_zero() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let pairs = snli_pairs(3000);
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    let mut child = spawn_binary(&enrich_args(&broker, "g-term", &[]));
+    tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(120), |m| {
+            m.len() >= 300
+        })
+    });
+    signal(&child, "-TERM");
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "exit code 0 after SIGTERM: {status}");
+    let committed = committed(&broker, "g-term", "pairs");
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(5), |_| false)
+    });
+    assert!(committed > 0);
+    assert_eq!(
+        outputs.len() as i64,
+        committed,
+        "what was produced is exactly what was committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_restart_loses_no_message() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let pairs = snli_pairs(3000);
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    let args = enrich_args(&broker, "g-kill", &[]);
+    let mut first = spawn_binary(&args);
+    tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(120), |m| {
+            m.len() >= 500
+        })
+    });
+    signal(&first, "-KILL");
+    let _ = first.wait();
+    let mut second = spawn_binary(&args);
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(300), |m| {
+            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= pairs.len()
+        })
+    });
+    signal(&second, "-TERM");
+    let _ = second.wait();
+    let ids = ids_of(&outputs);
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        pairs.len(),
+        "no id missing after kill -9 and restart"
+    );
+    println!(
+        "kill -9 test: {} outputs for {} inputs, {} duplicates",
+        ids.len(),
+        pairs.len(),
+        ids.len() - unique.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let pairs = snli_pairs(4000);
+    produce_pairs(&broker, "pairs", &pairs[..2000], 0).await;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = spawn_binary(&enrich_args(
+        &broker,
+        "g-two",
+        &["--metrics-addr", &format!("127.0.0.1:{port_a}")],
+    ));
+    let mut b = spawn_binary(&enrich_args(
+        &broker,
+        "g-two",
+        &["--metrics-addr", &format!("127.0.0.1:{port_b}")],
+    ));
+    tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(180), |m| {
+            m.len() >= 2000
+        })
+    });
+    let out_a = messages_out(port_a);
+    let out_b = messages_out(port_b);
+    println!("instance a produced {out_a}, instance b produced {out_b}");
+    assert!(
+        out_a > 0 && out_b > 0,
+        "both instances got partitions ({out_a}, {out_b})"
+    );
+    signal(&b, "-TERM");
+    assert!(tokio::task::block_in_place(|| b.wait()).unwrap().success());
+    produce_pairs(&broker, "pairs", &pairs[2000..], 2000).await;
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(240), |m| {
+            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= pairs.len()
+        })
+    });
+    signal(&a, "-TERM");
+    let _ = a.wait();
+    let unique: HashSet<String> = ids_of(&outputs).into_iter().collect();
+    assert_eq!(
+        unique.len(),
+        pairs.len(),
+        "the remaining instance took over with no id missing"
+    );
+}
+
+/// `crossflow_messages_out_total` of an instance's metrics endpoint.
+fn messages_out(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("crossflow_messages_out_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("messages_out metric")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_commits_outputs_and_offsets_together() {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    let pairs = snli_pairs(2000);
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    let extra = [
+        "--guarantee",
+        "exactly-once",
+        "--transactional-id",
+        "crossflow-test-eos",
+    ];
+    let (stop, task) = start_in_process(enrich_args(&broker, "g-eos", &extra));
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(240), |m| {
+            m.len() >= pairs.len()
+        })
+    });
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let ids = ids_of(&outputs);
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (pairs.len(), pairs.len()),
+        "each id exactly once under read_committed"
+    );
+    assert_eq!(
+        committed(&broker, "g-eos", "pairs"),
+        pairs.len() as i64,
+        "offsets committed in the transactions"
+    );
+}
