@@ -69,7 +69,7 @@ pub fn exact_top_k(
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    pairs.sort_by(|x, y| (x.a, x.b).cmp(&(y.a, y.b)));
+    pairs.sort_by_key(|x| (x.a, x.b));
     pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
     pairs
 }
