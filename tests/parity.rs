@@ -255,3 +255,13 @@ fn max_length_beyond_the_position_table_is_refused() {
         .to_string();
     assert!(err.contains("max_position_embeddings"), "{err}");
 }
+
+#[test]
+fn cuda_without_a_cuda_runtime_is_a_clear_error_not_a_cpu_fallback() {
+    let options = EngineOptions {
+        device: crossflow::Device::Cuda(0),
+        ..EngineOptions::default()
+    };
+    let err = CrossEncoder::load(sts_model_dir(), &options).unwrap_err().to_string();
+    assert!(err.contains("CUDA"), "{err}");
+}

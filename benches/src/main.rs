@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Measure one engine configuration on one profile (prints JSON).
     One(measure::OneArgs),
+    /// Compare scores on a device (e.g. cuda) with the CPU's.
+    Compare(measure::CompareArgs),
 }
 
 /// Options of a full benchmark run.
@@ -59,12 +61,16 @@ pub struct RunArgs {
     /// Also write the results as CSV here
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Execution device of the engine runs (cpu, cuda, cuda:N)
+    #[arg(long, default_value = "cpu")]
+    device: crossflow::Device,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::One(args)) => measure::one(&args),
+        Some(Command::Compare(args)) => measure::compare(&args),
         None => measure::run(&cli.run),
     }
 }

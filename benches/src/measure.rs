@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use crossflow::batching::BatchLimits;
-use crossflow::{CrossEncoder, EngineOptions};
+use crossflow::{CrossEncoder, Device, EngineOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::RunArgs;
@@ -46,12 +46,14 @@ pub struct OneArgs {
     data: PathBuf,
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
 /// Engine options of a named configuration: `default`, `batched` (int8
 /// graphs batched too) or `tokens=N` (batched with that budget), each with an
 /// optional `@S` suffix for S sessions.
-fn options(config: &str, onnx_file: &Path) -> Result<EngineOptions> {
+fn options(config: &str, onnx_file: &Path, device: Device) -> Result<EngineOptions> {
     let (config, sessions) = match config.split_once('@') {
         Some((config, sessions)) => (config, Some(sessions.parse()?)),
         None => (config, None),
@@ -59,6 +61,8 @@ fn options(config: &str, onnx_file: &Path) -> Result<EngineOptions> {
     let mut options = EngineOptions {
         onnx_file: Some(onnx_file.to_path_buf()),
         sessions,
+        device,
+        limits: BatchLimits::for_device(device),
         ..EngineOptions::default()
     };
     match config.split_once('=') {
@@ -66,10 +70,7 @@ fn options(config: &str, onnx_file: &Path) -> Result<EngineOptions> {
         None if config == "batched" => options.batch_invariant = Some(false),
         Some(("tokens", n)) => {
             options.batch_invariant = Some(false);
-            options.limits = BatchLimits {
-                max_batch_tokens: n.parse()?,
-                ..BatchLimits::default()
-            };
+            options.limits.max_batch_tokens = n.parse()?;
         }
         _ => bail!("unknown configuration {config:?} (default, batched, tokens=N)"),
     }
@@ -79,7 +80,7 @@ fn options(config: &str, onnx_file: &Path) -> Result<EngineOptions> {
 /// Measures one configuration in this process and prints it as JSON.
 pub fn one(args: &OneArgs) -> Result<()> {
     let set = datasets::load(&args.profile, &args.data, args.limit)?;
-    let model = CrossEncoder::load(&args.model, &options(&args.config, &args.onnx_file)?)?;
+    let model = CrossEncoder::load(&args.model, &options(&args.config, &args.onnx_file, args.device)?)?;
     let pairs: Vec<(&str, &str)> = set
         .pairs
         .iter()
@@ -221,6 +222,8 @@ fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measur
             &args.limit.to_string(),
             "--repeat",
             &args.repeat.to_string(),
+            "--device",
+            &args.device.to_string(),
         ])
         .arg("--model")
         .arg(&args.model)
@@ -233,7 +236,7 @@ fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measur
 }
 
 fn python_baseline(args: &RunArgs, set: &datasets::PairSet) -> Result<Measurement> {
-    let model = CrossEncoder::load(&args.model, &options("default", &args.onnx_file)?)?;
+    let model = CrossEncoder::load(&args.model, &options("default", &args.onnx_file, Device::Cpu)?)?;
     let pairs_file = tempfile_path(&set.name);
     std::fs::write(&pairs_file, serde_json::to_string(&set.pairs)?)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python_baseline.py");
@@ -267,4 +270,54 @@ fn parse_child(output: std::process::Output, what: &str) -> Result<Measurement> 
     let stdout = String::from_utf8(output.stdout)?;
     let line = stdout.lines().last().context("no output")?;
     serde_json::from_str(line).with_context(|| format!("{what}: unexpected output {line:?}"))
+}
+
+/// Arguments of `crossflow-bench compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    #[arg(long, value_delimiter = ',', default_value = "short,medium,long")]
+    profiles: Vec<String>,
+    #[arg(long, default_value_t = 500)]
+    limit: usize,
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    onnx_file: PathBuf,
+    /// The ONNX file whose scores are compared with `--onnx-file` on the CPU (default: the same)
+    #[arg(long)]
+    against_onnx_file: Option<PathBuf>,
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    #[arg(long)]
+    device: Device,
+    /// Fail when a logit differs by more than this
+    #[arg(long)]
+    tolerance: Option<f32>,
+}
+
+/// Scores the profiles on the CPU and on `--device`; prints the largest
+/// absolute logit difference per profile. Fails when the device cannot be used.
+pub fn compare(args: &CompareArgs) -> Result<()> {
+    let reference_file = args.against_onnx_file.as_deref().unwrap_or(&args.onnx_file);
+    let cpu = CrossEncoder::load(&args.model, &options("default", reference_file, Device::Cpu)?)?;
+    let device = CrossEncoder::load(&args.model, &options("default", &args.onnx_file, args.device)?)?;
+    for profile in &args.profiles {
+        let set = datasets::load(profile, &args.data, args.limit)?;
+        let pairs: Vec<(&str, &str)> = set.pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let (x, y) = (cpu.predict_pairs(&pairs)?, device.predict_pairs(&pairs)?);
+        let worst = (0..pairs.len())
+            .flat_map(|i| x.logits(i).iter().zip(y.logits(i)).map(|(a, b)| (a - b).abs()).collect::<Vec<_>>())
+            .fold(0.0f32, f32::max);
+        println!(
+            "{profile}: {} pairs, max |logit {} ({}) - logit cpu ({})| = {worst:.2e}",
+            pairs.len(),
+            args.device,
+            args.onnx_file.display(),
+            reference_file.display()
+        );
+        if let Some(tolerance) = args.tolerance.filter(|t| worst > *t) {
+            bail!("{profile}: difference {worst:.2e} over the tolerance {tolerance:.0e}");
+        }
+    }
+    Ok(())
 }
