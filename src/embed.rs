@@ -111,12 +111,7 @@ impl BiEncoder {
             .max_length
             .or(st_length)
             .unwrap_or(config.max_length);
-        let tokenizer = PairTokenizer::from_file(
-            &files.tokenizer,
-            max_length,
-            config.pad_token.as_deref(),
-            config.pad_token_id,
-        )?;
+        let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
         let wanted = [
             "sentence_embedding",
             "last_hidden_state",

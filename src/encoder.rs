@@ -108,17 +108,7 @@ impl CrossEncoder {
         let files = ModelFiles::resolve(dir, options.onnx_file.as_deref())?;
         let config = ModelConfig::load(&files)?;
         let max_length = options.max_length.unwrap_or(config.max_length);
-        if let Some(limit) = config.max_position_embeddings.filter(|&l| max_length > l) {
-            return Err(Error::InvalidInput(format!(
-                "max length {max_length} exceeds the model's max_position_embeddings {limit}"
-            )));
-        }
-        let tokenizer = PairTokenizer::from_file(
-            &files.tokenizer,
-            max_length,
-            config.pad_token.as_deref(),
-            config.pad_token_id,
-        )?;
+        let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
         let settings = session_settings(options);
         let model = OrtModel::load(&files.onnx, &settings, &["logits"])?;
         let name = model_name(&files.dir);

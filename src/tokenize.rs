@@ -6,6 +6,7 @@ use tokenizers::{
     EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+use crate::model::{ModelConfig, ModelFiles};
 use crate::{Error, Result};
 
 /// One tokenized pair, unpadded.
@@ -69,6 +70,22 @@ impl PairTokenizer {
             max_length,
             pad_id,
         })
+    }
+
+    /// The tokenizer of a model directory, cutting at `max_length` tokens;
+    /// a length beyond the model's position table is an error.
+    pub fn for_model(files: &ModelFiles, config: &ModelConfig, max_length: usize) -> Result<Self> {
+        if let Some(limit) = config.max_position_embeddings.filter(|&l| max_length > l) {
+            return Err(Error::InvalidInput(format!(
+                "max length {max_length} exceeds the model's max_position_embeddings {limit}"
+            )));
+        }
+        Self::from_file(
+            &files.tokenizer,
+            max_length,
+            config.pad_token.as_deref(),
+            config.pad_token_id,
+        )
     }
 
     /// The maximum pair length in tokens, special tokens included.

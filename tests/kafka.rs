@@ -9,11 +9,11 @@ use crossflow_pipelines::cli::{Cli, Command as CliCommand};
 use crossflow_pipelines::enrich::{self, EnrichSummary};
 use crossflow_tests::broker::Broker;
 use crossflow_tests::{crossflow_binary, load, snli_pairs, sts_model_dir};
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -60,19 +60,7 @@ fn read_topic(
     timeout: Duration,
     done: impl Fn(&[OwnedMessage]) -> bool,
 ) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = broker
-        .config()
-        .set("group.id", "crossflow-test-reader")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("reader");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = broker.reader(topic, PARTITIONS);
     let started = Instant::now();
     let mut messages = Vec::new();
     while started.elapsed() < timeout && !done(&messages) {
@@ -81,6 +69,15 @@ fn read_topic(
         }
     }
     messages
+}
+
+/// Reads `enriched` until `count` distinct ids have appeared (or `timeout`).
+fn read_all_ids(broker: &Broker, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    tokio::task::block_in_place(|| {
+        read_topic(broker, "enriched", timeout, |m| {
+            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= count
+        })
+    })
 }
 
 fn ids_of(messages: &[OwnedMessage]) -> Vec<String> {
@@ -382,11 +379,7 @@ async fn kill_9_mid_stream_then_restart_loses_no_message() {
     signal(&first, "-KILL");
     let _ = first.wait();
     let mut second = spawn_binary(&args);
-    let outputs = tokio::task::block_in_place(|| {
-        read_topic(&broker, "enriched", Duration::from_secs(300), |m| {
-            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= pairs.len()
-        })
-    });
+    let outputs = read_all_ids(&broker, pairs.len(), Duration::from_secs(300));
     signal(&second, "-TERM");
     let _ = second.wait();
     let ids = ids_of(&outputs);
@@ -445,11 +438,7 @@ async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
     signal(&b, "-TERM");
     assert!(tokio::task::block_in_place(|| b.wait()).unwrap().success());
     produce_pairs(&broker, "pairs", &pairs[2000..], 2000).await;
-    let outputs = tokio::task::block_in_place(|| {
-        read_topic(&broker, "enriched", Duration::from_secs(240), |m| {
-            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= pairs.len()
-        })
-    });
+    let outputs = read_all_ids(&broker, pairs.len(), Duration::from_secs(240));
     signal(&a, "-TERM");
     let _ = a.wait();
     let unique: HashSet<String> = ids_of(&outputs).into_iter().collect();

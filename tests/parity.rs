@@ -262,6 +262,8 @@ fn cuda_without_a_cuda_runtime_is_a_clear_error_not_a_cpu_fallback() {
         device: crossflow::Device::Cuda(0),
         ..EngineOptions::default()
     };
-    let err = CrossEncoder::load(sts_model_dir(), &options).unwrap_err().to_string();
+    let err = CrossEncoder::load(sts_model_dir(), &options)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CUDA"), "{err}");
 }

@@ -20,9 +20,6 @@ use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_pipelines::cli::{Cli as CrossflowCli, Command};
 use crossflow_pipelines::enrich;
 use crossflow_tests::broker::Broker;
-use rdkafka::Offset;
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -54,18 +51,33 @@ const PARTITIONS: i32 = 3;
 async fn main() -> Result<()> {
     let args = Args::parse();
     let set = datasets::load(&args.profile, &args.data, args.messages)?;
-    let pairs: Vec<(&str, &str)> = set.pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = set
+        .pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let engine_rate = bare_engine(&pairs)?;
-    eprintln!("bare engine: {engine_rate:.1} pairs/s on {} {} pairs", pairs.len(), set.name);
+    eprintln!(
+        "bare engine: {engine_rate:.1} pairs/s on {} {} pairs",
+        pairs.len(),
+        set.name
+    );
 
     let broker = Broker::start();
-    broker.create_topics(&["in", "out", "in-live", "out-live"], PARTITIONS).await;
+    broker
+        .create_topics(&["in", "out", "in-live", "out-live"], PARTITIONS)
+        .await;
     produce(&broker, "in", &pairs, None).await?;
     let (stop, task) = start_enrich(&broker, "in", "out", "bench-throughput")?;
-    let outputs = tokio::task::block_in_place(|| read(&broker, "out", pairs.len(), Duration::from_secs(900)));
+    let outputs =
+        tokio::task::block_in_place(|| read(&broker, "out", pairs.len(), Duration::from_secs(900)));
     let times: Vec<i64> = outputs.iter().map(|(ts, _)| *ts).collect();
-    let (first, last) = (times.iter().min().copied().unwrap_or(0), times.iter().max().copied().unwrap_or(0));
-    let stream_rate = (outputs.len().saturating_sub(1)) as f64 / ((last - first).max(1) as f64 / 1000.0);
+    let (first, last) = (
+        times.iter().min().copied().unwrap_or(0),
+        times.iter().max().copied().unwrap_or(0),
+    );
+    let stream_rate =
+        (outputs.len().saturating_sub(1)) as f64 / ((last - first).max(1) as f64 / 1000.0);
     stop.send(true)?;
     task.await??;
     eprintln!("enrich: {stream_rate:.1} msg/s ({} outputs)", outputs.len());
@@ -73,16 +85,33 @@ async fn main() -> Result<()> {
     let rate = engine_rate * args.load;
     let (stop, task) = start_enrich(&broker, "in-live", "out-live", "bench-latency")?;
     tokio::time::sleep(Duration::from_secs(6)).await; // let the group settle
-    let live: Vec<(&str, &str)> = pairs.iter().cycle().take((rate * args.seconds as f64) as usize).copied().collect();
+    let live: Vec<(&str, &str)> = pairs
+        .iter()
+        .cycle()
+        .take((rate * args.seconds as f64) as usize)
+        .copied()
+        .collect();
     produce(&broker, "in-live", &live, Some(rate)).await?;
-    let outputs = tokio::task::block_in_place(|| read(&broker, "out-live", live.len(), Duration::from_secs(300)));
+    let outputs = tokio::task::block_in_place(|| {
+        read(&broker, "out-live", live.len(), Duration::from_secs(300))
+    });
     stop.send(true)?;
     task.await??;
-    let mut latencies: Vec<f64> = outputs.iter().filter_map(|(ts, sent)| sent.map(|s| (*ts - s) as f64)).collect();
+    let mut latencies: Vec<f64> = outputs
+        .iter()
+        .filter_map(|(ts, sent)| sent.map(|s| (*ts - s) as f64))
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
 
-    println!("| profile | bare engine pairs/s | enrich msg/s (through tansu) | enrich / engine | load | p50 latency | p99 latency |");
+    println!(
+        "| profile | bare engine pairs/s | enrich msg/s (through tansu) | enrich / engine | load | p50 latency | p99 latency |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {engine_rate:.1} | {stream_rate:.1} | {:.0} % | {rate:.0} msg/s | {:.0} ms | {:.0} ms |",
@@ -95,12 +124,17 @@ async fn main() -> Result<()> {
 }
 
 fn bare_engine(pairs: &[(&str, &str)]) -> Result<f64> {
-    let model = CrossEncoder::load(crossflow_pipelines::models::bundled_model_dir("crossflow-sts-minilm-l6")?, &EngineOptions::default())?;
+    let model = CrossEncoder::load(
+        crossflow_pipelines::models::bundled_model_dir("crossflow-sts-minilm-l6")?,
+        &EngineOptions::default(),
+    )?;
     model.predict_pairs(&pairs[..pairs.len().min(64)])?;
     let mut times: Vec<f64> = (0..3)
         .map(|_| {
             let started = Instant::now();
-            model.predict_pairs(pairs).map(|_| started.elapsed().as_secs_f64())
+            model
+                .predict_pairs(pairs)
+                .map(|_| started.elapsed().as_secs_f64())
         })
         .collect::<Result<_, _>>()?;
     times.sort_by(f64::total_cmp);
@@ -108,11 +142,18 @@ fn bare_engine(pairs: &[(&str, &str)]) -> Result<f64> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Produces the pairs as `{id, a, b, sent_ms}`, at `rate` msg/s when given.
-async fn produce(broker: &Broker, topic: &str, pairs: &[(&str, &str)], rate: Option<f64>) -> Result<()> {
+async fn produce(
+    broker: &Broker,
+    topic: &str,
+    pairs: &[(&str, &str)],
+    rate: Option<f64>,
+) -> Result<()> {
     let producer: FutureProducer = broker.config().set("linger.ms", "2").create()?;
     let started = Instant::now();
     let mut pending = Vec::new();
@@ -124,7 +165,13 @@ async fn produce(broker: &Broker, topic: &str, pairs: &[(&str, &str)], rate: Opt
         let payload = serde_json::to_vec(&json!({"id": i, "a": a, "b": b, "sent_ms": now_ms()}))?;
         let (key, topic, producer) = (i.to_string(), topic.to_string(), producer.clone());
         pending.push(tokio::spawn(async move {
-            producer.send(FutureRecord::to(&topic).key(&key).payload(&payload), Timeout::Never).await.map(|_| ())
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Timeout::Never,
+                )
+                .await
+                .map(|_| ())
         }));
     }
     for p in pending {
@@ -135,11 +182,36 @@ async fn produce(broker: &Broker, topic: &str, pairs: &[(&str, &str)], rate: Opt
 
 type Stop = tokio::sync::watch::Sender<bool>;
 
-fn start_enrich(broker: &Broker, input: &str, output: &str, group: &str) -> Result<(Stop, tokio::task::JoinHandle<Result<enrich::EnrichSummary, crossflow_pipelines::JobError>>)> {
+fn start_enrich(
+    broker: &Broker,
+    input: &str,
+    output: &str,
+    group: &str,
+) -> Result<(
+    Stop,
+    tokio::task::JoinHandle<Result<enrich::EnrichSummary, crossflow_pipelines::JobError>>,
+)> {
     let bootstrap = broker.bootstrap();
-    let argv = ["crossflow", "enrich", "--brokers", &bootstrap, "--input-topic", input, "--output-topic", output, "--group-id", group, "--status-secs", "0", "-X", "session.timeout.ms=6000"];
+    let argv = [
+        "crossflow",
+        "enrich",
+        "--brokers",
+        &bootstrap,
+        "--input-topic",
+        input,
+        "--output-topic",
+        output,
+        "--group-id",
+        group,
+        "--status-secs",
+        "0",
+        "-X",
+        "session.timeout.ms=6000",
+    ];
     let cli = CrossflowCli::try_parse_from(argv)?;
-    let Command::Enrich(enrich_args) = &cli.command else { anyhow::bail!("not enrich") };
+    let Command::Enrich(enrich_args) = &cli.command else {
+        anyhow::bail!("not enrich")
+    };
     let (settings, scorer) = enrich::prepare(&cli.models, enrich_args)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok((stop, tokio::spawn(enrich::run(settings, scorer, stopped))))
@@ -147,17 +219,15 @@ fn start_enrich(broker: &Broker, input: &str, output: &str, group: &str) -> Resu
 
 /// Reads `count` outputs: (output timestamp ms, `sent_ms` of the input).
 fn read(broker: &Broker, topic: &str, count: usize, timeout: Duration) -> Vec<(i64, Option<i64>)> {
-    let consumer: BaseConsumer = broker.config().set("group.id", "bench-reader").create().expect("reader");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = broker.reader(topic, PARTITIONS);
     let started = Instant::now();
     let mut out = Vec::new();
     while out.len() < count && started.elapsed() < timeout {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let sent = m.payload().and_then(|p| serde_json::from_slice::<Value>(p).ok()).and_then(|v| v["sent_ms"].as_i64());
+            let sent = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                .and_then(|v| v["sent_ms"].as_i64());
             out.push((m.timestamp().to_millis().unwrap_or(0), sent));
         }
     }

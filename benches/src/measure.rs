@@ -80,7 +80,10 @@ fn options(config: &str, onnx_file: &Path, device: Device) -> Result<EngineOptio
 /// Measures one configuration in this process and prints it as JSON.
 pub fn one(args: &OneArgs) -> Result<()> {
     let set = datasets::load(&args.profile, &args.data, args.limit)?;
-    let model = CrossEncoder::load(&args.model, &options(&args.config, &args.onnx_file, args.device)?)?;
+    let model = CrossEncoder::load(
+        &args.model,
+        &options(&args.config, &args.onnx_file, args.device)?,
+    )?;
     let pairs: Vec<(&str, &str)> = set
         .pairs
         .iter()
@@ -236,7 +239,10 @@ fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measur
 }
 
 fn python_baseline(args: &RunArgs, set: &datasets::PairSet) -> Result<Measurement> {
-    let model = CrossEncoder::load(&args.model, &options("default", &args.onnx_file, Device::Cpu)?)?;
+    let model = CrossEncoder::load(
+        &args.model,
+        &options("default", &args.onnx_file, Device::Cpu)?,
+    )?;
     let pairs_file = tempfile_path(&set.name);
     std::fs::write(&pairs_file, serde_json::to_string(&set.pairs)?)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python_baseline.py");
@@ -299,14 +305,30 @@ pub struct CompareArgs {
 /// absolute logit difference per profile. Fails when the device cannot be used.
 pub fn compare(args: &CompareArgs) -> Result<()> {
     let reference_file = args.against_onnx_file.as_deref().unwrap_or(&args.onnx_file);
-    let cpu = CrossEncoder::load(&args.model, &options("default", reference_file, Device::Cpu)?)?;
-    let device = CrossEncoder::load(&args.model, &options("default", &args.onnx_file, args.device)?)?;
+    let cpu = CrossEncoder::load(
+        &args.model,
+        &options("default", reference_file, Device::Cpu)?,
+    )?;
+    let device = CrossEncoder::load(
+        &args.model,
+        &options("default", &args.onnx_file, args.device)?,
+    )?;
     for profile in &args.profiles {
         let set = datasets::load(profile, &args.data, args.limit)?;
-        let pairs: Vec<(&str, &str)> = set.pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = set
+            .pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let (x, y) = (cpu.predict_pairs(&pairs)?, device.predict_pairs(&pairs)?);
         let worst = (0..pairs.len())
-            .flat_map(|i| x.logits(i).iter().zip(y.logits(i)).map(|(a, b)| (a - b).abs()).collect::<Vec<_>>())
+            .flat_map(|i| {
+                x.logits(i)
+                    .iter()
+                    .zip(y.logits(i))
+                    .map(|(a, b)| (a - b).abs())
+                    .collect::<Vec<_>>()
+            })
             .fold(0.0f32, f32::max);
         println!(
             "{profile}: {} pairs, max |logit {} ({}) - logit cpu ({})| = {worst:.2e}",

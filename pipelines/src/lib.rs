@@ -2,6 +2,7 @@
 //! (`crossflow`) and the SQL functions (`crossflow-udfs`).
 
 pub mod cli;
+mod columns;
 pub mod dedupe;
 pub mod enrich;
 mod error;

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use clap::Args;
 use crossflow::{CrossEncoder, Head, Texts};
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
+use crate::columns;
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
 
@@ -64,8 +64,8 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     let total = builder.metadata().file_metadata().num_rows() as u64;
     let in_schema = builder.schema().clone();
     let columns = [
-        column_index(&in_schema, &args.a, &input)?,
-        column_index(&in_schema, &args.b, &input)?,
+        columns::index_of(&in_schema, &args.a, &input)?,
+        columns::index_of(&in_schema, &args.b, &input)?,
     ];
     let outputs = OutputColumns::for_model(model, args.threshold)?;
     let out_schema = outputs.extend(&in_schema)?;
@@ -87,8 +87,8 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     let progress = PairProgress::new(Some(total), "scoring");
     for batch in reader {
         let batch = batch?;
-        let a = text_column(&batch, columns[0], &args.a, &input)?;
-        let b = text_column(&batch, columns[1], &args.b, &input)?;
+        let a = columns::text_array(batch.column(columns[0]), &args.a, &input)?;
+        let b = columns::text_array(batch.column(columns[1]), &args.b, &input)?;
         let mut arrays = batch.columns().to_vec();
         arrays.extend(outputs.compute(model, &Texts::from_array(&a)?, &Texts::from_array(&b)?)?);
         let out = RecordBatch::try_new(out_schema.clone(), arrays)?;
@@ -106,35 +106,6 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         truncated: after.truncated_pairs - before.truncated_pairs,
         seconds: elapsed.as_secs_f64(),
     })
-}
-
-fn column_index(schema: &Schema, name: &str, path: &str) -> Result<usize> {
-    schema.index_of(name).map_err(|_| JobError::MissingColumn {
-        column: name.to_string(),
-        path: path.to_string(),
-        available: schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
-/// The column as a string array the engine reads (dictionary-encoded strings are unpacked).
-fn text_column(batch: &RecordBatch, index: usize, name: &str, path: &str) -> Result<ArrayRef> {
-    let column = batch.column(index);
-    match column.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(Arc::clone(column)),
-        DataType::Dictionary(_, value) if value.is_string() => Ok(cast(column.as_ref(), value)?),
-        DataType::Null => Ok(cast(column.as_ref(), &DataType::Utf8)?),
-        other => Err(JobError::ColumnType {
-            column: name.to_string(),
-            path: path.to_string(),
-            found: other.to_string(),
-            expected: "a string column (Utf8, LargeUtf8, Utf8View)",
-        }),
-    }
 }
 
 /// The columns a model adds: `cross_score`, plus `nli_label` / `nli_probs`

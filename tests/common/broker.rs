@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::repo_root;
 
@@ -66,6 +68,25 @@ impl Broker {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.bootstrap());
         config
+    }
+
+    /// A consumer reading every one of `partitions` partitions of `topic` from
+    /// the start (`read_committed`, no group membership).
+    pub fn reader(&self, topic: &str, partitions: i32) -> BaseConsumer {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "crossflow-test-reader")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("reader");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        consumer
     }
 
     /// Creates topics with `partitions` partitions each.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use crossflow::{BiEncoder, CrossEncoder, EngineOptions, Texts};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt64Array,
+    ArrayRef, AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt64Array,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use super::candidates::{Candidate, exact_top_k};
 use super::clusters::{Representative, UnionFind, representatives};
 use super::normalize::normalize;
+use crate::columns;
 use crate::models::{ModelArgs, bundled_model_dir};
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
@@ -172,47 +173,15 @@ async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result<Rows> {
     let mut columns = vec![args.text_column.as_str()];
     columns.extend(args.id_column.as_deref());
     for column in &columns {
-        if schema.index_of(column).is_err() {
-            return Err(JobError::MissingColumn {
-                column: column.to_string(),
-                path: args.input.clone(),
-                available: schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        columns::index_of(&schema, column, &args.input)?;
     }
     let mut rows = Rows {
         texts: Vec::new(),
         ids: Vec::new(),
     };
     for batch in df.select_columns(&columns)?.collect().await? {
-        let text = cast(batch.column(0), &DataType::Utf8).map_err(|_| JobError::ColumnType {
-            column: args.text_column.clone(),
-            path: args.input.clone(),
-            found: batch.column(0).data_type().to_string(),
-            expected: "a string column",
-        })?;
-        if !matches!(
-            batch.column(0).data_type(),
-            DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Utf8View
-                | DataType::Null
-                | DataType::Dictionary(..)
-        ) {
-            return Err(JobError::ColumnType {
-                column: args.text_column.clone(),
-                path: args.input.clone(),
-                found: batch.column(0).data_type().to_string(),
-                expected: "a string column",
-            });
-        }
-        let text = text.as_string::<i32>();
-        rows.texts.extend(text.iter().map(|t| t.map(str::to_owned)));
+        let text = columns::text_array(batch.column(0), &args.text_column, &args.input)?;
+        rows.texts.extend(columns::owned_texts(&text)?);
         match args.id_column {
             Some(_) => {
                 let ids = cast(batch.column(1), &DataType::Utf8)?;
