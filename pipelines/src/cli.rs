@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::dedupe::DedupeArgs;
 use crate::enrich::EnrichArgs;
 use crate::models::ModelArgs;
+use crate::rerank::RerankArgs;
 use crate::score::ScoreArgs;
 use crate::sql::SqlArgs;
 use crate::{Result, score, sql};
@@ -39,6 +40,8 @@ pub enum Command {
     Enrich(EnrichArgs),
     /// Find paraphrase duplicates in a text column (bi-encoder candidates, cross-encoder verification)
     Dedupe(DedupeArgs),
+    /// Re-rank each query's candidate passages with the cross-encoder and keep the top k
+    Rerank(RerankArgs),
 }
 
 /// Runs a parsed command line, writing results to `out` and a summary to stderr.
@@ -84,6 +87,19 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 summary.clusters,
                 summary.duplicates,
                 stages.join(", ")
+            );
+            Ok(())
+        }
+        Command::Rerank(args) => {
+            let models = crossflow_udfs::ModelSet {
+                score: cli.models.load_score_model()?,
+                nli: None,
+            };
+            let rows = crate::rerank::run(args, &models).await?;
+            eprintln!(
+                "rerank: wrote {rows} rows (top {} per query) to {}",
+                args.top_k,
+                args.output.display()
             );
             Ok(())
         }

@@ -9,6 +9,7 @@ mod error;
 pub mod format;
 pub mod models;
 pub mod progress;
+pub mod rerank;
 pub mod score;
 pub mod sql;
 
