@@ -159,17 +159,16 @@ impl OutputColumns {
 
     fn compute(&self, model: &CrossEncoder, a: &Texts, b: &Texts) -> Result<Vec<ArrayRef>> {
         let predictions = model.predict(a, b)?;
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(model.scores_of(&predictions))];
+        let scores = model.scores_of(&predictions);
+        let flags = self.threshold.map(|t| crossflow::at_least(&scores, t));
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(scores)];
         if self.classify {
             let classified = model.classes_of(&predictions)?;
             arrays.push(Arc::new(classified.labels));
             arrays.push(Arc::new(classified.probs));
         }
-        if let Some(threshold) = self.threshold {
-            arrays.push(Arc::new(crossflow::at_least(
-                &model.scores_of(&predictions),
-                threshold,
-            )));
+        if let Some(flags) = flags {
+            arrays.push(Arc::new(flags));
         }
         Ok(arrays)
     }

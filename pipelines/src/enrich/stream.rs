@@ -134,9 +134,6 @@ impl Job {
                 },
             }
             self.drop_revoked(&mut batch);
-            if deadline.is_none() && batch.is_empty() && !*shutdown.borrow() {
-                continue;
-            }
         }
         self.drop_revoked(&mut batch);
         batch

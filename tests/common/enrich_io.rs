@@ -1,0 +1,190 @@
+//! Helpers of the Kafka end-to-end tests: producing pair messages, reading
+//! topics, committed offsets, and running `crossflow enrich` in-process or as
+//! the real binary.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crossflow_pipelines::cli::{Cli, Command as CliCommand};
+use crossflow_pipelines::enrich::{self, EnrichSummary};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::broker::Broker;
+use super::crossflow_binary;
+
+pub const PARTITIONS: i32 = 3;
+
+/// Produces `{id, a, b}` messages keyed by id with a `trace` header.
+pub async fn produce_pairs(
+    broker: &Broker,
+    topic: &str,
+    pairs: &[(String, String)],
+    first_id: usize,
+) {
+    let producer: FutureProducer = broker
+        .config()
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let payloads: Vec<(String, Vec<u8>)> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            let id = format!("id-{}", first_id + i);
+            let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
+            (id, payload)
+        })
+        .collect();
+    let sends = payloads.iter().map(|(id, payload)| {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(id.as_str()),
+        });
+        producer.send(
+            FutureRecord::to(topic)
+                .key(id)
+                .payload(payload)
+                .headers(headers),
+            Timeout::Never,
+        )
+    });
+    for result in futures::future::join_all(sends).await {
+        result.expect("delivered");
+    }
+}
+
+/// Reads every partition of `topic` from the start until `done` says so or `timeout`.
+pub fn read_topic(
+    broker: &Broker,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer = broker.reader(topic, PARTITIONS);
+    let started = Instant::now();
+    let mut messages = Vec::new();
+    while started.elapsed() < timeout && !done(&messages) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            messages.push(message.detach());
+        }
+    }
+    messages
+}
+
+/// Reads `enriched` until `count` distinct ids have appeared (or `timeout`).
+pub fn read_all_ids(broker: &Broker, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    tokio::task::block_in_place(|| {
+        read_topic(broker, "enriched", timeout, |m| {
+            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= count
+        })
+    })
+}
+
+pub fn ids_of(messages: &[OwnedMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<Value>(m.payload()?).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+pub fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = broker
+        .config()
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition(topic, partition);
+    }
+    let offsets = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    offsets
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum()
+}
+
+pub fn enrich_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &broker.bootstrap(),
+        "--input-topic",
+        "pairs",
+    ]
+    .into_iter()
+    .chain([
+        "--output-topic",
+        "enriched",
+        "--dlq-topic",
+        "dead",
+        "--group-id",
+        group,
+    ])
+    .chain(["-X", "session.timeout.ms=6000", "--status-secs", "0"])
+    .map(str::to_owned)
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs enrich in this process until the returned sender is told to stop.
+pub fn start_in_process(
+    args: Vec<String>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<EnrichSummary>) {
+    let cli = Cli::try_parse_from(std::iter::once("crossflow".to_string()).chain(args))
+        .expect("arguments");
+    let CliCommand::Enrich(enrich_args) = &cli.command else {
+        panic!("enrich command")
+    };
+    let (settings, scorer) = enrich::prepare(&cli.models, enrich_args).expect("prepare");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        enrich::run(settings, scorer, stopped)
+            .await
+            .expect("enrich run")
+    });
+    (stop, task)
+}
+
+pub fn spawn_binary(args: &[String]) -> Child {
+    Command::new(crossflow_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn crossflow")
+}
+
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// `crossflow_messages_out_total` of an instance's metrics endpoint.
+pub fn messages_out(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("crossflow_messages_out_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("messages_out metric")
+}
