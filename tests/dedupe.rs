@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArra
 use arrow::datatypes::Float32Type;
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli, run};
-use crossflow_tests::read_parquet;
+use crossflow_tests::{read_parquet, write_parquet};
 
 const TEXTS: &[(i64, Option<&str>)] = &[
     (10, Some("A man is playing a guitar.")),
@@ -29,11 +29,7 @@ const TEXTS: &[(i64, Option<&str>)] = &[
 fn write_texts(path: &Path, rows: &[(i64, Option<&str>)]) {
     let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)));
     let texts: ArrayRef = Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1)));
-    let batch = RecordBatch::try_from_iter([("doc_id", ids), ("body", texts)]).unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(path, vec![("doc_id", ids), ("body", texts)]);
 }
 
 async fn dedupe(args: &[&str]) -> Result<(), String> {

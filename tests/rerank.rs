@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type, UInt64Type};
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli, run};
-use crossflow_tests::read_parquet;
+use crossflow_tests::{read_parquet, write_parquet};
 
 const ROWS: &[(i64, &str, i64, &str, f64)] = &[
     (
@@ -84,15 +84,7 @@ fn write(path: &Path) {
             Arc::new(Float64Array::from_iter_values(ROWS.iter().map(|r| r.4))),
         ),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(path, columns);
 }
 
 async fn rerank(args: &[&str]) {

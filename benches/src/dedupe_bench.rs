@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "rss.rs"]
+mod rss;
+
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli as CrossflowCli, Command};
 use crossflow_tests::read_parquet;
 use parquet::arrow::ArrowWriter;
+use rss::peak_rss_mb;
 
 /// Dedupe scale benchmark.
 #[derive(Debug, Parser)]
@@ -122,17 +126,6 @@ fn rows(corpus: &Corpus, n: usize) -> (Vec<String>, Vec<(usize, usize)>) {
         texts.push(format!("  {}  ", texts[source].to_uppercase()));
     }
     (texts, injected)
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 
 mod datasets;
 mod measure;
+mod rss;
 
 use std::path::PathBuf;
 

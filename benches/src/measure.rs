@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RunArgs;
 use crate::datasets;
+use crate::rss::peak_rss_mb;
 
 /// One measurement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,23 +126,6 @@ pub fn one(args: &OneArgs) -> Result<()> {
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
-}
-
-/// Peak resident memory of this process (VmHWM).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs every profile × configuration plus the Python baseline, then prints a table.

@@ -73,21 +73,39 @@ pub const PAIRS: &[(i64, Option<&str>, Option<&str>)] = &[
     ),
 ];
 
-/// Writes [`PAIRS`] as Parquet with columns `id`, `a`, `b`.
-pub fn write_pairs_parquet(path: &Path) {
-    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
-    use datafusion::arrow::record_batch::RecordBatch;
-    use std::sync::Arc;
-
-    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(PAIRS.iter().map(|p| p.0)));
-    let a: ArrayRef = Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.1)));
-    let b: ArrayRef = Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.2)));
-    let batch = RecordBatch::try_from_iter([("id", ids), ("a", a), ("b", b)]).expect("batch");
+/// Writes named columns as one Parquet file.
+pub fn write_parquet(path: &Path, columns: Vec<(&str, datafusion::arrow::array::ArrayRef)>) {
+    let batch =
+        datafusion::arrow::record_batch::RecordBatch::try_from_iter(columns).expect("batch");
     let file = std::fs::File::create(path).expect("create parquet");
     let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
         .expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
+}
+
+/// Writes [`PAIRS`] as Parquet with columns `id`, `a`, `b`.
+pub fn write_pairs_parquet(path: &Path) {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+
+    write_parquet(
+        path,
+        vec![
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(PAIRS.iter().map(|p| p.0))),
+            ),
+            (
+                "a",
+                Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.1))),
+            ),
+            (
+                "b",
+                Arc::new(StringArray::from_iter(PAIRS.iter().map(|p| p.2))),
+            ),
+        ],
+    );
 }
 
 /// Reads a whole Parquet file into one batch.
