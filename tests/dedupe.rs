@@ -144,6 +144,29 @@ async fn exact_copies_and_paraphrases_cluster_and_the_rest_stay_alone() {
             "pairs output has {column}"
         );
     }
+
+    let hnsw = dir.path().join("hnsw.parquet");
+    dedupe(&[
+        "--input",
+        &s(&input),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc_id",
+        "--output",
+        &s(&hnsw),
+        "--min-cosine",
+        "0.5",
+        "--search",
+        "hnsw",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        clusters_of(&read_parquet(&hnsw)),
+        cluster,
+        "the HNSW index finds the same clusters here"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

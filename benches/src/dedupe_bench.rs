@@ -14,8 +14,10 @@ mod rss;
 
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::UInt64Type;
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli as CrossflowCli, Command};
+use crossflow_pipelines::dedupe::DedupeSummary;
 use crossflow_tests::read_parquet;
 use parquet::arrow::ArrowWriter;
 use rss::peak_rss_mb;
@@ -28,6 +30,12 @@ struct Args {
     rows: Vec<usize>,
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
+    /// Neighbour search of the timed runs (exact, hnsw, auto)
+    #[arg(long, default_value = "auto")]
+    search: String,
+    /// Rows of the run comparing HNSW candidates with exact ones (0: skip)
+    #[arg(long, default_value_t = 10000)]
+    recall_rows: usize,
 }
 
 struct Corpus {
@@ -149,24 +157,8 @@ async fn main() -> Result<()> {
         let input = dir.join("in.parquet");
         write(&input, &texts)?;
         let output = dir.join("out.parquet");
-        let argv = [
-            "crossflow",
-            "dedupe",
-            "--input",
-            input.to_str().unwrap_or_default(),
-            "--text-column",
-            "text",
-            "--id-column",
-            "id",
-            "--output",
-            output.to_str().unwrap_or_default(),
-        ];
-        let cli = CrossflowCli::try_parse_from(argv)?;
-        let Command::Dedupe(dedupe_args) = &cli.command else {
-            anyhow::bail!("not dedupe")
-        };
         let started = Instant::now();
-        let summary = crossflow_pipelines::dedupe::run(dedupe_args, &cli.models).await?;
+        let summary = dedupe(&input, &output, &args.search, None).await?;
         let total = started.elapsed().as_secs_f64();
         let out = read_parquet(&output);
         let clusters = out
@@ -200,6 +192,101 @@ async fn main() -> Result<()> {
         );
         std::fs::remove_dir_all(&dir)?;
     }
+    if args.recall_rows > 0 {
+        recall(&corpus, args.recall_rows).await?;
+    }
+    Ok(())
+}
+
+/// Runs `crossflow dedupe` as the CLI would.
+async fn dedupe(
+    input: &Path,
+    output: &Path,
+    search: &str,
+    pairs: Option<&Path>,
+) -> Result<DedupeSummary> {
+    let mut argv: Vec<String> = [
+        "crossflow",
+        "dedupe",
+        "--text-column",
+        "text",
+        "--id-column",
+        "id",
+        "--search",
+        search,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    argv.extend([
+        "--input".into(),
+        input.display().to_string(),
+        "--output".into(),
+        output.display().to_string(),
+    ]);
+    if let Some(pairs) = pairs {
+        argv.extend(["--pairs-output".into(), pairs.display().to_string()]);
+    }
+    let cli = CrossflowCli::try_parse_from(argv)?;
+    let Command::Dedupe(dedupe_args) = &cli.command else {
+        anyhow::bail!("not dedupe")
+    };
+    Ok(crossflow_pipelines::dedupe::run(dedupe_args, &cli.models).await?)
+}
+
+/// Recall of HNSW candidate and verified pairs against exact search on the same rows.
+async fn recall(corpus: &Corpus, n: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("crossflow-dedupe-recall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (texts, _) = rows(corpus, n);
+    let input = dir.join("in.parquet");
+    write(&input, &texts)?;
+    let mut sets = Vec::new();
+    for search in ["exact", "hnsw"] {
+        let pairs = dir.join(format!("pairs-{search}.parquet"));
+        let started = Instant::now();
+        let summary = dedupe(&input, &dir.join("out.parquet"), search, Some(&pairs)).await?;
+        let candidates = summary
+            .stage_seconds
+            .iter()
+            .find(|(s, _)| *s == "candidates")
+            .map_or(0.0, |(_, t)| *t);
+        eprintln!(
+            "{search}: candidate search {candidates:.1}s, total {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let batch = read_parquet(&pairs);
+        let (a, b) = (
+            batch.column_by_name("row_a").context("row_a")?,
+            batch.column_by_name("row_b").context("row_b")?,
+        );
+        let (a, b) = (
+            a.as_primitive::<UInt64Type>(),
+            b.as_primitive::<UInt64Type>(),
+        );
+        let verified = batch
+            .column_by_name("verified")
+            .context("verified")?
+            .as_boolean();
+        let all: HashSet<(u64, u64)> = (0..batch.num_rows())
+            .map(|r| (a.value(r), b.value(r)))
+            .collect();
+        let kept: HashSet<(u64, u64)> = (0..batch.num_rows())
+            .filter(|&r| verified.value(r))
+            .map(|r| (a.value(r), b.value(r)))
+            .collect();
+        sets.push((all, kept, candidates));
+    }
+    let share = |x: &HashSet<(u64, u64)>, y: &HashSet<(u64, u64)>| {
+        x.intersection(y).count() as f64 / y.len().max(1) as f64
+    };
+    println!(
+        "\nHNSW against exact search, {n} rows: candidate-pair recall {:.3}, verified-pair recall {:.3}; candidate search {:.1}s (exact) vs {:.1}s (HNSW)",
+        share(&sets[1].0, &sets[0].0),
+        share(&sets[1].1, &sets[0].1),
+        sets[0].2,
+        sets[1].2
+    );
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

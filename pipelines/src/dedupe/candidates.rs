@@ -1,5 +1,6 @@
 //! Candidate pairs: for each text its top-k most similar texts by cosine of
-//! L2-normalised embeddings, by exact blocked search over all rows.
+//! L2-normalised embeddings — by exact blocked search over all rows
+//! (quadratic), or through an HNSW index (`instant-distance`) for large inputs.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -125,6 +126,79 @@ fn neighbours(
     out
 }
 
+/// An embedding in the HNSW index; distance = 1 − cosine (vectors are L2-normalised).
+#[derive(Clone)]
+struct Vector(Vec<f32>);
+
+impl instant_distance::Point for Vector {
+    fn distance(&self, other: &Self) -> f32 {
+        1.0 - dot(&self.0, &other.0)
+    }
+}
+
+/// Approximate top-`k` neighbours through an HNSW index; same contract as
+/// [`exact_top_k`]. `ef` is the search breadth (higher: better recall, slower).
+pub fn approximate_top_k(
+    vectors: &[f32],
+    dim: usize,
+    valid: &[bool],
+    k: usize,
+    min_cosine: f32,
+    ef: usize,
+    threads: usize,
+) -> Vec<Candidate> {
+    let rows: Vec<usize> = (0..valid.len()).filter(|&i| valid[i]).collect();
+    if k == 0 || rows.len() < 2 {
+        return Vec::new();
+    }
+    let points: Vec<Vector> = rows
+        .iter()
+        .map(|&i| Vector(vectors[i * dim..(i + 1) * dim].to_vec()))
+        .collect();
+    let index = instant_distance::Builder::default()
+        .ef_construction(ef.max(k))
+        .ef_search(ef.max(k + 1))
+        .seed(42)
+        .build(points.clone(), rows.clone());
+    let chunk = points.len().div_ceil(threads.max(1));
+    let mut pairs: Vec<Candidate> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..points.len())
+            .step_by(chunk)
+            .map(|start| {
+                let (index, points, rows) = (&index, &points, &rows);
+                scope.spawn(move || {
+                    let mut search = instant_distance::Search::default();
+                    let mut out = Vec::new();
+                    for p in start..(start + chunk).min(points.len()) {
+                        let i = rows[p];
+                        let hits = index
+                            .search(&points[p], &mut search)
+                            .filter(|hit| *hit.value != i)
+                            .take(k);
+                        out.extend(
+                            hits.map(|hit| (*hit.value, 1.0 - hit.distance))
+                                .filter(|&(_, c)| c >= min_cosine)
+                                .map(|(j, cosine)| Candidate {
+                                    a: i.min(j),
+                                    b: i.max(j),
+                                    cosine,
+                                }),
+                        );
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    pairs.sort_by_key(|x| (x.a, x.b));
+    pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
+    pairs
+}
+
 /// Dot product in eight independent lanes (vectorises in release builds).
 fn dot(x: &[f32], y: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
@@ -168,6 +242,37 @@ mod tests {
         assert_eq!(found, [(0, 1), (2, 3)], "the invalid row takes no part");
         assert!(pairs[0].cosine > 0.99);
         assert!(exact_top_k(&vectors, 2, &valid, 1, 0.9999, 1).is_empty());
+    }
+
+    #[test]
+    fn the_index_finds_what_exact_search_finds_on_clustered_data() {
+        let n = 400;
+        let vectors: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let centre = (i % 20) as f32;
+                unit(&[
+                    centre.sin(),
+                    centre.cos(),
+                    (centre * 0.3).sin(),
+                    0.01 * (i / 20) as f32,
+                ])
+            })
+            .collect();
+        let valid = vec![true; n];
+        let exact = exact_top_k(&vectors, 4, &valid, 3, 0.9, 2);
+        let approximate = approximate_top_k(&vectors, 4, &valid, 3, 0.9, 64, 2);
+        let exact_set: std::collections::HashSet<(usize, usize)> =
+            exact.iter().map(|c| (c.a, c.b)).collect();
+        let found = approximate
+            .iter()
+            .filter(|c| exact_set.contains(&(c.a, c.b)))
+            .count();
+        assert!(
+            found as f64 >= 0.9 * exact_set.len() as f64,
+            "recall {found}/{}",
+            exact_set.len()
+        );
+        assert!(approximate.iter().all(|c| c.a < c.b && c.cosine >= 0.9));
     }
 
     #[test]

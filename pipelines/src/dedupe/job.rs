@@ -17,7 +17,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
-use super::candidates::{Candidate, exact_top_k};
+use super::candidates::{Candidate, approximate_top_k, exact_top_k};
 use super::clusters::{Representative, UnionFind, representatives};
 use super::normalize::normalize;
 use crate::columns;
@@ -58,9 +58,30 @@ pub struct DedupeArgs {
     /// Cross-encoder score at or above which a candidate pair is a duplicate
     #[arg(long, default_value_t = 0.75)]
     pub threshold: f32,
+    /// Neighbour search: exact (quadratic), hnsw (approximate index), or auto
+    /// (exact up to --exact-limit distinct texts)
+    #[arg(long, value_enum, default_value_t = Search::Auto)]
+    pub search: Search,
+    /// Largest number of distinct texts searched exactly under --search auto
+    #[arg(long, default_value_t = 50_000)]
+    pub exact_limit: usize,
+    /// Search breadth of the HNSW index (higher: better recall, slower)
+    #[arg(long, default_value_t = 100)]
+    pub hnsw_ef: usize,
     /// Which row represents a cluster
     #[arg(long, value_enum, default_value_t = Representative::First)]
     pub representative: Representative,
+}
+
+/// How candidate neighbours are searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Search {
+    /// Exact, tiled over all pairs.
+    Exact,
+    /// Approximate, through an HNSW index.
+    Hnsw,
+    /// Exact up to `--exact-limit` distinct texts, HNSW above.
+    Auto,
 }
 
 /// What a dedupe run found, and the time per stage.
@@ -118,21 +139,39 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let valid = vec![true; unique.len()];
     let dim = vectors.len() / unique.len().max(1);
-    let found: Vec<Candidate> = exact_top_k(
-        &vectors,
-        dim.max(1),
-        &valid,
-        args.top_k,
-        args.min_cosine,
-        threads,
-    )
-    .into_iter()
-    .map(|c| Candidate {
-        a: unique[c.a],
-        b: unique[c.b],
-        ..c
-    })
-    .collect();
+    let exact = match args.search {
+        Search::Exact => true,
+        Search::Hnsw => false,
+        Search::Auto => unique.len() <= args.exact_limit,
+    };
+    let neighbours = if exact {
+        exact_top_k(
+            &vectors,
+            dim.max(1),
+            &valid,
+            args.top_k,
+            args.min_cosine,
+            threads,
+        )
+    } else {
+        approximate_top_k(
+            &vectors,
+            dim.max(1),
+            &valid,
+            args.top_k,
+            args.min_cosine,
+            args.hnsw_ef,
+            threads,
+        )
+    };
+    let found: Vec<Candidate> = neighbours
+        .into_iter()
+        .map(|c| Candidate {
+            a: unique[c.a],
+            b: unique[c.b],
+            ..c
+        })
+        .collect();
     summary.candidates = found.len();
     lap(&mut summary, "candidates");
 

@@ -7,4 +7,4 @@ pub mod clusters;
 mod job;
 pub mod normalize;
 
-pub use job::{DedupeArgs, DedupeSummary, run};
+pub use job::{DedupeArgs, DedupeSummary, Search, run};
