@@ -49,7 +49,7 @@ pub fn exact_top_k(
         return Vec::new();
     }
     let chunk = n.div_ceil(threads.max(1));
-    let mut pairs: Vec<Candidate> = std::thread::scope(|scope| {
+    let pairs: Vec<Candidate> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..n)
             .step_by(chunk)
             .map(|start| {
@@ -70,9 +70,7 @@ pub fn exact_top_k(
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    pairs.sort_by_key(|x| (x.a, x.b));
-    pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
-    pairs
+    unique_pairs(pairs)
 }
 
 fn neighbours(
@@ -126,6 +124,13 @@ fn neighbours(
     out
 }
 
+/// Sorts pairs by (a, b) and keeps one of each (both rows may have found the other).
+fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
+    pairs.sort_by_key(|x| (x.a, x.b));
+    pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
+    pairs
+}
+
 /// An embedding in the HNSW index; distance = 1 − cosine (vectors are L2-normalised).
 #[derive(Clone)]
 struct Vector(Vec<f32>);
@@ -161,7 +166,7 @@ pub fn approximate_top_k(
         .seed(42)
         .build(points.clone(), rows.clone());
     let chunk = points.len().div_ceil(threads.max(1));
-    let mut pairs: Vec<Candidate> = std::thread::scope(|scope| {
+    let pairs: Vec<Candidate> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..points.len())
             .step_by(chunk)
             .map(|start| {
@@ -194,9 +199,7 @@ pub fn approximate_top_k(
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    pairs.sort_by_key(|x| (x.a, x.b));
-    pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
-    pairs
+    unique_pairs(pairs)
 }
 
 /// Dot product in eight independent lanes (vectorises in release builds).

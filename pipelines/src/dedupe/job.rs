@@ -8,22 +8,19 @@ use std::time::Instant;
 
 use clap::Args;
 use crossflow::{BiEncoder, CrossEncoder, EngineOptions, Texts};
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt64Array,
-};
+use datafusion::arrow::array::{AsArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
 
 use super::candidates::{Candidate, approximate_top_k, exact_top_k};
 use super::clusters::{Representative, UnionFind, representatives};
 use super::normalize::normalize;
+use super::output::{write_output, write_pairs};
+use crate::Result;
 use crate::columns;
 use crate::models::{ModelArgs, bundled_model_dir};
 use crate::progress::PairProgress;
-use crate::{JobError, Result};
 
 /// Directory name of the bundled bi-encoder.
 pub const DEFAULT_BI_ENCODER: &str = "all-minilm-l6-v2";
@@ -97,9 +94,9 @@ pub struct DedupeSummary {
 }
 
 /// Texts and ids of the input, in row order.
-struct Rows {
-    texts: Vec<Option<String>>,
-    ids: Vec<String>,
+pub(super) struct Rows {
+    pub texts: Vec<Option<String>>,
+    pub ids: Vec<String>,
 }
 
 /// Runs the job.
@@ -301,126 +298,4 @@ fn verify(
     }
     progress.finish();
     Ok(scores)
-}
-
-async fn write_output(
-    ctx: &SessionContext,
-    args: &DedupeArgs,
-    rows: &Rows,
-    cluster: &[usize],
-    scores: &[Option<f32>],
-) -> Result<()> {
-    let df = ctx
-        .read_parquet(&args.input, ParquetReadOptions::default())
-        .await?;
-    let input_schema = df.schema().as_arrow().clone();
-    let added = [
-        Field::new("cluster_id", DataType::Utf8, false),
-        Field::new("is_duplicate", DataType::Boolean, false),
-        Field::new("duplicate_of", DataType::Utf8, true),
-        Field::new("match_score", DataType::Float32, true),
-    ];
-    let mut fields: Vec<Field> = input_schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    for field in &added {
-        if input_schema.index_of(field.name()).is_ok() {
-            return Err(JobError::ColumnExists(field.name().clone()));
-        }
-        fields.push(field.clone());
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let path = args.output.display().to_string();
-    let file = std::fs::File::create(&args.output).map_err(|e| JobError::io(&path, e))?;
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)
-        .map_err(|e| JobError::parquet(&path, e))?;
-    let mut offset = 0;
-    let mut stream = df.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let range = offset..offset + batch.num_rows();
-        offset = range.end;
-        let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(StringArray::from_iter_values(
-            range.clone().map(|r| rows.ids[cluster[r]].as_str()),
-        )));
-        columns.push(Arc::new(BooleanArray::from_iter(
-            range.clone().map(|r| Some(cluster[r] != r)),
-        )));
-        columns.push(Arc::new(StringArray::from_iter(
-            range
-                .clone()
-                .map(|r| (cluster[r] != r).then(|| rows.ids[cluster[r]].as_str())),
-        )));
-        columns.push(Arc::new(Float32Array::from_iter(range.map(|r| scores[r]))) as ArrayRef);
-        let out = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-        writer
-            .write(&out)
-            .map_err(|e| JobError::parquet(&path, e))?;
-    }
-    writer.close().map_err(|e| JobError::parquet(&path, e))?;
-    Ok(())
-}
-
-fn write_pairs(
-    path: &std::path::Path,
-    rows: &Rows,
-    found: &[Candidate],
-    cross: &[f32],
-    threshold: f32,
-) -> Result<()> {
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        (
-            "id_a",
-            Arc::new(StringArray::from_iter_values(
-                found.iter().map(|c| rows.ids[c.a].as_str()),
-            )),
-        ),
-        (
-            "id_b",
-            Arc::new(StringArray::from_iter_values(
-                found.iter().map(|c| rows.ids[c.b].as_str()),
-            )),
-        ),
-        (
-            "row_a",
-            Arc::new(UInt64Array::from_iter_values(
-                found.iter().map(|c| c.a as u64),
-            )),
-        ),
-        (
-            "row_b",
-            Arc::new(UInt64Array::from_iter_values(
-                found.iter().map(|c| c.b as u64),
-            )),
-        ),
-        (
-            "bi_score",
-            Arc::new(Float32Array::from_iter_values(
-                found.iter().map(|c| c.cosine),
-            )),
-        ),
-        (
-            "cross_score",
-            Arc::new(Float32Array::from_iter_values(cross.iter().copied())),
-        ),
-        (
-            "verified",
-            Arc::new(BooleanArray::from_iter(
-                cross.iter().map(|&s| Some(s >= threshold)),
-            )),
-        ),
-    ];
-    let batch = RecordBatch::try_from_iter(columns)?;
-    let name = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(|e| JobError::io(&name, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
-        .map_err(|e| JobError::parquet(&name, e))?;
-    writer
-        .write(&batch)
-        .map_err(|e| JobError::parquet(&name, e))?;
-    writer.close().map_err(|e| JobError::parquet(&name, e))?;
-    Ok(())
 }

@@ -6,5 +6,6 @@ pub mod candidates;
 pub mod clusters;
 mod job;
 pub mod normalize;
+mod output;
 
 pub use job::{DedupeArgs, DedupeSummary, Search, run};
