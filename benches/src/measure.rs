@@ -25,9 +25,6 @@ pub struct Measurement {
     pub tokens: u64,
     pub padded_tokens: u64,
     pub peak_rss_mb: f64,
-    /// Seconds inside ONNX Runtime (engine runs only).
-    #[serde(default)]
-    pub inference_s: f64,
 }
 
 /// Arguments of `crossflow-bench one`.
@@ -116,7 +113,6 @@ pub fn one(args: &OneArgs) -> Result<()> {
         tokens: (stats.tokens - warm.tokens) / runs,
         padded_tokens: (stats.padded_tokens - warm.padded_tokens) / runs,
         peak_rss_mb: peak_rss_mb(),
-        inference_s: (stats.inference_time - warm.inference_time).as_secs_f64() / runs as f64,
     };
     println!("{}", serde_json::to_string(&measurement)?);
     Ok(())

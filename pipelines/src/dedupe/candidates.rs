@@ -48,27 +48,8 @@ pub fn exact_top_k(
     if k == 0 || n < 2 {
         return Vec::new();
     }
-    let chunk = n.div_ceil(threads.max(1));
-    let pairs: Vec<Candidate> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                scope.spawn(move || {
-                    neighbours(
-                        vectors,
-                        dim,
-                        valid,
-                        start..(start + chunk).min(n),
-                        k,
-                        min_cosine,
-                    )
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+    let pairs = in_parallel(n, threads, |rows| {
+        neighbours(vectors, dim, valid, rows, k, min_cosine)
     });
     unique_pairs(pairs)
 }
@@ -124,6 +105,28 @@ fn neighbours(
     out
 }
 
+/// Runs `work` over `0..n` split into one contiguous range per thread and
+/// concatenates the candidates found.
+fn in_parallel<F>(n: usize, threads: usize, work: F) -> Vec<Candidate>
+where
+    F: Fn(std::ops::Range<usize>) -> Vec<Candidate> + Sync,
+{
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                let work = &work;
+                scope.spawn(move || work(start..(start + chunk).min(n)))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Sorts pairs by (a, b) and keeps one of each (both rows may have found the other).
 fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
     pairs.sort_by_key(|x| (x.a, x.b));
@@ -164,40 +167,29 @@ pub fn approximate_top_k(
         .ef_construction(ef.max(k))
         .ef_search(ef.max(k + 1))
         .seed(42)
-        .build(points.clone(), rows.clone());
-    let chunk = points.len().div_ceil(threads.max(1));
-    let pairs: Vec<Candidate> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..points.len())
-            .step_by(chunk)
-            .map(|start| {
-                let (index, points, rows) = (&index, &points, &rows);
-                scope.spawn(move || {
-                    let mut search = instant_distance::Search::default();
-                    let mut out = Vec::new();
-                    for p in start..(start + chunk).min(points.len()) {
-                        let i = rows[p];
-                        let hits = index
-                            .search(&points[p], &mut search)
-                            .filter(|hit| *hit.value != i)
-                            .take(k);
-                        out.extend(
-                            hits.map(|hit| (*hit.value, 1.0 - hit.distance))
-                                .filter(|&(_, c)| c >= min_cosine)
-                                .map(|(j, cosine)| Candidate {
-                                    a: i.min(j),
-                                    b: i.max(j),
-                                    cosine,
-                                }),
-                        );
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+        .build(points, rows);
+    // Query with the index's own copies of the points (no second copy of the vectors).
+    let entries: Vec<_> = index.iter().collect();
+    let pairs = in_parallel(entries.len(), threads, |range| {
+        let mut search = instant_distance::Search::default();
+        let mut out = Vec::new();
+        for (pid, point) in &entries[range] {
+            let i = index.values[pid.into_inner() as usize];
+            let hits = index
+                .search(point, &mut search)
+                .filter(|hit| *hit.value != i)
+                .take(k);
+            out.extend(
+                hits.map(|hit| (*hit.value, 1.0 - hit.distance))
+                    .filter(|&(_, c)| c >= min_cosine)
+                    .map(|(j, cosine)| Candidate {
+                        a: i.min(j),
+                        b: i.max(j),
+                        cosine,
+                    }),
+            );
+        }
+        out
     });
     unique_pairs(pairs)
 }
