@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crossflow_tests::broker::Broker;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -13,10 +12,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_are_enriched_with_the_batch_scores_keys_and_headers() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let pairs = snli_pairs(10_000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
     let (stop, task) = start_in_process(enrich_args(&broker, "g-10k", &[]));
@@ -74,10 +70,7 @@ async fn ten_thousand_messages_are_enriched_with_the_batch_scores_keys_and_heade
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_go_to_the_dead_letter_topic_with_their_reason() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let producer: FutureProducer = broker.config().create().unwrap();
     let huge = "word ".repeat(20_000);
     let good = |id: &str, a: &str| {
@@ -177,10 +170,7 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_batch_commits_and_exits_zero() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let pairs = snli_pairs(3000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
     let mut child = spawn_binary(&enrich_args(&broker, "g-term", &[]));
@@ -206,10 +196,7 @@ async fn sigterm_finishes_the_batch_commits_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_then_restart_loses_no_message() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let pairs = snli_pairs(3000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
     let args = enrich_args(&broker, "g-kill", &[]);
@@ -242,10 +229,7 @@ async fn kill_9_mid_stream_then_restart_loses_no_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let pairs = snli_pairs(4000);
     produce_pairs(&broker, "pairs", &pairs[..2000], 0).await;
     let free_port = || {
@@ -294,10 +278,7 @@ async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_commits_outputs_and_offsets_together() {
-    let broker = Broker::start();
-    broker
-        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
-        .await;
+    let broker = started_broker().await;
     let pairs = snli_pairs(2000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
     let extra = [

@@ -22,6 +22,15 @@ use super::crossflow_binary;
 
 pub const PARTITIONS: i32 = 3;
 
+/// A fresh broker with the topics the tests use: `pairs`, `enriched`, `dead`.
+pub async fn started_broker() -> Broker {
+    let broker = Broker::start();
+    broker
+        .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
+        .await;
+    broker
+}
+
 /// Produces `{id, a, b}` messages keyed by id with a `trace` header.
 pub async fn produce_pairs(
     broker: &Broker,
