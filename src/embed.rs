@@ -183,8 +183,8 @@ impl BiEncoder {
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let encoded = self.tokenizer.encode_texts(texts)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
-        self.stats
-            .record_call(texts.len(), 0, texts.len(), truncated);
+        self.stats.record_call(texts.len(), 0);
+        self.stats.record_run(texts.len(), truncated);
         let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
         let run = Run {
             model: &self.model,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::{BooleanArray, Float32Array};
 
 use crate::batching::{self, BatchLimits};
+use crate::cache::{Key, PairCache};
 use crate::head::{Activation, Head};
 use crate::model::{ModelConfig, ModelFiles, graph};
 use crate::output::{self, ClassifiedArrays};
@@ -44,6 +45,9 @@ pub struct EngineOptions {
     /// dynamic int8 quantization, whose outputs do depend on them
     /// (see [`crate::model::graph::uses_dynamic_quantization`]).
     pub batch_invariant: Option<bool>,
+    /// Distinct pairs whose outputs are kept across calls, so a pair seen
+    /// again is not run again (0, the default: no cache). See [`crate::cache`].
+    pub cache_pairs: usize,
 }
 
 /// A cross-encoder ready to score pairs. Cheap to share (`Arc`); concurrent
@@ -56,6 +60,7 @@ pub struct CrossEncoder {
     tokenizer: PairTokenizer,
     model: OrtModel,
     limits: BatchLimits,
+    cache: Option<PairCache>,
     stats: Stats,
 }
 
@@ -122,7 +127,10 @@ impl CrossEncoder {
             limits.max_batch_pairs = 1;
         }
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
-            max_length, batch_invariant, device = %options.device, "model loaded");
+            max_length, batch_invariant, device = %options.device,
+            cache_pairs = options.cache_pairs, "model loaded");
+        let cache = (options.cache_pairs > 0)
+            .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
         Ok(Self {
             name,
             files,
@@ -131,6 +139,7 @@ impl CrossEncoder {
             tokenizer,
             model,
             limits,
+            cache,
             stats: Stats::default(),
         })
     }
@@ -176,7 +185,7 @@ impl CrossEncoder {
     }
 
     /// Runs the model over rows of pairs. A null on either side gives a null
-    /// row; identical pairs are run once.
+    /// row; identical pairs are run once, and pairs in the cache not at all.
     pub fn predict(&self, a: &Texts, b: &Texts) -> Result<Predictions> {
         let rows = row_count(a, b)?;
         let mut index: HashMap<(&str, &str), usize> = HashMap::new();
@@ -190,9 +199,9 @@ impl CrossEncoder {
                 }))
             })
             .collect();
-        let (unique_logits, truncated) = self.run_unique(&unique)?;
+        let unique_logits = self.logits_of(&unique)?;
         let nulls = slots.iter().filter(|s| s.is_none()).count();
-        self.stats.record_call(rows, nulls, unique.len(), truncated);
+        self.stats.record_call(rows, nulls);
         Ok(self.scatter(&slots, &unique_logits))
     }
 
@@ -249,11 +258,37 @@ impl CrossEncoder {
         }
     }
 
+    /// Logits of distinct pairs in input order: cached ones from the cache,
+    /// the others run (and then cached).
+    fn logits_of(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        let Some(cache) = &self.cache else {
+            return self.run_unique(pairs);
+        };
+        let width = self.head.num_labels();
+        let keys: Vec<Key> = pairs.iter().map(|(a, b)| cache.key(a, b)).collect();
+        let mut logits = vec![0.0; pairs.len() * width];
+        let found = cache.lookup(&keys, &mut logits);
+        let missing: Vec<usize> = (0..pairs.len()).filter(|&i| !found[i]).collect();
+        self.stats
+            .record_cache(pairs.len() - missing.len(), missing.len());
+        if missing.is_empty() {
+            return Ok(logits);
+        }
+        let fresh = self.run_unique(&missing.iter().map(|&i| pairs[i]).collect::<Vec<_>>())?;
+        for (row, &i) in fresh.chunks(width).zip(&missing) {
+            logits[i * width..(i + 1) * width].copy_from_slice(row);
+        }
+        let missing_keys: Vec<Key> = missing.iter().map(|&i| keys[i]).collect();
+        cache.store(&missing_keys, &fresh);
+        Ok(logits)
+    }
+
     /// Tokenizes, batches and runs distinct pairs; returns their logits in
-    /// input order and how many were truncated.
-    fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<(Vec<f32>, usize)> {
+    /// input order.
+    fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
+        self.stats.record_run(pairs.len(), truncated);
         let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
         let labels = self.head.num_labels();
         let run = Run {
@@ -277,7 +312,7 @@ impl CrossEncoder {
             }
             Ok(out.data)
         })?;
-        Ok((logits, truncated))
+        Ok(logits)
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod batching;
+pub mod cache;
 pub mod embed;
 mod encoder;
 mod error;

@@ -14,6 +14,8 @@ pub struct Stats {
     tokens: AtomicU64,
     padded_tokens: AtomicU64,
     inference_nanos: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -23,7 +25,7 @@ pub struct StatsSnapshot {
     pub pairs: u64,
     /// Rows with a null text (null output, no inference).
     pub null_pairs: u64,
-    /// Distinct pairs actually run through the model.
+    /// Distinct pairs actually run through the model (cache hits excluded).
     pub unique_pairs: u64,
     /// Pairs cut to the maximum length.
     pub truncated_pairs: u64,
@@ -35,16 +37,72 @@ pub struct StatsSnapshot {
     pub padded_tokens: u64,
     /// Time spent inside ONNX Runtime.
     pub inference_time: Duration,
+    /// Distinct pairs answered from the cross-call cache.
+    pub cache_hits: u64,
+    /// Distinct pairs looked up in the cache and not found (0 without a cache).
+    pub cache_misses: u64,
+}
+
+impl StatsSnapshot {
+    /// Share of cache lookups that hit (`None` before the first lookup).
+    pub fn cache_hit_rate(&self) -> Option<f64> {
+        let lookups = self.cache_hits + self.cache_misses;
+        (lookups > 0).then(|| self.cache_hits as f64 / lookups as f64)
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            pairs: self.pairs.saturating_sub(earlier.pairs),
+            null_pairs: self.null_pairs.saturating_sub(earlier.null_pairs),
+            unique_pairs: self.unique_pairs.saturating_sub(earlier.unique_pairs),
+            truncated_pairs: self.truncated_pairs.saturating_sub(earlier.truncated_pairs),
+            batches: self.batches.saturating_sub(earlier.batches),
+            tokens: self.tokens.saturating_sub(earlier.tokens),
+            padded_tokens: self.padded_tokens.saturating_sub(earlier.padded_tokens),
+            inference_time: self.inference_time.saturating_sub(earlier.inference_time),
+            cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
+            cache_misses: self.cache_misses.saturating_sub(earlier.cache_misses),
+        }
+    }
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+
+    fn add(self, other: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            pairs: self.pairs + other.pairs,
+            null_pairs: self.null_pairs + other.null_pairs,
+            unique_pairs: self.unique_pairs + other.unique_pairs,
+            truncated_pairs: self.truncated_pairs + other.truncated_pairs,
+            batches: self.batches + other.batches,
+            tokens: self.tokens + other.tokens,
+            padded_tokens: self.padded_tokens + other.padded_tokens,
+            inference_time: self.inference_time + other.inference_time,
+            cache_hits: self.cache_hits + other.cache_hits,
+            cache_misses: self.cache_misses + other.cache_misses,
+        }
+    }
 }
 
 impl Stats {
-    pub(crate) fn record_call(&self, pairs: usize, nulls: usize, unique: usize, truncated: usize) {
+    pub(crate) fn record_call(&self, pairs: usize, nulls: usize) {
         self.pairs.fetch_add(pairs as u64, Ordering::Relaxed);
         self.null_pairs.fetch_add(nulls as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_run(&self, unique: usize, truncated: usize) {
         self.unique_pairs
             .fetch_add(unique as u64, Ordering::Relaxed);
         self.truncated_pairs
             .fetch_add(truncated as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_cache(&self, hits: usize, misses: usize) {
+        self.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
+        self.cache_misses
+            .fetch_add(misses as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn record_batch(&self, tokens: usize, padded: usize, time: Duration) {
@@ -68,6 +126,8 @@ impl Stats {
             tokens: get(&self.tokens),
             padded_tokens: get(&self.padded_tokens),
             inference_time: Duration::from_nanos(get(&self.inference_nanos)),
+            cache_hits: get(&self.cache_hits),
+            cache_misses: get(&self.cache_misses),
         }
     }
 }

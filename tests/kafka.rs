@@ -232,13 +232,6 @@ async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
     let broker = started_broker().await;
     let pairs = snli_pairs(4000);
     produce_pairs(&broker, "pairs", &pairs[..2000], 0).await;
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let (port_a, port_b) = (free_port(), free_port());
     let mut a = spawn_binary(&enrich_args(
         &broker,
@@ -274,6 +267,49 @@ async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
         pairs.len(),
         "the remaining instance took over with no id missing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_pairs_come_from_the_cache_with_the_same_scores_and_a_hit_rate() {
+    let broker = started_broker().await;
+    let mut seen = HashSet::new();
+    let pairs: Vec<(String, String)> = snli_pairs(400)
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .take(300)
+        .collect();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (stop, task) =
+        start_in_process(enrich_args(&broker, "g-cache", &["--metrics-addr", &addr]));
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    read_all_ids(&broker, pairs.len(), Duration::from_secs(120));
+    // The same pairs again under new ids: every one is a cache hit.
+    produce_pairs(&broker, "pairs", &pairs, pairs.len()).await;
+    let outputs = read_all_ids(&broker, 2 * pairs.len(), Duration::from_secs(120));
+    let hits = metric(port, "crossflow_cache_hits_total");
+    let misses = metric(port, "crossflow_cache_misses_total");
+    let ratio = metric(port, "crossflow_cache_hit_ratio");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!((hits, misses), (pairs.len() as f64, pairs.len() as f64));
+    assert!((ratio - 0.5).abs() < 1e-9, "hit ratio {ratio}");
+    let score_of: HashMap<String, f64> = outputs
+        .iter()
+        .map(|m| {
+            let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let id = value["id"].as_str().unwrap().to_string();
+            (id, value["cross_score"].as_f64().unwrap())
+        })
+        .collect();
+    for i in 0..pairs.len() {
+        let first = score_of[&format!("id-{i}")];
+        let again = score_of[&format!("id-{}", i + pairs.len())];
+        assert_eq!(
+            first, again,
+            "pair {i}: a cached score equals the computed one"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

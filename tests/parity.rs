@@ -173,6 +173,29 @@ fn nulls_give_nulls_and_repeats_are_scored_once() {
 }
 
 #[test]
+fn cached_pairs_are_not_run_again_and_keep_their_logits() {
+    let reference = reference();
+    let expected = &reference.models["sts-int8"];
+    let pairs = reference_pairs(&reference);
+    let options = EngineOptions {
+        cache_pairs: 1_000,
+        ..EngineOptions::default()
+    };
+    let model = reference_model(expected, options);
+    let first = model.predict_pairs(&pairs[..100]).unwrap();
+    let second = model.predict_pairs(&pairs[50..150]).unwrap();
+    for i in 0..50 {
+        assert_eq!(first.logits(50 + i), second.logits(i), "cached row {i}");
+    }
+    let stats = model.stats();
+    assert_eq!((stats.cache_hits, stats.cache_misses), (50, 150));
+    assert_eq!(stats.unique_pairs, 150, "hits are not run");
+    assert_eq!(stats.cache_hit_rate(), Some(0.25));
+    let worst = max_abs_diff(&model, &pairs, &expected.logits);
+    assert!(worst <= TOLERANCE, "with a cache: max abs diff {worst}");
+}
+
+#[test]
 fn a_constant_side_scores_against_every_row() {
     let model = load(&sts_model_dir());
     let docs = StringArray::from(vec![

@@ -66,8 +66,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             let (settings, scorer) = crate::enrich::prepare(&cli.models, args)?;
             let summary = crate::enrich::run(settings, scorer, shutdown_signal()).await?;
             eprintln!(
-                "enrich stopped: {} in, {} out, {} dead-lettered",
-                summary.messages_in, summary.messages_out, summary.dead_lettered
+                "enrich stopped: {} in, {} out, {} dead-lettered, {} pairs from the cache",
+                summary.messages_in,
+                summary.messages_out,
+                summary.dead_lettered,
+                summary.cache_hits
             );
             Ok(())
         }
@@ -110,12 +113,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 .await
                 .map_err(|e| crate::JobError::Usage(format!("score job panicked: {e}")))??;
             eprintln!(
-                "scored {} pairs in {:.2}s ({:.0} pairs/s); {} with a null text, {} truncated",
+                "scored {} pairs in {:.2}s ({:.0} pairs/s); {} with a null text, {} truncated, {} from the cache",
                 summary.rows,
                 summary.seconds,
                 summary.rows as f64 / summary.seconds.max(1e-9),
                 summary.null_rows,
-                summary.truncated
+                summary.truncated,
+                summary.cache_hits
             );
             Ok(())
         }

@@ -66,6 +66,11 @@ pub struct ModelArgs {
     #[arg(long, default_value = "auto", global = true)]
     pub batch_invariant: String,
 
+    /// Distinct pairs whose scores are kept across batches so that a pair
+    /// seen again (stream re-delivery, repeated query) is not run again; 0 turns the cache off
+    #[arg(long, default_value_t = 100_000, global = true)]
+    pub cache_pairs: usize,
+
     /// Path of libonnxruntime.so [default: ORT_DYLIB_PATH, beside the binary, or .ort/]
     #[arg(long, global = true)]
     pub ort_lib: Option<PathBuf>,
@@ -106,6 +111,7 @@ impl ModelArgs {
             activation,
             ort_library: self.ort_lib.clone(),
             batch_invariant,
+            cache_pairs: self.cache_pairs,
         })
     }
 

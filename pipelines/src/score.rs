@@ -51,6 +51,8 @@ pub struct ScoreSummary {
     pub null_rows: u64,
     /// Pairs cut to the model's maximum length.
     pub truncated: u64,
+    /// Distinct pairs answered from the score cache (seen earlier in the file).
+    pub cache_hits: u64,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -99,11 +101,12 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     }
     writer.close().map_err(|e| JobError::parquet(&output, e))?;
     let elapsed = progress.finish();
-    let after = model.stats();
+    let stats = model.stats().since(&before);
     Ok(ScoreSummary {
-        rows: after.pairs - before.pairs,
-        null_rows: after.null_pairs - before.null_pairs,
-        truncated: after.truncated_pairs - before.truncated_pairs,
+        rows: stats.pairs,
+        null_rows: stats.null_pairs,
+        truncated: stats.truncated_pairs,
+        cache_hits: stats.cache_hits,
         seconds: elapsed.as_secs_f64(),
     })
 }

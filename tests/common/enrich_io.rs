@@ -185,15 +185,29 @@ pub fn signal(child: &Child, signal: &str) {
     assert!(status.success());
 }
 
-/// `crossflow_messages_out_total` of an instance's metrics endpoint.
-pub fn messages_out(port: u16) -> u64 {
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of metric `name` at an instance's metrics endpoint.
+pub fn metric(port: u16, name: &str) -> f64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
     stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body.lines()
-        .find_map(|l| l.strip_prefix("crossflow_messages_out_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("messages_out metric")
+        .unwrap_or_else(|| panic!("metric {name} in {body}"))
+}
+
+/// `crossflow_messages_out_total` of an instance's metrics endpoint.
+pub fn messages_out(port: u16) -> u64 {
+    metric(port, "crossflow_messages_out_total") as u64
 }

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub truncated_pairs: Counter,
     pub batches: Counter,
     pub abandoned: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
     pub batch_pairs: Histogram,
     pub batch_tokens: Histogram,
     pub inference_seconds: Histogram,
@@ -114,6 +116,8 @@ impl Default for Metrics {
             truncated_pairs: Counter::default(),
             batches: Counter::default(),
             abandoned: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
             batch_pairs: Histogram::new(PAIRS),
             batch_tokens: Histogram::new(TOKENS),
             inference_seconds: Histogram::new(SECONDS),
@@ -173,6 +177,16 @@ impl Metrics {
                 "Messages dropped unprocessed on partition revocation (re-consumed by the new owner)",
                 &self.abandoned,
             ),
+            (
+                "crossflow_cache_hits_total",
+                "Distinct pairs answered from the score cache (both models)",
+                &self.cache_hits,
+            ),
+            (
+                "crossflow_cache_misses_total",
+                "Distinct pairs looked up in the score cache and run through a model",
+                &self.cache_misses,
+            ),
         ];
         for (name, help, counter) in counters {
             let _ = writeln!(
@@ -181,6 +195,16 @@ impl Metrics {
                 counter.get()
             );
         }
+        let (hits, misses) = (self.cache_hits.get(), self.cache_misses.get());
+        let _ = writeln!(
+            out,
+            "# HELP crossflow_cache_hit_ratio Share of score-cache lookups that hit\n# TYPE crossflow_cache_hit_ratio gauge\ncrossflow_cache_hit_ratio {}",
+            if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            }
+        );
         self.batch_pairs
             .render("crossflow_batch_pairs", "Pairs per micro-batch", &mut out);
         self.batch_tokens

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crossflow::{CrossEncoder, Head, Texts};
+use crossflow::{CrossEncoder, Head, StatsSnapshot, Texts};
 use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::datatypes::Float32Type;
 
@@ -23,8 +23,8 @@ pub struct Scorer {
 /// Outputs of one batch and what it cost.
 pub struct Scored {
     pub enrichments: Vec<Enrichment>,
-    pub tokens: u64,
-    pub truncated: u64,
+    /// The engines' counters over this batch, summed over both models.
+    pub stats: StatsSnapshot,
 }
 
 impl Scorer {
@@ -47,22 +47,18 @@ impl Scorer {
         if let Some(nli) = &self.nli {
             classify(nli, &nli.predict(&a, &b)?, &mut enrichments)?;
         }
-        let after = self.stats();
         Ok(Scored {
             enrichments,
-            tokens: after.0 - before.0,
-            truncated: after.1 - before.1,
+            stats: self.stats().since(&before),
         })
     }
 
-    /// (tokens, truncated pairs) over both models.
-    fn stats(&self) -> (u64, u64) {
+    /// The counters of both models, summed.
+    fn stats(&self) -> StatsSnapshot {
         std::iter::once(&self.score)
             .chain(&self.nli)
             .map(|m| m.stats())
-            .fold((0, 0), |acc, s| {
-                (acc.0 + s.tokens, acc.1 + s.truncated_pairs)
-            })
+            .fold(StatsSnapshot::default(), |sum, s| sum + s)
     }
 }
 

@@ -27,6 +27,8 @@ pub struct EnrichSummary {
     pub messages_in: u64,
     pub messages_out: u64,
     pub dead_lettered: u64,
+    /// Distinct pairs answered from the score cache.
+    pub cache_hits: u64,
 }
 
 /// Runs until `shutdown` turns true: then finishes the batch in flight,
@@ -71,6 +73,7 @@ pub async fn run(
         messages_in: metrics.messages_in.get(),
         messages_out: metrics.messages_out.get(),
         dead_lettered: metrics.dead_lettered.get(),
+        cache_hits: metrics.cache_hits.get(),
     })
 }
 
@@ -201,8 +204,14 @@ impl Job {
             .observe_duration(started.elapsed());
         self.metrics.batches.add(1);
         self.metrics.batch_pairs.observe(good.len() as f64);
-        self.metrics.batch_tokens.observe(scored.tokens as f64);
-        self.metrics.truncated_pairs.add(scored.truncated);
+        self.metrics
+            .batch_tokens
+            .observe(scored.stats.tokens as f64);
+        self.metrics
+            .truncated_pairs
+            .add(scored.stats.truncated_pairs);
+        self.metrics.cache_hits.add(scored.stats.cache_hits);
+        self.metrics.cache_misses.add(scored.stats.cache_misses);
         Ok(scored.enrichments)
     }
 
