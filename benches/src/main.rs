@@ -8,6 +8,7 @@
 mod datasets;
 mod measure;
 mod rss;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,8 @@ enum Command {
     One(measure::OneArgs),
     /// Compare scores on a device (e.g. cuda) with the CPU's.
     Compare(measure::CompareArgs),
+    /// Memory over a long run of calls of random sizes and lengths.
+    Soak(soak::SoakArgs),
 }
 
 /// Options of a full benchmark run.
@@ -59,6 +62,17 @@ pub struct RunArgs {
     /// Python with onnxruntime and tokenizers for the baseline ("" to skip it)
     #[arg(long, default_value = ".venv/bin/python")]
     python: String,
+    /// Python with torch and sentence-transformers for the second baseline
+    /// (skipped when it or --st-model is missing; see scripts/setup --sentence-transformers)
+    #[arg(long, default_value = ".venv-st/bin/python")]
+    st_python: String,
+    /// PyTorch checkpoint of the model's weights for sentence-transformers
+    /// (made by benches/onnx_to_torch.py)
+    #[arg(long, default_value = "target/st-model")]
+    st_model: PathBuf,
+    /// Pair length limit in tokens (default: the model's)
+    #[arg(long)]
+    max_length: Option<usize>,
     /// Also write the results as CSV here
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -72,6 +86,7 @@ fn main() -> Result<()> {
     match cli.command {
         Some(Command::One(args)) => measure::one(&args),
         Some(Command::Compare(args)) => measure::compare(&args),
+        Some(Command::Soak(args)) => soak::soak(&args),
         None => measure::run(&cli.run),
     }
 }

@@ -46,12 +46,19 @@ pub struct OneArgs {
     repeat: usize,
     #[arg(long, default_value = "cpu")]
     device: Device,
+    #[arg(long)]
+    max_length: Option<usize>,
 }
 
 /// Engine options of a named configuration: `default`, `batched` (int8
 /// graphs batched too) or `tokens=N` (batched with that budget), each with an
 /// optional `@S` suffix for S sessions.
-fn options(config: &str, onnx_file: &Path, device: Device) -> Result<EngineOptions> {
+pub fn options(
+    config: &str,
+    onnx_file: &Path,
+    device: Device,
+    max_length: Option<usize>,
+) -> Result<EngineOptions> {
     let (config, sessions) = match config.split_once('@') {
         Some((config, sessions)) => (config, Some(sessions.parse()?)),
         None => (config, None),
@@ -61,6 +68,9 @@ fn options(config: &str, onnx_file: &Path, device: Device) -> Result<EngineOptio
         sessions,
         device,
         limits: BatchLimits::for_device(device),
+        max_length,
+        // No cross-call cache: the timed repeats would be answered from it.
+        cache_pairs: 0,
         ..EngineOptions::default()
     };
     match config.split_once('=') {
@@ -80,7 +90,7 @@ pub fn one(args: &OneArgs) -> Result<()> {
     let set = datasets::load(&args.profile, &args.data, args.limit)?;
     let model = CrossEncoder::load(
         &args.model,
-        &options(&args.config, &args.onnx_file, args.device)?,
+        &options(&args.config, &args.onnx_file, args.device, args.max_length)?,
     )?;
     let pairs: Vec<(&str, &str)> = set
         .pairs
@@ -124,70 +134,132 @@ fn median(times: &mut [f64]) -> f64 {
     times[times.len() / 2]
 }
 
-/// Runs every profile × configuration plus the Python baseline, then prints a table.
+/// Runs every profile × configuration plus the baselines, then prints a table.
 pub fn run(args: &RunArgs) -> Result<()> {
+    let st = sentence_transformers(args);
     let mut rows = Vec::new();
     for profile in &args.profiles {
         let set = datasets::load(profile, &args.data, args.limit)?;
         eprintln!("{profile}: {} pairs", set.pairs.len());
-        let mut results = Vec::new();
-        if !args.python.is_empty() {
-            results.push(python_baseline(args, &set)?);
-        }
+        let python_loop = match args.python.is_empty() {
+            true => None,
+            false => Some(python_baseline(args, &set, None)?),
+        };
+        let st_baseline = match &st {
+            Some((python, model)) => Some(python_baseline(
+                &RunArgs {
+                    python: python.clone(),
+                    ..args.clone()
+                },
+                &set,
+                Some(model),
+            )?),
+            None => None,
+        };
+        let mut results: Vec<Measurement> =
+            python_loop.iter().chain(&st_baseline).cloned().collect();
         for config in &args.configs {
             results.push(engine_in_child(args, profile, config)?);
         }
-        let baseline = results[0].pairs_per_s;
-        for r in results {
-            eprintln!("  {:<76} {:>8.1} pairs/s", r.system, r.pairs_per_s);
-            rows.push((profile.clone(), r.pairs_per_s / baseline, r));
+        let ratio = |base: &Option<Measurement>, m: &Measurement| {
+            base.as_ref().map(|b| m.pairs_per_s / b.pairs_per_s)
+        };
+        for m in results {
+            eprintln!("  {:<90} {:>8.1} pairs/s", m.system, m.pairs_per_s);
+            rows.push(Row {
+                profile: match args.max_length {
+                    Some(n) => format!("{profile} (max {n} tokens)"),
+                    None => profile.clone(),
+                },
+                vs_loop: ratio(&python_loop, &m),
+                vs_st: ratio(&st_baseline, &m),
+                m,
+            });
         }
     }
-    print_table(&rows, &mut std::io::stdout())?;
+    write_markdown(&rows, &mut std::io::stdout())?;
     if let Some(path) = &args.csv {
         let mut file = std::fs::File::create(path).with_context(|| path.display().to_string())?;
-        writeln!(
-            file,
-            "profile,system,pairs,seconds,pairs_per_s,tokens_per_s,padding_pct,peak_rss_mb,vs_first"
-        )?;
-        for (profile, ratio, m) in &rows {
-            writeln!(
-                file,
-                "{profile},\"{}\",{},{:.3},{:.1},{:.0},{:.1},{:.0},{ratio:.2}",
-                m.system,
-                m.pairs,
-                m.seconds,
-                m.pairs_per_s,
-                m.tokens as f64 / m.seconds,
-                padding_pct(m),
-                m.peak_rss_mb
-            )?;
-        }
+        write_csv(&rows, &mut file)?;
     }
     Ok(())
+}
+
+/// The Python and checkpoint of the sentence-transformers baseline, when set up.
+fn sentence_transformers(args: &RunArgs) -> Option<(String, PathBuf)> {
+    let python = Path::new(&args.st_python);
+    if args.st_python.is_empty() || !python.exists() || !args.st_model.exists() {
+        eprintln!(
+            "sentence-transformers baseline skipped: {} or {} missing (scripts/setup --sentence-transformers)",
+            python.display(),
+            args.st_model.display()
+        );
+        return None;
+    }
+    Some((args.st_python.clone(), args.st_model.clone()))
+}
+
+/// One result line: a measurement and how it compares with the baselines.
+struct Row {
+    profile: String,
+    vs_loop: Option<f64>,
+    vs_st: Option<f64>,
+    m: Measurement,
+}
+
+const COLUMNS: [(&str, &str); 10] = [
+    ("profile", "profile"),
+    ("system", "system"),
+    ("pairs", "pairs"),
+    ("seconds", "seconds"),
+    ("pairs/s", "pairs_per_s"),
+    ("tokens/s", "tokens_per_s"),
+    ("padding %", "padding_pct"),
+    ("peak RSS MB", "peak_rss_mb"),
+    ("vs Python loop", "vs_python_loop"),
+    ("vs sentence-transformers", "vs_sentence_transformers"),
+];
+
+impl Row {
+    fn cells(&self) -> [String; COLUMNS.len()] {
+        let m = &self.m;
+        let ratio = |r: Option<f64>| r.map_or_else(|| "–".into(), |r| format!("{r:.2}"));
+        [
+            self.profile.clone(),
+            m.system.clone(),
+            m.pairs.to_string(),
+            format!("{:.3}", m.seconds),
+            format!("{:.1}", m.pairs_per_s),
+            format!("{:.0}", m.tokens as f64 / m.seconds),
+            format!("{:.1}", padding_pct(m)),
+            format!("{:.0}", m.peak_rss_mb),
+            ratio(self.vs_loop),
+            ratio(self.vs_st),
+        ]
+    }
 }
 
 fn padding_pct(m: &Measurement) -> f64 {
     100.0 * (m.padded_tokens.saturating_sub(m.tokens)) as f64 / m.padded_tokens.max(1) as f64
 }
 
-fn print_table(rows: &[(String, f64, Measurement)], out: &mut dyn Write) -> Result<()> {
-    writeln!(
-        out,
-        "| profile | system | pairs | pairs/s | tokens/s | padding | peak RSS | vs first row |"
-    )?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|")?;
-    for (profile, ratio, m) in rows {
-        writeln!(
-            out,
-            "| {profile} | {} | {} | {:.1} | {:.0} | {:.0} % | {:.0} MB | {ratio:.2}× |",
-            m.system,
-            m.pairs,
-            m.pairs_per_s,
-            m.tokens as f64 / m.seconds,
-            padding_pct(m),
-            m.peak_rss_mb
-        )?;
+fn write_markdown(rows: &[Row], out: &mut dyn Write) -> Result<()> {
+    let header: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    writeln!(out, "| {} |", header.join(" | "))?;
+    writeln!(out, "|---|---|{}", "---:|".repeat(COLUMNS.len() - 2))?;
+    for row in rows {
+        writeln!(out, "| {} |", row.cells().join(" | "))?;
+    }
+    Ok(())
+}
+
+fn write_csv(rows: &[Row], out: &mut dyn Write) -> Result<()> {
+    let header: Vec<&str> = COLUMNS.iter().map(|c| c.1).collect();
+    writeln!(out, "{}", header.join(","))?;
+    for row in rows {
+        let mut cells = row.cells();
+        cells[1] = format!("\"{}\"", cells[1].replace('"', "\"\""));
+        writeln!(out, "{}", cells.join(","))?;
     }
     Ok(())
 }
@@ -214,14 +286,25 @@ fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measur
         .arg(&args.onnx_file)
         .arg("--data")
         .arg(&args.data)
+        .args(
+            args.max_length
+                .map(|n| ["--max-length".to_string(), n.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .output()?;
     parse_child(output, &format!("engine {config} on {profile}"))
 }
 
-fn python_baseline(args: &RunArgs, set: &datasets::PairSet) -> Result<Measurement> {
+/// The Python onnxruntime loop, or with `st_model` sentence-transformers.
+fn python_baseline(
+    args: &RunArgs,
+    set: &datasets::PairSet,
+    st_model: Option<&Path>,
+) -> Result<Measurement> {
     let model = CrossEncoder::load(
         &args.model,
-        &options("default", &args.onnx_file, Device::Cpu)?,
+        &options("default", &args.onnx_file, Device::Cpu, args.max_length)?,
     )?;
     let pairs_file = tempfile_path(&set.name);
     std::fs::write(&pairs_file, serde_json::to_string(&set.pairs)?)?;
@@ -236,6 +319,12 @@ fn python_baseline(args: &RunArgs, set: &datasets::PairSet) -> Result<Measuremen
         .arg(&pairs_file)
         .args(["--max-length", &model.max_length().to_string()])
         .args(["--repeat", &args.repeat.to_string()])
+        .args(
+            st_model
+                .map(|m| ["--sentence-transformers".as_ref(), m.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .output()
         .with_context(|| format!("running {} (run scripts/setup --python)", args.python))?;
     let _ = std::fs::remove_file(&pairs_file);
@@ -287,11 +376,11 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let reference_file = args.against_onnx_file.as_deref().unwrap_or(&args.onnx_file);
     let cpu = CrossEncoder::load(
         &args.model,
-        &options("default", reference_file, Device::Cpu)?,
+        &options("default", reference_file, Device::Cpu, None)?,
     )?;
     let device = CrossEncoder::load(
         &args.model,
-        &options("default", &args.onnx_file, args.device)?,
+        &options("default", &args.onnx_file, args.device, None)?,
     )?;
     for profile in &args.profiles {
         let set = datasets::load(profile, &args.data, args.limit)?;
