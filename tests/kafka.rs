@@ -96,13 +96,14 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_their_reason() {
         ("g3", good("g3", "Two dogs run in a field."), None),
     ];
     for (key, payload, _) in &inputs {
-        producer
-            .send(
-                FutureRecord::to("pairs").key(*key).payload(payload),
-                Timeout::Never,
-            )
-            .await
-            .unwrap();
+        let record = FutureRecord::<str, _>::to("pairs").payload(payload);
+        // g3 comes without a key: its output is keyed by its id field.
+        let record = if *key == "g3" {
+            record
+        } else {
+            record.key(*key)
+        };
+        producer.send(record, Timeout::Never).await.unwrap();
     }
     let (stop, task) = start_in_process(enrich_args(&broker, "g-dlq", &[]));
     let dead = tokio::task::block_in_place(|| {
@@ -165,6 +166,11 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_their_reason() {
         enriched,
         ["g1", "g2", "g3"],
         "the good ones around the bad ones are all enriched"
+    );
+    let keys: HashSet<&[u8]> = out.iter().filter_map(|m| m.key()).collect();
+    assert!(
+        keys.contains(&b"g3"[..]),
+        "a keyless message's output is keyed by its id"
     );
 }
 

@@ -129,7 +129,7 @@ pub fn render(mut message: Map<String, Value>, enrichment: &Enrichment) -> Vec<u
     serde_json::to_vec(&Value::Object(message)).unwrap_or_default()
 }
 
-/// The id of a message, for logs and metrics (`None` when absent).
+/// The id of a message (`None` when absent): the output key of a keyless input.
 pub fn message_id(message: &PairMessage, fields: &FieldMapping) -> Option<String> {
     let value = Value::Object(message.object.clone());
     fields.id.get(&value).map(|v| match v {

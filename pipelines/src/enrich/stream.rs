@@ -215,11 +215,17 @@ impl Job {
         Ok(scored.enrichments)
     }
 
+    /// The enriched message: the input's key (or, for a keyless input, its
+    /// id field, so outputs can be partitioned by id), headers and timestamp.
     fn output(&self, input: &OwnedMessage, pair: PairMessage, enrichment: &Enrichment) -> Outgoing {
+        let key = match input.key() {
+            Some(key) => Some(key.to_vec()),
+            None => message::message_id(&pair, &self.settings.fields).map(String::into_bytes),
+        };
         Outgoing {
             topic: self.settings.output_topic.clone(),
             payload: message::render(pair.object, enrichment),
-            key: input.key().map(<[u8]>::to_vec),
+            key,
             headers: input.headers().cloned().unwrap_or_default(),
             timestamp_ms: input.timestamp().to_millis(),
             dead_letter: false,
