@@ -1,6 +1,7 @@
-//! The engine against a reference: Python onnxruntime on the same ONNX files
-//! and pairs (tests/data/parity_reference.json, made by
-//! scripts/reference_scores.py), plus behaviour on real models.
+//! The engine against references on the same pairs
+//! (tests/data/parity_reference.json): Python onnxruntime on the same ONNX
+//! files (scripts/reference_scores.py) and sentence-transformers on the same
+//! weights in PyTorch (scripts/st_reference.py); plus behaviour on real models.
 
 use arrow::array::{Array, StringArray, StringViewArray};
 use crossflow::batching::BatchLimits;
@@ -95,6 +96,13 @@ fn nli_int8_logits_match_python_onnxruntime() {
 #[test]
 fn sts_fp32_logits_match_python_onnxruntime_with_batching() {
     check_model("sts-fp32");
+}
+
+/// sentence-transformers' `CrossEncoder.predict` (PyTorch) on the same
+/// weights (scripts/st_reference.py), against crossflow on the fp32 ONNX file.
+#[test]
+fn sts_fp32_logits_match_sentence_transformers() {
+    check_model("sts-fp32-sentence-transformers");
 }
 
 #[test]
