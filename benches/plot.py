@@ -25,7 +25,10 @@ def main():
         label = path.rsplit("/", 1)[-1].removesuffix(".csv").removeprefix("bench-")
         for row in csv.DictReader(open(path, encoding="utf-8")):
             system = row["system"].split(" (")[0].replace("python onnxruntime 1.31.1 loop", "python loop")
-            series[f"{system} [{label}]"][row["profile"]] = float(row["pairs_per_s"])
+            name = f"{system} [{label}]"
+            if system.startswith("sentence-transformers"):
+                name = f"sentence-transformers, PyTorch fp32 (measured in the {label} run)"
+            series[name][row["profile"]] = float(row["pairs_per_s"])
             if row["profile"] not in profiles:
                 profiles.append(row["profile"])
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -35,7 +38,7 @@ def main():
         ax.bar(xs, [values.get(pr, 0) for pr in profiles], width, label=name)
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(profiles))], profiles)
     ax.set_ylabel("pairs / s (2 CPU cores)")
-    ax.set_title("crossflow engine vs plain Python onnxruntime loop, same ONNX file and pairs")
+    ax.set_title("crossflow vs a Python onnxruntime loop and sentence-transformers, same weights and pairs")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)

@@ -35,6 +35,20 @@ enum Command {
     Soak(soak::SoakArgs),
 }
 
+/// The model and the data sets a run reads.
+#[derive(Debug, Clone, Args)]
+pub struct Inputs {
+    /// Model directory
+    #[arg(long, default_value = "models/crossflow-sts-minilm-l6")]
+    pub model: PathBuf,
+    /// ONNX file inside the model directory
+    #[arg(long, default_value = "onnx/model_qint8_avx2.onnx")]
+    pub onnx_file: PathBuf,
+    /// Labelled data sets
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+}
+
 /// Options of a full benchmark run.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -47,18 +61,14 @@ pub struct RunArgs {
     /// Pairs per profile
     #[arg(long, default_value_t = 5000)]
     limit: usize,
-    /// Timed runs per measurement (the median is reported)
+    /// Timed runs per measurement, back to back in one process (the median is reported)
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Model directory
-    #[arg(long, default_value = "models/crossflow-sts-minilm-l6")]
-    model: PathBuf,
-    /// ONNX file inside the model directory
-    #[arg(long, default_value = "onnx/model_qint8_avx2.onnx")]
-    onnx_file: PathBuf,
-    /// Labelled data sets
-    #[arg(long, default_value = "../shared/data")]
-    data: PathBuf,
+    /// Rounds over all systems, one after the other (medians over rounds are reported)
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    #[command(flatten)]
+    inputs: Inputs,
     /// Python with onnxruntime and tokenizers for the baseline ("" to skip it)
     #[arg(long, default_value = ".venv/bin/python")]
     python: String,

@@ -135,47 +135,40 @@ fn median(times: &mut [f64]) -> f64 {
 }
 
 /// Runs every profile × configuration plus the baselines, then prints a table.
+/// With several rounds, all systems run once per round, one after the other,
+/// and each figure is the median over rounds; a ratio is the median of the
+/// ratios within each round, so slow phases of the machine hit both sides.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let st = sentence_transformers(args);
+    let mut systems = Vec::new();
+    if !args.python.is_empty() {
+        systems.push(System::PythonLoop);
+    }
+    if let Some((python, model)) = sentence_transformers(args) {
+        systems.push(System::SentenceTransformers { python, model });
+    }
+    systems.extend(args.configs.iter().cloned().map(System::Engine));
     let mut rows = Vec::new();
     for profile in &args.profiles {
-        let set = datasets::load(profile, &args.data, args.limit)?;
+        let set = datasets::load(profile, &args.inputs.data, args.limit)?;
         eprintln!("{profile}: {} pairs", set.pairs.len());
-        let python_loop = match args.python.is_empty() {
-            true => None,
-            false => Some(python_baseline(args, &set, None)?),
-        };
-        let st_baseline = match &st {
-            Some((python, model)) => Some(python_baseline(
-                &RunArgs {
-                    python: python.clone(),
-                    ..args.clone()
-                },
-                &set,
-                Some(model),
-            )?),
-            None => None,
-        };
-        let mut results: Vec<Measurement> =
-            python_loop.iter().chain(&st_baseline).cloned().collect();
-        for config in &args.configs {
-            results.push(engine_in_child(args, profile, config)?);
+        let mut rounds = Vec::new();
+        for round in 1..=args.rounds.max(1) {
+            let mut results = Vec::new();
+            for system in &systems {
+                let m = system.measure(args, &set)?;
+                eprintln!(
+                    "  round {round}: {:<90} {:>8.1} pairs/s",
+                    m.system, m.pairs_per_s
+                );
+                results.push(m);
+            }
+            rounds.push(results);
         }
-        let ratio = |base: &Option<Measurement>, m: &Measurement| {
-            base.as_ref().map(|b| m.pairs_per_s / b.pairs_per_s)
+        let label = match args.max_length {
+            Some(n) => format!("{profile} (max {n} tokens)"),
+            None => profile.clone(),
         };
-        for m in results {
-            eprintln!("  {:<90} {:>8.1} pairs/s", m.system, m.pairs_per_s);
-            rows.push(Row {
-                profile: match args.max_length {
-                    Some(n) => format!("{profile} (max {n} tokens)"),
-                    None => profile.clone(),
-                },
-                vs_loop: ratio(&python_loop, &m),
-                vs_st: ratio(&st_baseline, &m),
-                m,
-            });
-        }
+        rows.extend(summarize(&label, &systems, &rounds));
     }
     write_markdown(&rows, &mut std::io::stdout())?;
     if let Some(path) = &args.csv {
@@ -183,6 +176,57 @@ pub fn run(args: &RunArgs) -> Result<()> {
         write_csv(&rows, &mut file)?;
     }
     Ok(())
+}
+
+/// What one column of a round measures.
+enum System {
+    PythonLoop,
+    SentenceTransformers { python: String, model: PathBuf },
+    Engine(String),
+}
+
+impl System {
+    fn measure(&self, args: &RunArgs, set: &datasets::PairSet) -> Result<Measurement> {
+        match self {
+            System::PythonLoop => python_baseline(args, set, None),
+            System::SentenceTransformers { python, model } => {
+                let args = RunArgs {
+                    python: python.clone(),
+                    ..args.clone()
+                };
+                python_baseline(&args, set, Some(model))
+            }
+            System::Engine(config) => engine_in_child(args, &set.name, config),
+        }
+    }
+}
+
+/// One row per system: its median round, with median within-round ratios.
+fn summarize(label: &str, systems: &[System], rounds: &[Vec<Measurement>]) -> Vec<Row> {
+    let position = |wanted: fn(&System) -> bool| systems.iter().position(wanted);
+    let python_loop = position(|s| matches!(s, System::PythonLoop));
+    let st = position(|s| matches!(s, System::SentenceTransformers { .. }));
+    let ratio = |base: Option<usize>, i: usize| {
+        base.map(|b| {
+            let mut ratios: Vec<f64> = rounds
+                .iter()
+                .map(|r| r[i].pairs_per_s / r[b].pairs_per_s)
+                .collect();
+            median(&mut ratios)
+        })
+    };
+    (0..systems.len())
+        .map(|i| {
+            let mut runs: Vec<&Measurement> = rounds.iter().map(|r| &r[i]).collect();
+            runs.sort_by(|a, b| a.pairs_per_s.total_cmp(&b.pairs_per_s));
+            Row {
+                profile: label.to_string(),
+                vs_loop: ratio(python_loop, i),
+                vs_st: ratio(st, i),
+                m: runs[runs.len() / 2].clone(),
+            }
+        })
+        .collect()
 }
 
 /// The Python and checkpoint of the sentence-transformers baseline, when set up.
@@ -281,11 +325,11 @@ fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measur
             &args.device.to_string(),
         ])
         .arg("--model")
-        .arg(&args.model)
+        .arg(&args.inputs.model)
         .arg("--onnx-file")
-        .arg(&args.onnx_file)
+        .arg(&args.inputs.onnx_file)
         .arg("--data")
-        .arg(&args.data)
+        .arg(&args.inputs.data)
         .args(
             args.max_length
                 .map(|n| ["--max-length".to_string(), n.to_string()])
@@ -303,8 +347,13 @@ fn python_baseline(
     st_model: Option<&Path>,
 ) -> Result<Measurement> {
     let model = CrossEncoder::load(
-        &args.model,
-        &options("default", &args.onnx_file, Device::Cpu, args.max_length)?,
+        &args.inputs.model,
+        &options(
+            "default",
+            &args.inputs.onnx_file,
+            Device::Cpu,
+            args.max_length,
+        )?,
     )?;
     let pairs_file = tempfile_path(&set.name);
     std::fs::write(&pairs_file, serde_json::to_string(&set.pairs)?)?;
@@ -312,7 +361,7 @@ fn python_baseline(
     let output = Command::new(&args.python)
         .arg(script)
         .arg("--model-dir")
-        .arg(&args.model)
+        .arg(&args.inputs.model)
         .arg("--onnx")
         .arg(&model.files().onnx)
         .arg("--pairs")

@@ -4,13 +4,13 @@
 //! shapes (what a stream looks like); the resident set size is sampled after
 //! each call and printed as it evolves.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
 use crossflow::{CrossEncoder, Device};
 
+use crate::Inputs;
 use crate::datasets;
 use crate::measure::options;
 use crate::rss::rss_mb;
@@ -27,23 +27,19 @@ pub struct SoakArgs {
     /// Largest call, in pairs (each call has 1..=this many)
     #[arg(long, default_value_t = 128)]
     max_pairs: usize,
-    #[arg(long, default_value = "models/crossflow-sts-minilm-l6")]
-    model: PathBuf,
-    #[arg(long, default_value = "onnx/model_qint8_avx2.onnx")]
-    onnx_file: PathBuf,
-    #[arg(long, default_value = "../shared/data")]
-    data: PathBuf,
+    #[command(flatten)]
+    inputs: Inputs,
 }
 
 /// Runs the soak and prints RSS at tenths of the run, then a summary line.
 pub fn soak(args: &SoakArgs) -> Result<()> {
     let mut pool = Vec::new();
     for profile in ["short", "medium", "long"] {
-        pool.extend(datasets::load(profile, &args.data, 5000)?.pairs);
+        pool.extend(datasets::load(profile, &args.inputs.data, 5000)?.pairs);
     }
     let model = CrossEncoder::load(
-        &args.model,
-        &options(&args.config, &args.onnx_file, Device::Cpu, None)?,
+        &args.inputs.model,
+        &options(&args.config, &args.inputs.onnx_file, Device::Cpu, None)?,
     )?;
     let loaded = rss_mb();
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
