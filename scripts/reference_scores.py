@@ -4,8 +4,8 @@
 Independent of crossflow's code: HF `tokenizers` (Python) with longest-first
 truncation to the model's max length, onnxruntime CPU with default settings.
 The bundled int8 models are run one pair at a time: their dynamic quantization
-makes a pair's logits depend on the rest of its batch, and crossflow runs them
-per pair by default for that reason. The fp32 STS model (from ../shared, not
+makes a pair's logits depend on the rest of its batch; crossflow batches them
+with per-pair quantization scales, which must give exactly these logits. The fp32 STS model (from ../shared, not
 bundled) is run in fixed batches of 32 in input order, padded to the batch
 maximum, so the parity test also covers crossflow's sorted, padded batching.
 The Rust test (tests/parity.rs) scores the same pairs and compares logits.

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::batching;
-use crate::encoder::{EngineOptions, session_settings};
+use crate::encoder::{EngineOptions, invariance, session_settings};
 use crate::model::{ModelConfig, ModelFiles, graph};
 use crate::runner::Run;
 use crate::session::{OrtModel, Output};
@@ -20,6 +20,13 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::Texts;
 use crate::tokenize::{EncodedPair, PairTokenizer};
 use crate::{Error, Result};
+
+/// Texts of different lengths that check a rewritten graph at load time.
+const PROBES: [&str; 3] = [
+    "A man is playing a guitar on the stage.",
+    "Yes.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+];
 
 /// How token vectors become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,12 +124,18 @@ impl BiEncoder {
             "last_hidden_state",
             "token_embeddings",
         ];
-        let model = OrtModel::load(&files.onnx, &session_settings(options), &wanted)?;
+        let probes = tokenizer.encode_texts(&PROBES)?;
+        let prepared = graph::load(
+            &files.onnx,
+            &session_settings(options),
+            &wanted,
+            invariance(options),
+            &probes,
+            tokenizer.pad_id(),
+        )?;
+        let model = prepared.model;
         let mut limits = options.limits;
-        if options
-            .batch_invariant
-            .unwrap_or(graph::uses_dynamic_quantization(&files.onnx)?)
-        {
+        if prepared.one_pair_per_batch {
             limits.max_batch_pairs = 1;
         }
         Ok(Self {

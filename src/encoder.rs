@@ -8,7 +8,8 @@ use arrow::array::{BooleanArray, Float32Array};
 use crate::batching::{self, BatchLimits};
 use crate::cache::{Key, PairCache};
 use crate::head::{Activation, Head};
-use crate::model::{ModelConfig, ModelFiles, graph};
+use crate::model::graph::{self, Invariance};
+use crate::model::{ModelConfig, ModelFiles};
 use crate::output::{self, ClassifiedArrays};
 use crate::runner::Run;
 use crate::runtime::Device;
@@ -40,11 +41,16 @@ pub struct EngineOptions {
     pub activation: Option<Activation>,
     /// Path of `libonnxruntime.so` (default: see [`crate::runtime::library_candidates`]).
     pub ort_library: Option<PathBuf>,
-    /// Run one pair per micro-batch so that a pair's result never depends on
-    /// its batch neighbours. `None` (the default) turns it on for graphs with
-    /// dynamic int8 quantization, whose outputs do depend on them
-    /// (see [`crate::model::graph::uses_dynamic_quantization`]).
+    /// Make a pair's result independent of its batch neighbours. Only graphs
+    /// with dynamic int8 quantization need it (see
+    /// [`crate::model::graph::uses_dynamic_quantization`]): their quantization
+    /// is rewritten to per-pair scales, or, where that is not possible, they
+    /// run one pair per micro-batch. `None` (the default) and `Some(true)` do
+    /// that; `Some(false)` batches such graphs as they are.
     pub batch_invariant: Option<bool>,
+    /// Make dynamically quantized graphs batch-invariant by running one pair
+    /// per micro-batch rather than by rewriting them (slower; for comparison).
+    pub one_pair_per_batch: bool,
     /// Distinct pairs whose outputs are kept across calls, so a pair seen
     /// again is not run again (0, the default: no cache). See [`crate::cache`].
     pub cache_pairs: usize,
@@ -114,20 +120,26 @@ impl CrossEncoder {
         let config = ModelConfig::load(&files)?;
         let max_length = options.max_length.unwrap_or(config.max_length);
         let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
-        let settings = session_settings(options);
-        let model = OrtModel::load(&files.onnx, &settings, &["logits"])?;
+        let probes = tokenizer.encode_pairs(&PROBES)?;
+        let graph::Prepared {
+            model,
+            one_pair_per_batch,
+        } = graph::load(
+            &files.onnx,
+            &session_settings(options),
+            &["logits"],
+            invariance(options),
+            &probes,
+            tokenizer.pad_id(),
+        )?;
         let name = model_name(&files.dir);
         let head = config.head(options.activation);
-        let batch_invariant = match options.batch_invariant {
-            Some(choice) => choice,
-            None => graph::uses_dynamic_quantization(&files.onnx)?,
-        };
         let mut limits = options.limits;
-        if batch_invariant {
+        if one_pair_per_batch {
             limits.max_batch_pairs = 1;
         }
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
-            max_length, batch_invariant, device = %options.device,
+            max_length, one_pair_per_batch, device = %options.device,
             cache_pairs = options.cache_pairs, "model loaded");
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
@@ -329,6 +341,28 @@ impl CrossEncoder {
             logits,
             valid: slots.iter().map(Option::is_some).collect(),
         }
+    }
+}
+
+/// Pairs of different lengths that check a rewritten graph at load time.
+const PROBES: [(&str, &str); 3] = [
+    (
+        "A man is playing a guitar on the stage.",
+        "Someone plays an instrument.",
+    ),
+    ("Yes.", "No."),
+    (
+        "The quick brown fox jumps over the lazy dog near the river bank.",
+        "A fox jumps.",
+    ),
+];
+
+/// How the options ask for batch-invariant results.
+pub(crate) fn invariance(options: &EngineOptions) -> Invariance {
+    match (options.batch_invariant, options.one_pair_per_batch) {
+        (Some(false), _) => Invariance::Off,
+        (_, true) => Invariance::OnePairPerBatch,
+        _ => Invariance::PerPairScales,
     }
 }
 

@@ -79,14 +79,23 @@ impl PaddedBatch {
 }
 
 impl OrtModel {
-    /// Builds the session pool for the graph at `path` and checks its signature.
-    /// The output read is the graph's only one, else the first of `wanted` it has.
-    pub fn load(path: &Path, settings: &SessionSettings, wanted: &[&str]) -> Result<Self> {
+    /// Builds the session pool for the graph at `path` (or, when given, its
+    /// rewritten bytes) and checks its signature. The output read is the
+    /// graph's only one, else the first of `wanted` it has.
+    pub fn load(
+        path: &Path,
+        rewritten: Option<&[u8]>,
+        settings: &SessionSettings,
+        wanted: &[&str],
+    ) -> Result<Self> {
         let sessions = (0..settings.sessions.max(1))
             .map(|_| {
-                builder(settings)?
-                    .commit_from_file(path)
-                    .map_err(|e| Error::ort(format!("loading {}", path.display()), e))
+                let mut builder = builder(settings)?;
+                match rewritten {
+                    Some(bytes) => builder.commit_from_memory(bytes),
+                    None => builder.commit_from_file(path),
+                }
+                .map_err(|e| Error::ort(format!("loading {}", path.display()), e))
             })
             .collect::<Result<Vec<_>>>()?;
         let session = &sessions[0];
@@ -173,6 +182,35 @@ impl OrtModel {
             data: data.to_vec(),
             shape,
         })
+    }
+
+    /// Whether every row of one padded batch of `probes`, run here, gets the
+    /// output `reference` gives it alone (within 1e-4).
+    pub fn agrees_batched_with(
+        &self,
+        reference: &OrtModel,
+        probes: &[EncodedPair],
+        pad_id: u32,
+    ) -> Result<bool> {
+        let members: Vec<&EncodedPair> = probes.iter().collect();
+        let longest = probes.iter().map(EncodedPair::len).max().unwrap_or(0);
+        let batched = self.run(0, &PaddedBatch::new(&members, longest, pad_id))?;
+        let width = batched.data.len() / probes.len().max(1);
+        for (row, probe) in members.iter().enumerate() {
+            let alone = reference.run(0, &PaddedBatch::new(&[probe], probe.len(), pad_id))?;
+            // A token-level output ([rows, tokens, hidden]) compares over the
+            // pair's own tokens: the batched row continues with padding.
+            let got = &batched.data[row * width..(row + 1) * width];
+            if alone.data.len() > width
+                || got
+                    .iter()
+                    .zip(&alone.data)
+                    .any(|(a, b)| (a - b).abs() > 1e-4)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// An input tensor in the element type the graph declares for its ids.

@@ -106,18 +106,47 @@ fn sts_fp32_logits_match_sentence_transformers() {
 }
 
 #[test]
-fn int8_graphs_run_per_pair_by_default_and_fp32_graphs_batch() {
+fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
     let reference = reference();
-    let int8 = reference_model(&reference.models["sts-int8"], EngineOptions::default());
-    assert_eq!(int8.limits().max_batch_pairs, 1);
+    let expected = &reference.models["sts-int8"];
+    let int8 = reference_model(expected, EngineOptions::default());
+    assert_eq!(
+        int8.limits(),
+        BatchLimits::default(),
+        "batched, not one pair per batch"
+    );
     let fp32 = reference_model(&reference.models["sts-fp32"], EngineOptions::default());
     assert_eq!(fp32.limits(), BatchLimits::default());
+    let one_by_one = EngineOptions {
+        one_pair_per_batch: true,
+        ..EngineOptions::default()
+    };
+    let per_pair = reference_model(expected, one_by_one);
+    assert_eq!(per_pair.limits().max_batch_pairs, 1);
+    // The same pairs in big batches and one at a time: identical logits, and
+    // equal to the reference (run one pair at a time in Python).
+    let pairs = reference_pairs(&reference);
+    let batched = int8.predict_pairs(&pairs).unwrap();
+    let alone = per_pair.predict_pairs(&pairs).unwrap();
+    assert!(
+        int8.stats().batches < per_pair.stats().batches / 4,
+        "batched"
+    );
+    for i in 0..pairs.len() {
+        assert_eq!(batched.logits(i), alone.logits(i), "pair {i}");
+    }
+    assert!(max_abs_diff(&int8, &pairs, &expected.logits) <= TOLERANCE);
+    // Batched as the graph is, neighbours change the logits.
     let forced = EngineOptions {
         batch_invariant: Some(false),
         ..EngineOptions::default()
     };
-    let batched_int8 = reference_model(&reference.models["sts-int8"], forced);
-    assert_eq!(batched_int8.limits(), BatchLimits::default());
+    let raw = reference_model(expected, forced);
+    let worst = max_abs_diff(&raw, &pairs, &expected.logits);
+    assert!(
+        worst > 1e-3,
+        "plain batching of a dynamically quantized graph: {worst}"
+    );
 }
 
 #[test]

@@ -55,7 +55,8 @@ pub struct RunArgs {
     /// Pair profiles to run (short, medium, long)
     #[arg(long, value_delimiter = ',', default_value = "short,medium,long")]
     profiles: Vec<String>,
-    /// Engine configurations (default, batched, or tokens=N for a batched run with that budget)
+    /// Engine configurations: default, one-pair (int8 graphs one pair per batch),
+    /// batched (int8 graphs batched as they are), or tokens=N (batched with that budget)
     #[arg(long, value_delimiter = ',', default_value = "default,batched")]
     configs: Vec<String>,
     /// Pairs per profile

@@ -50,8 +50,9 @@ pub struct OneArgs {
     max_length: Option<usize>,
 }
 
-/// Engine options of a named configuration: `default`, `batched` (int8
-/// graphs batched too) or `tokens=N` (batched with that budget), each with an
+/// Engine options of a named configuration: `default`, `one-pair` (int8
+/// graphs one pair per batch), `batched` (int8 graphs batched as they are,
+/// not batch-invariant) or `tokens=N` (that, with that budget), each with an
 /// optional `@S` suffix for S sessions.
 pub fn options(
     config: &str,
@@ -76,11 +77,12 @@ pub fn options(
     match config.split_once('=') {
         None if config == "default" => {}
         None if config == "batched" => options.batch_invariant = Some(false),
+        None if config == "one-pair" => options.one_pair_per_batch = true,
         Some(("tokens", n)) => {
             options.batch_invariant = Some(false);
             options.limits.max_batch_tokens = n.parse()?;
         }
-        _ => bail!("unknown configuration {config:?} (default, batched, tokens=N)"),
+        _ => bail!("unknown configuration {config:?} (default, one-pair, batched, tokens=N)"),
     }
     Ok(options)
 }

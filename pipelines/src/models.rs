@@ -61,8 +61,9 @@ pub struct ModelArgs {
     #[arg(long, default_value = "auto", global = true)]
     pub activation: String,
 
-    /// One pair per micro-batch so results never depend on batch neighbours:
-    /// auto (on for dynamically quantized int8 graphs), on, off
+    /// Results that never depend on batch neighbours: auto / on (dynamically
+    /// quantized int8 graphs get per-pair quantization scales), off (batch
+    /// them as they are), one-pair (run them one pair per micro-batch)
     #[arg(long, default_value = "auto", global = true)]
     pub batch_invariant: String,
 
@@ -83,13 +84,14 @@ impl ModelArgs {
             "auto" => None,
             other => Some(other.parse::<Activation>().map_err(JobError::Usage)?),
         };
-        let batch_invariant = match self.batch_invariant.as_str() {
-            "auto" => None,
-            "on" | "true" => Some(true),
-            "off" | "false" => Some(false),
+        let (batch_invariant, one_pair_per_batch) = match self.batch_invariant.as_str() {
+            "auto" => (None, false),
+            "on" | "true" => (Some(true), false),
+            "off" | "false" => (Some(false), false),
+            "one-pair" => (Some(true), true),
             other => {
                 return Err(JobError::Usage(format!(
-                    "--batch-invariant {other:?}: expected auto, on or off"
+                    "--batch-invariant {other:?}: expected auto, on, off or one-pair"
                 )));
             }
         };
@@ -111,6 +113,7 @@ impl ModelArgs {
             activation,
             ort_library: self.ort_lib.clone(),
             batch_invariant,
+            one_pair_per_batch,
             cache_pairs: self.cache_pairs,
         })
     }

@@ -1,8 +1,79 @@
-//! Facts about the ONNX graph that change how it must be run.
+//! Facts about the ONNX graph that change how it must be run, and loading it
+//! so that a pair's result never depends on its batch.
 
 use std::path::Path;
 
+use super::per_pair;
+use crate::session::{OrtModel, SessionSettings};
+use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
+
+/// A loaded graph and whether it must run one pair per batch.
+pub(crate) struct Prepared {
+    pub model: OrtModel,
+    pub one_pair_per_batch: bool,
+}
+
+/// How to make results batch-invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Invariance {
+    /// Batch as the graph is, even if a pair's result then depends on its batch.
+    Off,
+    /// Rewrite dynamic quantization to per-pair scales (see
+    /// [`per_pair`]); one pair per batch where that is not possible.
+    PerPairScales,
+    /// One pair per batch for dynamically quantized graphs.
+    OnePairPerBatch,
+}
+
+/// Loads the graph at `onnx` for batch-invariant results as `invariance`
+/// asks. A rewritten graph is used only if one padded batch of `probes`
+/// gives each probe what the original graph gives it alone.
+pub(crate) fn load(
+    onnx: &Path,
+    settings: &SessionSettings,
+    wanted: &[&str],
+    invariance: Invariance,
+    probes: &[EncodedPair],
+    pad_id: u32,
+) -> Result<Prepared> {
+    let plain = |one_pair_per_batch| {
+        Ok(Prepared {
+            model: OrtModel::load(onnx, None, settings, wanted)?,
+            one_pair_per_batch,
+        })
+    };
+    if invariance == Invariance::Off || !uses_dynamic_quantization(onnx)? {
+        return plain(false);
+    }
+    if invariance == Invariance::OnePairPerBatch {
+        return plain(true);
+    }
+    let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
+    let rewritten = match per_pair::rewrite(&bytes) {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => {
+            tracing::info!(onnx = %onnx.display(), "dynamic quantization of an unknown shape: one pair per batch");
+            return plain(true);
+        }
+        Err(e) => return Err(Error::corrupt(onnx, e)),
+    };
+    let model = OrtModel::load(onnx, Some(&rewritten.bytes), settings, wanted)?;
+    let single = SessionSettings {
+        sessions: 1,
+        ..settings.clone()
+    };
+    let reference = OrtModel::load(onnx, None, &single, wanted)?;
+    if !model.agrees_batched_with(&reference, probes, pad_id)? {
+        tracing::warn!(onnx = %onnx.display(), "per-pair quantization changed the results: one pair per batch instead");
+        return plain(true);
+    }
+    tracing::info!(onnx = %onnx.display(), quantizers = rewritten.quantizers, "dynamic quantization rewritten to per-pair scales");
+    Ok(Prepared {
+        model,
+        one_pair_per_batch: false,
+    })
+}
 
 /// Whether the graph quantizes activations dynamically (onnxruntime
 /// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes).
@@ -10,9 +81,10 @@ use crate::{Error, Result};
 /// Such a graph computes one int8 scale over the whole activation tensor of a
 /// batch, padding included, so a pair's logits depend on the other pairs in its
 /// batch (measured on the bundled int8 STS model: up to 0.57 logits between
-/// batch 1 and batch 32). The engine therefore runs these graphs one pair per
-/// micro-batch unless told otherwise. The check looks for the operator name in
-/// the serialized graph: node op types are stored as plain strings.
+/// batch 1 and batch 32). [`load`] therefore rewrites these graphs to
+/// per-pair scales (or runs them one pair per micro-batch). The check looks
+/// for the operator name in the serialized graph: node op types are stored as
+/// plain strings.
 pub fn uses_dynamic_quantization(onnx: &Path) -> Result<bool> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
     Ok(memchr::memmem::find(&bytes, b"DynamicQuantizeLinear").is_some())

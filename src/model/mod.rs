@@ -4,6 +4,8 @@
 pub mod config;
 pub mod files;
 pub mod graph;
+mod per_pair;
+mod proto;
 
 pub use config::ModelConfig;
 pub use files::ModelFiles;
