@@ -43,14 +43,17 @@ pub struct EngineOptions {
     pub ort_library: Option<PathBuf>,
     /// Make a pair's result independent of its batch neighbours. Only graphs
     /// with dynamic int8 quantization need it (see
-    /// [`crate::model::graph::uses_dynamic_quantization`]): their quantization
-    /// is rewritten to per-pair scales, or, where that is not possible, they
-    /// run one pair per micro-batch. `None` (the default) and `Some(true)` do
-    /// that; `Some(false)` batches such graphs as they are.
+    /// [`crate::model::graph::uses_dynamic_quantization`]). `None` (the
+    /// default) and `Some(true)` do it; `Some(false)` batches such graphs as
+    /// they are.
     pub batch_invariant: Option<bool>,
-    /// Make dynamically quantized graphs batch-invariant by running one pair
-    /// per micro-batch rather than by rewriting them (slower; for comparison).
-    pub one_pair_per_batch: bool,
+    /// How a dynamically quantized graph is made batch-invariant: `true`
+    /// rewrites its quantization to per-pair scales so that it can batch,
+    /// `false` runs it one pair per micro-batch. `None` (the default): one
+    /// pair per batch on the CPU, where it measured faster than the
+    /// rewritten graph (whose int8 products lose onnxruntime's fused kernel),
+    /// per-pair scales on a GPU, which needs batches to be busy.
+    pub per_pair_scales: Option<bool>,
     /// Distinct pairs whose outputs are kept across calls, so a pair seen
     /// again is not run again (0, the default: no cache). See [`crate::cache`].
     pub cache_pairs: usize,
@@ -359,10 +362,13 @@ const PROBES: [(&str, &str); 3] = [
 
 /// How the options ask for batch-invariant results.
 pub(crate) fn invariance(options: &EngineOptions) -> Invariance {
-    match (options.batch_invariant, options.one_pair_per_batch) {
+    let scales = options
+        .per_pair_scales
+        .unwrap_or(matches!(options.device, Device::Cuda(_)));
+    match (options.batch_invariant, scales) {
         (Some(false), _) => Invariance::Off,
-        (_, true) => Invariance::OnePairPerBatch,
-        _ => Invariance::PerPairScales,
+        (_, true) => Invariance::PerPairScales,
+        (_, false) => Invariance::OnePairPerBatch,
     }
 }
 

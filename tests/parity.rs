@@ -109,20 +109,16 @@ fn sts_fp32_logits_match_sentence_transformers() {
 fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
     let reference = reference();
     let expected = &reference.models["sts-int8"];
-    let int8 = reference_model(expected, EngineOptions::default());
-    assert_eq!(
-        int8.limits(),
-        BatchLimits::default(),
-        "batched, not one pair per batch"
-    );
+    let per_pair = reference_model(expected, EngineOptions::default());
+    assert_eq!(per_pair.limits().max_batch_pairs, 1, "CPU default: one pair per batch");
     let fp32 = reference_model(&reference.models["sts-fp32"], EngineOptions::default());
     assert_eq!(fp32.limits(), BatchLimits::default());
-    let one_by_one = EngineOptions {
-        one_pair_per_batch: true,
+    let scales = EngineOptions {
+        per_pair_scales: Some(true),
         ..EngineOptions::default()
     };
-    let per_pair = reference_model(expected, one_by_one);
-    assert_eq!(per_pair.limits().max_batch_pairs, 1);
+    let int8 = reference_model(expected, scales);
+    assert_eq!(int8.limits(), BatchLimits::default(), "batched, not one pair per batch");
     // The same pairs in big batches and one at a time: identical logits, and
     // equal to the reference (run one pair at a time in Python).
     let pairs = reference_pairs(&reference);

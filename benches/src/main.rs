@@ -56,7 +56,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "short,medium,long")]
     profiles: Vec<String>,
     /// Engine configurations: default, one-pair (int8 graphs one pair per batch),
-    /// batched (int8 graphs batched as they are), or tokens=N (batched with that budget)
+    /// scales (int8 graphs with per-pair scales, batched), batched (int8 graphs
+    /// batched as they are), or tokens=N (batched with that budget)
     #[arg(long, value_delimiter = ',', default_value = "default,batched")]
     configs: Vec<String>,
     /// Pairs per profile

@@ -51,7 +51,8 @@ pub struct OneArgs {
 }
 
 /// Engine options of a named configuration: `default`, `one-pair` (int8
-/// graphs one pair per batch), `batched` (int8 graphs batched as they are,
+/// graphs one pair per batch), `scales` (int8 graphs rewritten to per-pair
+/// scales, batched), `batched` (int8 graphs batched as they are,
 /// not batch-invariant) or `tokens=N` (that, with that budget), each with an
 /// optional `@S` suffix for S sessions.
 pub fn options(
@@ -77,12 +78,13 @@ pub fn options(
     match config.split_once('=') {
         None if config == "default" => {}
         None if config == "batched" => options.batch_invariant = Some(false),
-        None if config == "one-pair" => options.one_pair_per_batch = true,
+        None if config == "one-pair" => options.per_pair_scales = Some(false),
+        None if config == "scales" => options.per_pair_scales = Some(true),
         Some(("tokens", n)) => {
             options.batch_invariant = Some(false);
             options.limits.max_batch_tokens = n.parse()?;
         }
-        _ => bail!("unknown configuration {config:?} (default, one-pair, batched, tokens=N)"),
+        _ => bail!("unknown configuration {config:?} (default, one-pair, scales, batched, tokens=N)"),
     }
     Ok(options)
 }

@@ -61,9 +61,10 @@ pub struct ModelArgs {
     #[arg(long, default_value = "auto", global = true)]
     pub activation: String,
 
-    /// Results that never depend on batch neighbours: auto / on (dynamically
-    /// quantized int8 graphs get per-pair quantization scales), off (batch
-    /// them as they are), one-pair (run them one pair per micro-batch)
+    /// Results that never depend on batch neighbours, for dynamically quantized
+    /// int8 graphs: auto / on (one-pair on CPU, scales on CUDA), one-pair (one
+    /// pair per micro-batch), scales (rewritten to per-pair quantization
+    /// scales, batched), off (batched as they are: not invariant)
     #[arg(long, default_value = "auto", global = true)]
     pub batch_invariant: String,
 
@@ -84,14 +85,15 @@ impl ModelArgs {
             "auto" => None,
             other => Some(other.parse::<Activation>().map_err(JobError::Usage)?),
         };
-        let (batch_invariant, one_pair_per_batch) = match self.batch_invariant.as_str() {
-            "auto" => (None, false),
-            "on" | "true" => (Some(true), false),
-            "off" | "false" => (Some(false), false),
-            "one-pair" => (Some(true), true),
+        let (batch_invariant, per_pair_scales) = match self.batch_invariant.as_str() {
+            "auto" => (None, None),
+            "on" | "true" => (Some(true), None),
+            "off" | "false" => (Some(false), None),
+            "one-pair" => (Some(true), Some(false)),
+            "scales" => (Some(true), Some(true)),
             other => {
                 return Err(JobError::Usage(format!(
-                    "--batch-invariant {other:?}: expected auto, on, off or one-pair"
+                    "--batch-invariant {other:?}: expected auto, on, off, one-pair or scales"
                 )));
             }
         };
@@ -113,7 +115,7 @@ impl ModelArgs {
             activation,
             ort_library: self.ort_lib.clone(),
             batch_invariant,
-            one_pair_per_batch,
+            per_pair_scales,
             cache_pairs: self.cache_pairs,
         })
     }
