@@ -110,7 +110,11 @@ fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
     let reference = reference();
     let expected = &reference.models["sts-int8"];
     let per_pair = reference_model(expected, EngineOptions::default());
-    assert_eq!(per_pair.limits().max_batch_pairs, 1, "CPU default: one pair per batch");
+    assert_eq!(
+        per_pair.limits().max_batch_pairs,
+        1,
+        "CPU default: one pair per batch"
+    );
     let fp32 = reference_model(&reference.models["sts-fp32"], EngineOptions::default());
     assert_eq!(fp32.limits(), BatchLimits::default());
     let scales = EngineOptions {
@@ -118,7 +122,11 @@ fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
         ..EngineOptions::default()
     };
     let int8 = reference_model(expected, scales);
-    assert_eq!(int8.limits(), BatchLimits::default(), "batched, not one pair per batch");
+    assert_eq!(
+        int8.limits(),
+        BatchLimits::default(),
+        "batched, not one pair per batch"
+    );
     // The same pairs in big batches and one at a time: identical logits, and
     // equal to the reference (run one pair at a time in Python).
     let pairs = reference_pairs(&reference);

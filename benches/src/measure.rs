@@ -84,7 +84,9 @@ pub fn options(
             options.batch_invariant = Some(false);
             options.limits.max_batch_tokens = n.parse()?;
         }
-        _ => bail!("unknown configuration {config:?} (default, one-pair, scales, batched, tokens=N)"),
+        _ => {
+            bail!("unknown configuration {config:?} (default, one-pair, scales, batched, tokens=N)")
+        }
     }
     Ok(options)
 }
