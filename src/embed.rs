@@ -124,13 +124,12 @@ impl BiEncoder {
             "last_hidden_state",
             "token_embeddings",
         ];
-        let probes = tokenizer.encode_texts(&PROBES)?;
         let prepared = graph::load(
             &files.onnx,
             &session_settings(options),
             &wanted,
             invariance(options),
-            &probes,
+            || tokenizer.encode_texts(&PROBES),
             tokenizer.pad_id(),
         )?;
         let model = prepared.model;

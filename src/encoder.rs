@@ -123,7 +123,6 @@ impl CrossEncoder {
         let config = ModelConfig::load(&files)?;
         let max_length = options.max_length.unwrap_or(config.max_length);
         let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
-        let probes = tokenizer.encode_pairs(&PROBES)?;
         let graph::Prepared {
             model,
             one_pair_per_batch,
@@ -132,7 +131,7 @@ impl CrossEncoder {
             &session_settings(options),
             &["logits"],
             invariance(options),
-            &probes,
+            || tokenizer.encode_pairs(&PROBES),
             tokenizer.pad_id(),
         )?;
         let name = model_name(&files.dir);

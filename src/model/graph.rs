@@ -27,14 +27,14 @@ pub(crate) enum Invariance {
 }
 
 /// Loads the graph at `onnx` for batch-invariant results as `invariance`
-/// asks. A rewritten graph is used only if one padded batch of `probes`
-/// gives each probe what the original graph gives it alone.
+/// asks. A rewritten graph is used only if one padded batch of `probes()`
+/// (made only then) gives each probe what the original graph gives it alone.
 pub(crate) fn load(
     onnx: &Path,
     settings: &SessionSettings,
     wanted: &[&str],
     invariance: Invariance,
-    probes: &[EncodedPair],
+    probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
     pad_id: u32,
 ) -> Result<Prepared> {
     let plain = |one_pair_per_batch| {
@@ -43,13 +43,16 @@ pub(crate) fn load(
             one_pair_per_batch,
         })
     };
-    if invariance == Invariance::Off || !uses_dynamic_quantization(onnx)? {
+    if invariance == Invariance::Off {
+        return plain(false);
+    }
+    let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
+    if !quantizes_dynamically(&bytes) {
         return plain(false);
     }
     if invariance == Invariance::OnePairPerBatch {
         return plain(true);
     }
-    let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
     let rewritten = match per_pair::rewrite(&bytes) {
         Ok(Some(rewritten)) => rewritten,
         Ok(None) => {
@@ -64,7 +67,7 @@ pub(crate) fn load(
         ..settings.clone()
     };
     let reference = OrtModel::load(onnx, None, &single, wanted)?;
-    if !model.agrees_batched_with(&reference, probes, pad_id)? {
+    if !model.agrees_batched_with(&reference, &probes()?, pad_id)? {
         tracing::warn!(onnx = %onnx.display(), "per-pair quantization changed the results: one pair per batch instead");
         return plain(true);
     }
@@ -87,7 +90,11 @@ pub(crate) fn load(
 /// plain strings.
 pub fn uses_dynamic_quantization(onnx: &Path) -> Result<bool> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
-    Ok(memchr::memmem::find(&bytes, b"DynamicQuantizeLinear").is_some())
+    Ok(quantizes_dynamically(&bytes))
+}
+
+fn quantizes_dynamically(graph: &[u8]) -> bool {
+    memchr::memmem::find(graph, b"DynamicQuantizeLinear").is_some()
 }
 
 #[cfg(test)]
