@@ -4,6 +4,7 @@
 pub mod config;
 pub mod files;
 pub mod graph;
+mod onnx;
 mod per_pair;
 mod proto;
 

@@ -1,0 +1,114 @@
+//! ONNX messages as protobuf fields (see [`super::proto`]): the field numbers
+//! of `onnx.proto` that graph edits need, nodes, attributes and tensors.
+
+use super::proto::{self, Field, ProtoError};
+
+pub(super) const MODEL_GRAPH: u32 = 7;
+pub(super) const MODEL_OPSET: u32 = 8;
+pub(super) const GRAPH_NODE: u32 = 1;
+pub(super) const GRAPH_INITIALIZER: u32 = 5;
+pub(super) const GRAPH_INPUT: u32 = 11;
+pub(super) const NODE_INPUT: u32 = 1;
+pub(super) const NODE_OUTPUT: u32 = 2;
+pub(super) const NODE_OP_TYPE: u32 = 4;
+pub(super) const NODE_ATTRIBUTE: u32 = 5;
+
+/// The version of the default (`ai.onnx`) operator set the model imports (0 if none).
+pub(super) fn opset(model: &[Field]) -> u64 {
+    model
+        .iter()
+        .filter(|f| f.number() == MODEL_OPSET)
+        .filter_map(|f| proto::parse(f.bytes()?).ok())
+        .filter(|set| matches!(proto::string(set, 1).as_str(), "" | "ai.onnx"))
+        .find_map(|set| proto::int(&set, 2))
+        .unwrap_or(0)
+}
+
+/// A node as its fields, with its inputs, outputs and operator read out.
+#[derive(Clone)]
+pub(super) struct Node {
+    pub(super) fields: Vec<Field>,
+    pub(super) op: String,
+    pub(super) inputs: Vec<String>,
+    pub(super) outputs: Vec<String>,
+}
+
+impl Node {
+    pub(super) fn parse(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let fields = proto::parse(bytes)?;
+        Ok(Self {
+            op: proto::string(&fields, NODE_OP_TYPE),
+            inputs: proto::strings(&fields, NODE_INPUT),
+            outputs: proto::strings(&fields, NODE_OUTPUT),
+            fields,
+        })
+    }
+
+    pub(super) fn new(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<Field>) -> Self {
+        let mut fields: Vec<Field> = inputs.iter().map(|i| text(NODE_INPUT, i)).collect();
+        fields.extend(outputs.iter().map(|o| text(NODE_OUTPUT, o)));
+        fields.push(text(NODE_OP_TYPE, op));
+        fields.extend(attributes);
+        Self {
+            op: op.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            fields,
+        }
+    }
+
+    /// The node with new inputs and outputs, its other fields kept.
+    pub(super) fn rewired(&self, inputs: &[String], outputs: &[String]) -> Self {
+        let mut fields: Vec<Field> = inputs.iter().map(|i| text(NODE_INPUT, i)).collect();
+        fields.extend(outputs.iter().map(|o| text(NODE_OUTPUT, o)));
+        fields.extend(
+            self.fields
+                .iter()
+                .filter(|f| !matches!(f.number(), NODE_INPUT | NODE_OUTPUT))
+                .cloned(),
+        );
+        Self {
+            fields,
+            op: self.op.clone(),
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+        }
+    }
+
+    pub(super) fn int_attribute(&self, name: &str) -> Option<u64> {
+        self.fields
+            .iter()
+            .filter(|f| f.number() == NODE_ATTRIBUTE)
+            .filter_map(|f| proto::parse(f.bytes()?).ok())
+            .find(|a| proto::string(a, 1) == name)
+            .and_then(|a| proto::int(&a, 3))
+    }
+}
+
+/// A `TensorProto` initializer field (raw little-endian data).
+pub(super) fn tensor(name: &str, data_type: u64, dims: &[u64], raw: Vec<u8>) -> Field {
+    let mut fields: Vec<Field> = dims.iter().map(|&d| Field::Varint(1, d)).collect();
+    fields.push(Field::Varint(2, data_type));
+    fields.push(text(8, name));
+    fields.push(Field::Bytes(9, raw));
+    Field::Bytes(GRAPH_INITIALIZER, proto::encode(&fields))
+}
+
+/// A string field.
+pub(super) fn text(number: u32, value: &str) -> Field {
+    Field::Bytes(number, value.as_bytes().to_vec())
+}
+
+/// An `INT` attribute field of a node.
+pub(super) fn int_attribute(name: &str, value: u64) -> Field {
+    let fields = [text(1, name), Field::Varint(3, value), Field::Varint(20, 2)];
+    Field::Bytes(NODE_ATTRIBUTE, proto::encode(&fields))
+}
+
+/// An `INTS` attribute field of a node.
+pub(super) fn ints_attribute(name: &str, values: &[u64]) -> Field {
+    let mut fields = vec![text(1, name)];
+    fields.extend(values.iter().map(|&v| Field::Varint(8, v)));
+    fields.push(Field::Varint(20, 7));
+    Field::Bytes(NODE_ATTRIBUTE, proto::encode(&fields))
+}
