@@ -5,8 +5,10 @@
 //! orchestrator spawns `crossflow-bench one ...` per engine configuration and
 //! `benches/python_baseline.py` for the baseline, then prints a markdown table.
 
+mod compare;
 mod datasets;
 mod measure;
+mod report;
 mod rss;
 mod soak;
 
@@ -30,7 +32,7 @@ enum Command {
     /// Measure one engine configuration on one profile (prints JSON).
     One(measure::OneArgs),
     /// Compare scores on a device (e.g. cuda) with the CPU's.
-    Compare(measure::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Memory over a long run of calls of random sizes and lengths.
     Soak(soak::SoakArgs),
 }
@@ -97,7 +99,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::One(args)) => measure::one(&args),
-        Some(Command::Compare(args)) => measure::compare(&args),
+        Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Soak(args)) => soak::soak(&args),
         None => measure::run(&cli.run),
     }

@@ -1,6 +1,5 @@
 //! Running measurements and printing them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RunArgs;
 use crate::datasets;
+use crate::report::{Row, write_csv, write_markdown};
 use crate::rss::peak_rss_mb;
 
 /// One measurement.
@@ -249,71 +249,6 @@ fn sentence_transformers(args: &RunArgs) -> Option<(String, PathBuf)> {
     Some((args.st_python.clone(), args.st_model.clone()))
 }
 
-/// One result line: a measurement and how it compares with the baselines.
-struct Row {
-    profile: String,
-    vs_loop: Option<f64>,
-    vs_st: Option<f64>,
-    m: Measurement,
-}
-
-const COLUMNS: [(&str, &str); 10] = [
-    ("profile", "profile"),
-    ("system", "system"),
-    ("pairs", "pairs"),
-    ("seconds", "seconds"),
-    ("pairs/s", "pairs_per_s"),
-    ("tokens/s", "tokens_per_s"),
-    ("padding %", "padding_pct"),
-    ("peak RSS MB", "peak_rss_mb"),
-    ("vs Python loop", "vs_python_loop"),
-    ("vs sentence-transformers", "vs_sentence_transformers"),
-];
-
-impl Row {
-    fn cells(&self) -> [String; COLUMNS.len()] {
-        let m = &self.m;
-        let ratio = |r: Option<f64>| r.map_or_else(|| "–".into(), |r| format!("{r:.2}"));
-        [
-            self.profile.clone(),
-            m.system.clone(),
-            m.pairs.to_string(),
-            format!("{:.3}", m.seconds),
-            format!("{:.1}", m.pairs_per_s),
-            format!("{:.0}", m.tokens as f64 / m.seconds),
-            format!("{:.1}", padding_pct(m)),
-            format!("{:.0}", m.peak_rss_mb),
-            ratio(self.vs_loop),
-            ratio(self.vs_st),
-        ]
-    }
-}
-
-fn padding_pct(m: &Measurement) -> f64 {
-    100.0 * (m.padded_tokens.saturating_sub(m.tokens)) as f64 / m.padded_tokens.max(1) as f64
-}
-
-fn write_markdown(rows: &[Row], out: &mut dyn Write) -> Result<()> {
-    let header: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
-    writeln!(out, "| {} |", header.join(" | "))?;
-    writeln!(out, "|---|---|{}", "---:|".repeat(COLUMNS.len() - 2))?;
-    for row in rows {
-        writeln!(out, "| {} |", row.cells().join(" | "))?;
-    }
-    Ok(())
-}
-
-fn write_csv(rows: &[Row], out: &mut dyn Write) -> Result<()> {
-    let header: Vec<&str> = COLUMNS.iter().map(|c| c.1).collect();
-    writeln!(out, "{}", header.join(","))?;
-    for row in rows {
-        let mut cells = row.cells();
-        cells[1] = format!("\"{}\"", cells[1].replace('"', "\"\""));
-        writeln!(out, "{}", cells.join(","))?;
-    }
-    Ok(())
-}
-
 fn engine_in_child(args: &RunArgs, profile: &str, config: &str) -> Result<Measurement> {
     let exe = std::env::current_exe()?;
     let output = Command::new(exe)
@@ -400,70 +335,4 @@ fn parse_child(output: std::process::Output, what: &str) -> Result<Measurement> 
     let stdout = String::from_utf8(output.stdout)?;
     let line = stdout.lines().last().context("no output")?;
     serde_json::from_str(line).with_context(|| format!("{what}: unexpected output {line:?}"))
-}
-
-/// Arguments of `crossflow-bench compare`.
-#[derive(Debug, Clone, Args)]
-pub struct CompareArgs {
-    #[arg(long, value_delimiter = ',', default_value = "short,medium,long")]
-    profiles: Vec<String>,
-    #[arg(long, default_value_t = 500)]
-    limit: usize,
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long)]
-    onnx_file: PathBuf,
-    /// The ONNX file whose scores are compared with `--onnx-file` on the CPU (default: the same)
-    #[arg(long)]
-    against_onnx_file: Option<PathBuf>,
-    #[arg(long, default_value = "../shared/data")]
-    data: PathBuf,
-    #[arg(long)]
-    device: Device,
-    /// Fail when a logit differs by more than this
-    #[arg(long)]
-    tolerance: Option<f32>,
-}
-
-/// Scores the profiles on the CPU and on `--device`; prints the largest
-/// absolute logit difference per profile. Fails when the device cannot be used.
-pub fn compare(args: &CompareArgs) -> Result<()> {
-    let reference_file = args.against_onnx_file.as_deref().unwrap_or(&args.onnx_file);
-    let cpu = CrossEncoder::load(
-        &args.model,
-        &options("default", reference_file, Device::Cpu, None)?,
-    )?;
-    let device = CrossEncoder::load(
-        &args.model,
-        &options("default", &args.onnx_file, args.device, None)?,
-    )?;
-    for profile in &args.profiles {
-        let set = datasets::load(profile, &args.data, args.limit)?;
-        let pairs: Vec<(&str, &str)> = set
-            .pairs
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let (x, y) = (cpu.predict_pairs(&pairs)?, device.predict_pairs(&pairs)?);
-        let worst = (0..pairs.len())
-            .flat_map(|i| {
-                x.logits(i)
-                    .iter()
-                    .zip(y.logits(i))
-                    .map(|(a, b)| (a - b).abs())
-                    .collect::<Vec<_>>()
-            })
-            .fold(0.0f32, f32::max);
-        println!(
-            "{profile}: {} pairs, max |logit {} ({}) - logit cpu ({})| = {worst:.2e}",
-            pairs.len(),
-            args.device,
-            args.onnx_file.display(),
-            reference_file.display()
-        );
-        if let Some(tolerance) = args.tolerance.filter(|t| worst > *t) {
-            bail!("{profile}: difference {worst:.2e} over the tolerance {tolerance:.0e}");
-        }
-    }
-    Ok(())
 }
