@@ -3,18 +3,33 @@
 
 Independent of crossflow's code: HF `tokenizers` (Python) with longest-first
 truncation to the model's max length, onnxruntime CPU with default settings.
-The bundled int8 models are run one pair at a time: their dynamic quantization
-makes a pair's logits depend on the rest of its batch; crossflow batches them
-with per-pair quantization scales, which must give exactly these logits. The fp32 STS model (from ../shared, not
-bundled) is run in fixed batches of 32 in input order, padded to the batch
-maximum, so the parity test also covers crossflow's sorted, padded batching.
-The Rust test (tests/parity.rs) scores the same pairs and compares logits.
 
-Regenerate (needs `pip install onnxruntime==1.31.1 tokenizers numpy`):
+Two kinds of reference, because onnxruntime's int8 kernels give different
+logits on different instruction sets (AVX2, AVX-512, VNNI, AMX) while fp32
+agrees across machines:
 
-    python3 scripts/reference_scores.py \
+* fp32 (`sts-fp32`, the STS model from ../shared, not bundled) is machine-
+  independent and stored in tests/data/parity_reference.json. It is run in
+  fixed batches of 32 in input order, padded to the batch maximum, so the
+  parity test also covers crossflow's sorted, padded batching.
+* int8 (`sts-int8`, `nli-int8`, the bundled models) is computed where the
+  test runs: tests/parity.rs calls this script with `--pairs-from` the stored
+  file and compares against its output. Their dynamic quantization makes a
+  pair's logits depend on the rest of its batch, so they are run one pair at
+  a time; crossflow must give exactly these logits.
+
+Regenerate the stored file (needs `scripts/setup --python`):
+
+    .venv/bin/python scripts/reference_scores.py \
         --snli ../shared/data/snli/validation.tsv \
         --out tests/data/parity_reference.json
+    .venv-st/bin/python scripts/st_reference.py   # sentence-transformers, also stored
+
+Compute the int8 references on this machine (what the test does):
+
+    .venv/bin/python scripts/reference_scores.py \
+        --pairs-from tests/data/parity_reference.json --models sts-int8,nli-int8 \
+        --out /tmp/int8.json
 """
 import argparse
 import csv
@@ -26,12 +41,16 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
-# (name, model directory, ONNX file, batch size)
-MODELS = [
-    ("sts-int8", "models/crossflow-sts-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
-    ("nli-int8", "models/crossflow-nli-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
-    ("sts-fp32", "../shared/models/crossflow-sts-minilm-l6", "onnx/model.onnx", 32),
-]
+# name -> (model directory, ONNX file, batch size)
+MODELS = {
+    "sts-int8": ("models/crossflow-sts-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
+    "nli-int8": ("models/crossflow-nli-minilm-l6", "onnx/model_qint8_avx2.onnx", 1),
+    "sts-fp32": ("../shared/models/crossflow-sts-minilm-l6", "onnx/model.onnx", 32),
+}
+# Machine-independent references, the ones stored in tests/data.
+STORED = ["sts-fp32"]
+# CPU flags that select onnxruntime's int8 kernels.
+CPU_FEATURES = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8"]
 EDGE_CASES = [
     ("", ""),
     ("", "A text against an empty one."),
@@ -42,6 +61,21 @@ EDGE_CASES = [
     ("A man is playing a guitar.", "A man is playing a guitar."),
     ("   leading and trailing spaces   ", "\ttabs\nand newlines\n"),
 ]
+
+
+def cpu():
+    """The CPU's model name and the int8-relevant features, from /proc/cpuinfo."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "features": [f for f in CPU_FEATURES if f in flags]}
 
 
 def snli_pairs(path, limit, step):
@@ -83,26 +117,44 @@ def reference_logits(model_dir, onnx, pairs, batch_size):
     return out
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snli", required=True, help="SNLI validation.tsv")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--snli", help="SNLI validation.tsv (pairs of a new stored file)")
+    source.add_argument("--pairs-from", type=Path, help="take the pairs of this reference file")
+    parser.add_argument("--models", default=",".join(STORED),
+                        help=f"comma-separated, of {', '.join(MODELS)} (default: {','.join(STORED)})")
     parser.add_argument("--limit", type=int, default=240)
     parser.add_argument("--step", type=int, default=37)
     parser.add_argument("--out", default="tests/data/parity_reference.json")
     args = parser.parse_args()
-    pairs = snli_pairs(args.snli, args.limit, args.step) + EDGE_CASES
+    args.models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown or not args.models:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    return args
+
+
+def main():
+    args = parse_args()
+    if args.pairs_from:
+        pairs = [tuple(p) for p in json.loads(args.pairs_from.read_text(encoding="utf-8"))["pairs"]]
+    else:
+        pairs = snli_pairs(args.snli, args.limit, args.step) + EDGE_CASES
     models = {}
-    for name, rel, onnx, batch_size in MODELS:
+    for name in args.models:
+        rel, onnx, batch_size = MODELS[name]
         model_dir = (ROOT / rel).resolve()
         logits = reference_logits(model_dir, model_dir / onnx, pairs, batch_size)
         models[name] = {"dir": rel, "onnx": onnx, "batch_size": batch_size, "logits": logits}
     doc = {
         "generator": "scripts/reference_scores.py",
         "onnxruntime": ort.__version__,
+        "cpu": cpu(),
         "pairs": [list(p) for p in pairs],
         "models": models,
     }
-    Path(args.out).write_text(json.dumps(doc, ensure_ascii=False, indent=0) + "\n")
+    Path(args.out).write_text(json.dumps(doc, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     print(f"wrote {len(pairs)} pairs x {len(models)} models to {args.out}")
 
 

@@ -142,7 +142,7 @@ impl CrossEncoder {
         }
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
             max_length, one_pair_per_batch, device = %options.device,
-            cache_pairs = options.cache_pairs, "model loaded");
+            cache_pairs = options.cache_pairs, cpu = %crate::CpuInfo::host(), "model loaded");
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
         Ok(Self {

@@ -23,6 +23,7 @@
 
 pub mod batching;
 pub mod cache;
+pub mod cpu_info;
 pub mod embed;
 mod encoder;
 mod error;
@@ -36,6 +37,7 @@ pub mod stats;
 mod texts;
 pub mod tokenize;
 
+pub use cpu_info::CpuInfo;
 pub use embed::{BiEncoder, Embeddings};
 pub use encoder::{CrossEncoder, EngineOptions, Predictions};
 pub use error::{Error, Result};

@@ -145,6 +145,7 @@ async fn main() -> Result<()> {
         corpus.sentences.len(),
         corpus.paraphrases.len()
     );
+    println!("CPU: {}\n", crossflow::CpuInfo::host());
     println!(
         "| rows | read | exact | embed | candidates | verify | write | total | candidate pairs | verified | duplicates | injected found | peak RSS |"
     );

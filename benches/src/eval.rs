@@ -48,6 +48,10 @@ struct Scored {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    println!(
+        "CPU: {} (int8 scores depend on it)\n",
+        crossflow::CpuInfo::host()
+    );
     let options = EngineOptions::default();
     let cross = CrossEncoder::load(&args.model, &options)?;
     let bi = BiEncoder::load(&args.bi_encoder, &options)?;

@@ -109,6 +109,7 @@ async fn main() -> Result<()> {
             .unwrap_or(f64::NAN)
     };
 
+    println!("CPU: {}\n", crossflow::CpuInfo::host());
     println!(
         "| profile | bare engine pairs/s | enrich msg/s (through tansu) | enrich / engine | load | p50 latency | p99 latency |"
     );

@@ -1,8 +1,10 @@
-//! The results table, as markdown and as CSV, from one row formatter.
+//! The results table, as markdown and as CSV, from one row formatter. Both
+//! record the CPU the run was made on (int8 speed and scores depend on it).
 
 use std::io::Write;
 
 use anyhow::Result;
+use crossflow::CpuInfo;
 
 use crate::measure::Measurement;
 
@@ -50,8 +52,9 @@ fn padding_pct(m: &Measurement) -> f64 {
     100.0 * (m.padded_tokens.saturating_sub(m.tokens)) as f64 / m.padded_tokens.max(1) as f64
 }
 
-/// The rows as a markdown table.
+/// The rows as a markdown table, after a line naming the CPU.
 pub fn write_markdown(rows: &[Row], out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "CPU: {}\n", CpuInfo::host())?;
     let header: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
     writeln!(out, "| {} |", header.join(" | "))?;
     writeln!(out, "|---|---|{}", "---:|".repeat(COLUMNS.len() - 2))?;
@@ -61,14 +64,20 @@ pub fn write_markdown(rows: &[Row], out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// The rows as CSV (the column names in snake case).
+/// The rows as CSV (the column names in snake case), the CPU in a last column.
 pub fn write_csv(rows: &[Row], out: &mut dyn Write) -> Result<()> {
     let header: Vec<&str> = COLUMNS.iter().map(|c| c.1).collect();
-    writeln!(out, "{}", header.join(","))?;
+    writeln!(out, "{},cpu", header.join(","))?;
+    let cpu = quoted(&CpuInfo::host().to_string());
     for row in rows {
         let mut cells = row.cells();
-        cells[1] = format!("\"{}\"", cells[1].replace('"', "\"\""));
-        writeln!(out, "{}", cells.join(","))?;
+        cells[1] = quoted(&cells[1]);
+        writeln!(out, "{},{cpu}", cells.join(","))?;
     }
     Ok(())
+}
+
+/// A CSV field in double quotes.
+fn quoted(field: &str) -> String {
+    format!("\"{}\"", field.replace('"', "\"\""))
 }

@@ -66,10 +66,11 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     let first = at_tenth.first().copied().unwrap_or(0.0);
     let last = at_tenth.last().copied().unwrap_or(0.0);
     println!(
-        "soak {}: {} calls, {pairs_run} pairs in {:.0}s; RSS after loading {loaded:.0} MB, after the first tenth {first:.0} MB, at the end {last:.0} MB, max {max_rss:.0} MB",
+        "soak {}: {} calls, {pairs_run} pairs in {:.0}s; RSS after loading {loaded:.0} MB, after the first tenth {first:.0} MB, at the end {last:.0} MB, max {max_rss:.0} MB; CPU: {}",
         args.config,
         args.calls,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        crossflow::CpuInfo::host()
     );
     Ok(())
 }
