@@ -82,13 +82,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 .map(|(s, t)| format!("{s} {t:.2}s"))
                 .collect();
             eprintln!(
-                "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} verified, {} clusters, {} duplicates ({})",
+                "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} verified, {} clusters, {} duplicates, {} clusters at --max-cluster-size ({})",
                 summary.rows,
                 summary.exact_duplicates,
                 summary.candidates,
                 summary.verified,
                 summary.clusters,
                 summary.duplicates,
+                summary.capped_clusters,
                 stages.join(", ")
             );
             Ok(())

@@ -126,6 +126,17 @@ impl ModelArgs {
         Ok(Arc::new(CrossEncoder::load(dir, &self.engine_options()?)?))
     }
 
+    /// Loads `--model` with the activation its configuration names, whatever
+    /// `--activation` says: for jobs whose thresholds must keep one meaning.
+    pub fn load_score_model_as_configured(&self) -> Result<Arc<CrossEncoder>> {
+        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
+        let options = EngineOptions {
+            activation: None,
+            ..self.engine_options()?
+        };
+        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
     /// Loads `--nli-model` (or the bundled NLI model).
     pub fn load_nli_model(&self) -> Result<Arc<CrossEncoder>> {
         let dir = resolve(self.nli_model.as_deref(), DEFAULT_NLI_MODEL)?;

@@ -3,20 +3,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use crossflow::{BiEncoder, CrossEncoder, EngineOptions, Texts};
-use datafusion::arrow::array::{AsArray, StringArray};
+use crossflow::{BiEncoder, EngineOptions};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use super::candidates::{Candidate, approximate_top_k, exact_top_k};
-use super::clusters::{Representative, UnionFind, representatives};
+use super::clusters::{Clusters, Edge, Representative, centre_clusters, centre_order};
 use super::normalize::normalize;
 use super::output::{write_output, write_pairs};
+use super::verify::Verifier;
 use crate::Result;
 use crate::columns;
 use crate::models::{ModelArgs, bundled_model_dir};
@@ -52,9 +52,16 @@ pub struct DedupeArgs {
     /// Minimum bi-encoder cosine of a candidate pair
     #[arg(long, default_value_t = 0.75)]
     pub min_cosine: f32,
-    /// Cross-encoder score at or above which a candidate pair is a duplicate
+    /// Cross-encoder score at or above which a candidate pair is a duplicate: a
+    /// probability for a sigmoid model (the bundled one), a raw logit for a
+    /// model configured without activation, the --duplicate-label probability
+    /// for a classifier; --activation does not change it
     #[arg(long, default_value_t = 0.75)]
     pub threshold: f32,
+    /// For a classifier model (e.g. NLI): the label that means "duplicate"; a
+    /// pair's score is that label's probability, the lower of both directions
+    #[arg(long)]
+    pub duplicate_label: Option<String>,
     /// Neighbour search: exact (quadratic), hnsw (approximate index), or auto
     /// (exact up to --exact-limit distinct texts)
     #[arg(long, value_enum, default_value_t = Search::Auto)]
@@ -65,9 +72,12 @@ pub struct DedupeArgs {
     /// Search breadth of the HNSW index (higher: better recall, slower)
     #[arg(long, default_value_t = 100)]
     pub hnsw_ef: usize,
-    /// Which row represents a cluster
+    /// Which row represents a cluster: its centre, which every duplicate matches directly
     #[arg(long, value_enum, default_value_t = Representative::First)]
     pub representative: Representative,
+    /// Largest number of rows in a cluster (a warning names the clusters that reach it)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_cluster_size: Option<u64>,
 }
 
 /// How candidate neighbours are searched.
@@ -90,13 +100,34 @@ pub struct DedupeSummary {
     pub verified: usize,
     pub clusters: usize,
     pub duplicates: usize,
+    /// Clusters that left a verified match out because of --max-cluster-size.
+    pub capped_clusters: usize,
     pub stage_seconds: Vec<(&'static str, f64)>,
 }
 
-/// Texts and ids of the input, in row order.
+/// The input as read, with the texts and ids of its rows in the same order.
 pub(super) struct Rows {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
     pub texts: Vec<Option<String>>,
-    pub ids: Vec<String>,
+    pub ids: Vec<Option<String>>,
+}
+
+/// Rows grouped by normalised text (null and empty texts are in no group).
+/// A group's head is the row embedded, verified and named for the whole group:
+/// its first row, or its longest text under `--representative longest`.
+struct Groups {
+    of_row: Vec<Option<usize>>,
+    head: Vec<usize>,
+    sizes: Vec<usize>,
+}
+
+/// Per row: the representative row of its cluster, the row it matches
+/// directly (an exact copy or the centre) and that match's score.
+pub(super) struct Assignment {
+    pub cluster: Vec<usize>,
+    pub duplicate_of: Vec<Option<usize>>,
+    pub score: Vec<Option<f32>>,
 }
 
 /// Runs the job.
@@ -109,15 +140,19 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
             .push((stage, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    // One partition: both passes over the input see the rows in the same order.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    // One partition: rows in file order (the order --representative first
+    // means); strings keep their input type in the output (no view types).
+    let config = SessionConfig::new().with_target_partitions(1).set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    );
+    let ctx = SessionContext::new_with_config(config);
     let rows = read_rows(&ctx, args).await?;
     summary.rows = rows.texts.len();
     lap(&mut summary, "read");
 
-    let mut sets = UnionFind::new(rows.texts.len());
-    let mut scores: Vec<Option<f32>> = vec![None; rows.texts.len()];
-    let unique = exact_groups(&rows.texts, &mut sets, &mut scores);
+    let groups = exact_groups(&rows.texts, args.representative);
+    let unique = &groups.head;
     summary.exact_duplicates = rows.texts.iter().flatten().count() - unique.len();
     lap(&mut summary, "exact");
 
@@ -133,67 +168,47 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     let vectors = embed(&bi_dir, &options, &texts)?;
     lap(&mut summary, "embed");
 
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let valid = vec![true; unique.len()];
-    let dim = vectors.len() / unique.len().max(1);
-    let exact = match args.search {
-        Search::Exact => true,
-        Search::Hnsw => false,
-        Search::Auto => unique.len() <= args.exact_limit,
-    };
-    let neighbours = if exact {
-        exact_top_k(
-            &vectors,
-            dim.max(1),
-            &valid,
-            args.top_k,
-            args.min_cosine,
-            threads,
-        )
-    } else {
-        approximate_top_k(
-            &vectors,
-            dim.max(1),
-            &valid,
-            args.top_k,
-            args.min_cosine,
-            args.hnsw_ef,
-            threads,
-        )
-    };
-    let found: Vec<Candidate> = neighbours
-        .into_iter()
-        .map(|c| Candidate {
-            a: unique[c.a],
-            b: unique[c.b],
-            ..c
-        })
-        .collect();
+    let found = candidates(args, &vectors, unique);
     summary.candidates = found.len();
     lap(&mut summary, "candidates");
 
-    let cross = models.load_score_model()?;
-    let cross_scores = verify(&cross, &rows.texts, &found)?;
-    for (c, &s) in found.iter().zip(&cross_scores) {
-        if s >= args.threshold {
-            summary.verified += 1;
-            sets.union(c.a, c.b);
-            for row in [c.a, c.b] {
-                scores[row] = Some(scores[row].map_or(s, |best| best.max(s)));
-            }
-        }
+    if models.activation != "auto" {
+        tracing::warn!(activation = %models.activation,
+            "dedupe scores with the model's own activation; --activation is ignored");
     }
+    let verifier = Verifier::new(
+        models.load_score_model_as_configured()?,
+        args.duplicate_label.as_deref(),
+    )?;
+    let cross_scores = verifier.scores(&rows.texts, &found)?;
+    let edges: Vec<Edge> = found
+        .iter()
+        .zip(&cross_scores)
+        .filter(|&(_, &score)| score >= args.threshold)
+        .map(|(c, &score)| Edge {
+            a: group_of(&groups, c.a),
+            b: group_of(&groups, c.b),
+            score,
+        })
+        .collect();
+    summary.verified = edges.len();
     lap(&mut summary, "verify");
 
-    let lengths: Vec<usize> = rows
-        .texts
+    let lengths: Vec<usize> = unique
         .iter()
-        .map(|t| t.as_ref().map_or(0, |t| t.chars().count()))
+        .map(|&r| rows.texts[r].as_ref().map_or(0, |t| t.chars().count()))
         .collect();
-    let cluster = representatives(&mut sets, &lengths, args.representative);
-    summary.clusters = (0..cluster.len()).filter(|&r| cluster[r] == r).count();
+    let order = centre_order(unique, &lengths, args.representative);
+    let max_rows = args.max_cluster_size.map(|m| m as usize);
+    let clusters = centre_clusters(&groups.sizes, &edges, &order, max_rows);
+    warn_capped(&clusters, &groups, &rows, args.max_cluster_size);
+    summary.capped_clusters = clusters.capped.len();
+    let assignment = assign(&groups, &clusters);
+    summary.clusters = (0..rows.texts.len())
+        .filter(|&r| assignment.cluster[r] == r)
+        .count();
     summary.duplicates = summary.rows - summary.clusters;
-    write_output(&ctx, args, &rows, &cluster, &scores).await?;
+    write_output(args, &rows, &assignment)?;
     if let Some(path) = &args.pairs_output {
         write_pairs(path, &rows, &found, &cross_scores, args.threshold)?;
     }
@@ -201,68 +216,155 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     Ok(summary)
 }
 
+/// Candidate pairs of rows: neighbours of the distinct texts' vectors.
+fn candidates(args: &DedupeArgs, vectors: &[f32], unique: &[usize]) -> Vec<Candidate> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let valid = vec![true; unique.len()];
+    let dim = (vectors.len() / unique.len().max(1)).max(1);
+    let exact = match args.search {
+        Search::Exact => true,
+        Search::Hnsw => false,
+        Search::Auto => unique.len() <= args.exact_limit,
+    };
+    let (k, min) = (args.top_k, args.min_cosine);
+    let neighbours = if exact {
+        exact_top_k(vectors, dim, &valid, k, min, threads)
+    } else {
+        approximate_top_k(vectors, dim, &valid, k, min, args.hnsw_ef, threads)
+    };
+    neighbours
+        .into_iter()
+        .map(|c| Candidate {
+            a: unique[c.a],
+            b: unique[c.b],
+            ..c
+        })
+        .collect()
+}
+
+/// The group of a row that was embedded (an invariant: candidates are group heads).
+fn group_of(groups: &Groups, row: usize) -> usize {
+    groups.of_row[row].expect("candidate rows have a non-empty text")
+}
+
+/// Cluster, match and score of every row from the clusters of its group.
+fn assign(groups: &Groups, clusters: &Clusters) -> Assignment {
+    let n = groups.of_row.len();
+    let mut assignment = Assignment {
+        cluster: (0..n).collect(),
+        duplicate_of: vec![None; n],
+        score: vec![None; n],
+    };
+    for (row, group) in groups.of_row.iter().enumerate() {
+        let Some(group) = *group else { continue };
+        let centre = clusters.centre[group];
+        let representative = groups.head[centre];
+        let head = groups.head[group];
+        assignment.cluster[row] = representative;
+        if row != head {
+            // An exact copy matches the head of its text's group.
+            assignment.duplicate_of[row] = Some(head);
+            assignment.score[row] = Some(1.0);
+        } else if group != centre {
+            assignment.duplicate_of[row] = Some(representative);
+            assignment.score[row] = clusters.score[group];
+        }
+    }
+    assignment
+}
+
+/// Names the clusters that reached --max-cluster-size.
+fn warn_capped(clusters: &Clusters, groups: &Groups, rows: &Rows, max: Option<u64>) {
+    if clusters.capped.is_empty() {
+        return;
+    }
+    let names: Vec<String> = clusters
+        .capped
+        .iter()
+        .take(20)
+        .map(|&g| {
+            let row = groups.head[g];
+            rows.ids[row]
+                .clone()
+                .unwrap_or_else(|| format!("row {row}"))
+        })
+        .collect();
+    tracing::warn!(
+        "{} clusters reached --max-cluster-size {}; verified matches were left out of: {}{}",
+        clusters.capped.len(),
+        max.unwrap_or_default(),
+        names.join(", "),
+        if clusters.capped.len() > names.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    );
+}
+
+/// Reads the whole input once; the output is these batches with columns added,
+/// so every result row is attached to the row it was computed from.
 async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result<Rows> {
     let df = ctx
         .read_parquet(&args.input, ParquetReadOptions::default())
         .await?;
-    let schema = df.schema().as_arrow().clone();
-    let mut columns = vec![args.text_column.as_str()];
-    columns.extend(args.id_column.as_deref());
-    for column in &columns {
-        columns::index_of(&schema, column, &args.input)?;
-    }
+    let schema = df.schema().inner().clone();
+    let text_index = columns::index_of(&schema, &args.text_column, &args.input)?;
+    let id_index = match &args.id_column {
+        Some(column) => Some(columns::index_of(&schema, column, &args.input)?),
+        None => None,
+    };
     let mut rows = Rows {
+        schema,
+        batches: df.collect().await?,
         texts: Vec::new(),
         ids: Vec::new(),
     };
-    for batch in df.select_columns(&columns)?.collect().await? {
-        let text = columns::text_array(batch.column(0), &args.text_column, &args.input)?;
+    for batch in &rows.batches {
+        let text = columns::text_array(batch.column(text_index), &args.text_column, &args.input)?;
         rows.texts.extend(columns::owned_texts(&text)?);
-        match args.id_column {
-            Some(_) => {
-                let ids = cast(batch.column(1), &DataType::Utf8)?;
-                rows.ids.extend(
-                    ids.as_string::<i32>()
-                        .iter()
-                        .map(|v| v.unwrap_or_default().to_owned()),
-                );
+        match id_index {
+            Some(index) => {
+                let ids = cast(batch.column(index), &DataType::Utf8)?;
+                rows.ids
+                    .extend(ids.as_string::<i32>().iter().map(|v| v.map(str::to_owned)));
             }
             None => {
                 let start = rows.ids.len();
                 rows.ids
-                    .extend((start..start + batch.num_rows()).map(|i| i.to_string()));
+                    .extend((start..start + batch.num_rows()).map(|i| Some(i.to_string())));
             }
         }
     }
     Ok(rows)
 }
 
-/// Unions rows whose normalised texts are equal; returns the first row of
-/// each distinct non-empty text. Null and empty texts stay alone.
-fn exact_groups(
-    texts: &[Option<String>],
-    sets: &mut UnionFind,
-    scores: &mut [Option<f32>],
-) -> Vec<usize> {
-    let mut first: HashMap<String, usize> = HashMap::new();
-    let mut unique = Vec::new();
+/// Groups rows whose normalised texts are equal, in order of first
+/// appearance. Null and empty texts are in no group.
+fn exact_groups(texts: &[Option<String>], rule: Representative) -> Groups {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups = Groups {
+        of_row: vec![None; texts.len()],
+        head: Vec::new(),
+        sizes: Vec::new(),
+    };
     for (row, text) in texts.iter().enumerate() {
         let Some(key) = text.as_deref().map(normalize).filter(|k| !k.is_empty()) else {
             continue;
         };
-        match first.get(&key) {
-            Some(&original) => {
-                sets.union(original, row);
-                scores[row] = Some(1.0);
-                scores[original] = Some(1.0);
-            }
-            None => {
-                first.insert(key, row);
-                unique.push(row);
-            }
+        let group = *index.entry(key).or_insert_with(|| {
+            groups.head.push(row);
+            groups.sizes.push(0);
+            groups.head.len() - 1
+        });
+        groups.sizes[group] += 1;
+        groups.of_row[row] = Some(group);
+        let chars = |r: usize| texts[r].as_ref().map_or(0, |t| t.chars().count());
+        if rule == Representative::Longest && chars(row) > chars(groups.head[group]) {
+            groups.head[group] = row;
         }
     }
-    unique
+    groups
 }
 
 fn embed(dir: &std::path::Path, options: &EngineOptions, texts: &[&str]) -> Result<Vec<f32>> {
@@ -279,23 +381,4 @@ fn embed(dir: &std::path::Path, options: &EngineOptions, texts: &[&str]) -> Resu
     }
     progress.finish();
     Ok(vectors)
-}
-
-fn verify(
-    model: &Arc<CrossEncoder>,
-    texts: &[Option<String>],
-    found: &[Candidate],
-) -> Result<Vec<f32>> {
-    let progress = PairProgress::new(Some(found.len() as u64), "verifying");
-    let mut scores = Vec::with_capacity(found.len());
-    for chunk in found.chunks(4096) {
-        let text = |row: usize| texts[row].as_deref().unwrap_or_default();
-        let a = StringArray::from_iter_values(chunk.iter().map(|c| text(c.a)));
-        let b = StringArray::from_iter_values(chunk.iter().map(|c| text(c.b)));
-        let s = model.score(&Texts::Utf8(&a), &Texts::Utf8(&b))?;
-        scores.extend(s.iter().map(|v| v.unwrap_or(f32::NEG_INFINITY)));
-        progress.inc(chunk.len() as u64);
-    }
-    progress.finish();
-    Ok(scores)
 }

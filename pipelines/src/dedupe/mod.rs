@@ -1,11 +1,13 @@
 //! `crossflow dedupe`: paraphrase deduplication of a text column in two
 //! stages — a bi-encoder proposes candidate pairs, the cross-encoder verifies
-//! them — then clusters by union-find.
+//! them — then clusters by centre linkage (every duplicate matches its
+//! cluster's centre directly).
 
 pub mod candidates;
 pub mod clusters;
 mod job;
 pub mod normalize;
 mod output;
+mod verify;
 
 pub use job::{DedupeArgs, DedupeSummary, Search, run};

@@ -8,37 +8,29 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use futures::StreamExt;
 
 use super::candidates::Candidate;
-use super::job::{DedupeArgs, Rows};
+use super::job::{Assignment, DedupeArgs, Rows};
 use crate::{JobError, Result};
 
-pub(super) async fn write_output(
-    ctx: &SessionContext,
-    args: &DedupeArgs,
-    rows: &Rows,
-    cluster: &[usize],
-    scores: &[Option<f32>],
-) -> Result<()> {
-    let df = ctx
-        .read_parquet(&args.input, ParquetReadOptions::default())
-        .await?;
-    let input_schema = df.schema().as_arrow().clone();
+/// Writes every input row, as read, with cluster_id, is_duplicate,
+/// duplicate_of and match_score. An id column's null stays null in
+/// cluster_id / duplicate_of.
+pub(super) fn write_output(args: &DedupeArgs, rows: &Rows, assignment: &Assignment) -> Result<()> {
     let added = [
-        Field::new("cluster_id", DataType::Utf8, false),
+        Field::new("cluster_id", DataType::Utf8, true),
         Field::new("is_duplicate", DataType::Boolean, false),
         Field::new("duplicate_of", DataType::Utf8, true),
         Field::new("match_score", DataType::Float32, true),
     ];
-    let mut fields: Vec<Field> = input_schema
+    let mut fields: Vec<Field> = rows
+        .schema
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
     for field in &added {
-        if input_schema.index_of(field.name()).is_ok() {
+        if rows.schema.index_of(field.name()).is_ok() {
             return Err(JobError::ColumnExists(field.name().clone()));
         }
         fields.push(field.clone());
@@ -48,25 +40,23 @@ pub(super) async fn write_output(
     let file = std::fs::File::create(&args.output).map_err(|e| JobError::io(&path, e))?;
     let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)
         .map_err(|e| JobError::parquet(&path, e))?;
+    let id = |row: usize| rows.ids[row].as_deref();
     let mut offset = 0;
-    let mut stream = df.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
+    for batch in &rows.batches {
         let range = offset..offset + batch.num_rows();
         offset = range.end;
+        let duplicate_of = &assignment.duplicate_of[range.clone()];
         let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(StringArray::from_iter_values(
-            range.clone().map(|r| rows.ids[cluster[r]].as_str()),
+        columns.push(Arc::new(StringArray::from_iter(
+            assignment.cluster[range.clone()].iter().map(|&r| id(r)),
         )));
         columns.push(Arc::new(BooleanArray::from_iter(
-            range.clone().map(|r| Some(cluster[r] != r)),
+            duplicate_of.iter().map(|d| Some(d.is_some())),
         )));
         columns.push(Arc::new(StringArray::from_iter(
-            range
-                .clone()
-                .map(|r| (cluster[r] != r).then(|| rows.ids[cluster[r]].as_str())),
+            duplicate_of.iter().map(|d| d.and_then(id)),
         )));
-        columns.push(Arc::new(Float32Array::from_iter(range.map(|r| scores[r]))) as ArrayRef);
+        columns.push(Arc::new(Float32Array::from(assignment.score[range].to_vec())) as ArrayRef);
         let out = RecordBatch::try_new(Arc::clone(&schema), columns)?;
         writer
             .write(&out)
@@ -86,14 +76,14 @@ pub(super) fn write_pairs(
     let columns: Vec<(&str, ArrayRef)> = vec![
         (
             "id_a",
-            Arc::new(StringArray::from_iter_values(
-                found.iter().map(|c| rows.ids[c.a].as_str()),
+            Arc::new(StringArray::from_iter(
+                found.iter().map(|c| rows.ids[c.a].as_deref()),
             )),
         ),
         (
             "id_b",
-            Arc::new(StringArray::from_iter_values(
-                found.iter().map(|c| rows.ids[c.b].as_str()),
+            Arc::new(StringArray::from_iter(
+                found.iter().map(|c| rows.ids[c.b].as_deref()),
             )),
         ),
         (
