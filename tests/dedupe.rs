@@ -347,32 +347,49 @@ fn assert_duplicates_match_directly(batch: &RecordBatch, threshold: f32) -> usiz
     duplicates.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chain_of_paraphrases_does_not_merge_its_unrelated_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, output, pairs) = (
-        dir.path().join("chain.parquet"),
-        dir.path().join("out.parquet"),
-        dir.path().join("pairs.parquet"),
-    );
+/// Writes CHAIN into `dir` and returns the flags every run over it shares
+/// (every pair a candidate, threshold 0.55) plus `more`.
+fn chain_args(dir: &Path, more: &[&Path]) -> Vec<String> {
+    let input = dir.join("chain.parquet");
     write_texts(&input, CHAIN);
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    let args = [
+    let mut args: Vec<String> = [
         "--input",
-        &s(&input),
+        input.to_str().unwrap(),
         "--text-column",
         "body",
         "--id-column",
         "doc_id",
-        "--output",
-        &s(&output),
-        "--pairs-output",
-        &s(&pairs),
         "--min-cosine=-1",
         "--threshold",
         "0.55",
-    ];
-    dedupe(&args).await.unwrap();
+    ]
+    .map(String::from)
+    .to_vec();
+    for (flag, path) in ["--output", "--pairs-output"].iter().zip(more) {
+        args.extend([flag.to_string(), path.to_str().unwrap().to_owned()]);
+    }
+    args
+}
+
+/// `dedupe` with owned flags and more borrowed ones.
+async fn dedupe_with(args: &[String], more: &[&str]) -> Result<(), String> {
+    let all: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect();
+    dedupe(&all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_paraphrases_does_not_merge_its_unrelated_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, pairs) = (
+        dir.path().join("out.parquet"),
+        dir.path().join("pairs.parquet"),
+    );
+    let args = chain_args(dir.path(), &[&output, &pairs]);
+    dedupe_with(&args, &[]).await.unwrap();
     let batch = read_parquet(&output);
     let cluster = clusters_of(&batch);
     assert_eq!(
@@ -417,7 +434,7 @@ async fn a_chain_of_paraphrases_does_not_merge_its_unrelated_ends() {
     assert!(linked, "3~4 is verified, yet 4 is not in 3's cluster");
 
     // --max-cluster-size 2: 1 keeps its best match (2), 3 then takes 4.
-    dedupe(&[&args[..], &["--max-cluster-size", "2"]].concat())
+    dedupe_with(&args, &["--max-cluster-size", "2"])
         .await
         .unwrap();
     let capped = read_parquet(&output);
@@ -432,30 +449,15 @@ async fn a_chain_of_paraphrases_does_not_merge_its_unrelated_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_keep_their_meaning_and_classifiers_need_a_duplicate_label() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, plain, raw) = (
-        dir.path().join("in.parquet"),
+    let (plain, raw) = (
         dir.path().join("plain.parquet"),
         dir.path().join("raw.parquet"),
     );
-    write_texts(&input, CHAIN);
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    let base = [
-        "--input",
-        &s(&input),
-        "--text-column",
-        "body",
-        "--id-column",
-        "doc_id",
-        "--min-cosine",
-        "0",
-        "--threshold",
-        "0.55",
-    ];
-    dedupe(&[&base[..], &["--output", &s(&plain)]].concat())
+    dedupe_with(&chain_args(dir.path(), &[&plain]), &[])
         .await
         .unwrap();
     // --activation none would give raw logits; the threshold stays a probability.
-    dedupe(&[&base[..], &["--output", &s(&raw), "--activation", "none"]].concat())
+    dedupe_with(&chain_args(dir.path(), &[&raw]), &["--activation", "none"])
         .await
         .unwrap();
     let (plain, raw) = (read_parquet(&plain), read_parquet(&raw));
@@ -467,24 +469,26 @@ async fn thresholds_keep_their_meaning_and_classifiers_need_a_duplicate_label() 
 
     let nli = crossflow_tests::nli_model_dir();
     let out = dir.path().join("nli.parquet");
-    let out_arg = s(&out);
-    let nli_args = [
-        &base[..],
-        &["--output", &out_arg, "--model", nli.to_str().unwrap()],
-    ]
-    .concat();
-    let err = dedupe(&nli_args).await.unwrap_err();
+    let nli_args = chain_args(dir.path(), &[&out]);
+    let with_nli = ["--model", nli.to_str().unwrap()];
+    let err = dedupe_with(&nli_args, &with_nli).await.unwrap_err();
     assert!(
         err.contains("classifier") && err.contains("--duplicate-label"),
         "{err}"
     );
-    let err = dedupe(&[&nli_args[..], &["--duplicate-label", "same"]].concat())
-        .await
-        .unwrap_err();
+    let err = dedupe_with(
+        &nli_args,
+        &[&with_nli[..], &["--duplicate-label", "same"]].concat(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("entailment"), "the labels are listed: {err}");
-    dedupe(&[&nli_args[..], &["--duplicate-label", "entailment"]].concat())
-        .await
-        .unwrap();
+    dedupe_with(
+        &nli_args,
+        &[&with_nli[..], &["--duplicate-label", "entailment"]].concat(),
+    )
+    .await
+    .unwrap();
     let batch = read_parquet(&out);
     assert_eq!(batch.num_rows(), CHAIN.len());
     // Entailment both ways: each duplicate's match_score is the lower probability.
