@@ -347,26 +347,31 @@ fn assert_duplicates_match_directly(batch: &RecordBatch, threshold: f32) -> usiz
     duplicates.len()
 }
 
-/// Writes CHAIN into `dir` and returns the flags every run over it shares
-/// (every pair a candidate, threshold 0.55) plus `more`.
-fn chain_args(dir: &Path, more: &[&Path]) -> Vec<String> {
+/// The flags of a run over `input`'s `body` and `doc_id` columns into `output`.
+fn job_flags(input: &Path, output: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    vec![
+        "--input".into(),
+        path(input),
+        "--text-column".into(),
+        "body".into(),
+        "--id-column".into(),
+        "doc_id".into(),
+        "--output".into(),
+        path(output),
+    ]
+}
+
+/// Writes CHAIN into `dir` and returns the flags of a run over it into
+/// `output` (every pair a candidate, threshold 0.55), with `--pairs-output`
+/// when given.
+fn chain_args(dir: &Path, output: &Path, pairs: Option<&Path>) -> Vec<String> {
     let input = dir.join("chain.parquet");
     write_texts(&input, CHAIN);
-    let mut args: Vec<String> = [
-        "--input",
-        input.to_str().unwrap(),
-        "--text-column",
-        "body",
-        "--id-column",
-        "doc_id",
-        "--min-cosine=-1",
-        "--threshold",
-        "0.55",
-    ]
-    .map(String::from)
-    .to_vec();
-    for (flag, path) in ["--output", "--pairs-output"].iter().zip(more) {
-        args.extend([flag.to_string(), path.to_str().unwrap().to_owned()]);
+    let mut args = job_flags(&input, output);
+    args.extend(["--min-cosine=-1", "--threshold", "0.55"].map(String::from));
+    if let Some(pairs) = pairs {
+        args.extend(["--pairs-output".into(), pairs.to_str().unwrap().to_owned()]);
     }
     args
 }
@@ -388,7 +393,7 @@ async fn a_chain_of_paraphrases_does_not_merge_its_unrelated_ends() {
         dir.path().join("out.parquet"),
         dir.path().join("pairs.parquet"),
     );
-    let args = chain_args(dir.path(), &[&output, &pairs]);
+    let args = chain_args(dir.path(), &output, Some(&pairs));
     dedupe_with(&args, &[]).await.unwrap();
     let batch = read_parquet(&output);
     let cluster = clusters_of(&batch);
@@ -453,13 +458,16 @@ async fn thresholds_keep_their_meaning_and_classifiers_need_a_duplicate_label() 
         dir.path().join("plain.parquet"),
         dir.path().join("raw.parquet"),
     );
-    dedupe_with(&chain_args(dir.path(), &[&plain]), &[])
+    dedupe_with(&chain_args(dir.path(), &plain, None), &[])
         .await
         .unwrap();
     // --activation none would give raw logits; the threshold stays a probability.
-    dedupe_with(&chain_args(dir.path(), &[&raw]), &["--activation", "none"])
-        .await
-        .unwrap();
+    dedupe_with(
+        &chain_args(dir.path(), &raw, None),
+        &["--activation", "none"],
+    )
+    .await
+    .unwrap();
     let (plain, raw) = (read_parquet(&plain), read_parquet(&raw));
     assert_eq!(clusters_of(&plain), clusters_of(&raw));
     assert_eq!(
@@ -469,7 +477,7 @@ async fn thresholds_keep_their_meaning_and_classifiers_need_a_duplicate_label() 
 
     let nli = crossflow_tests::nli_model_dir();
     let out = dir.path().join("nli.parquet");
-    let nli_args = chain_args(dir.path(), &[&out]);
+    let nli_args = chain_args(dir.path(), &out, None);
     let with_nli = ["--model", nli.to_str().unwrap()];
     let err = dedupe_with(&nli_args, &with_nli).await.unwrap_err();
     assert!(
@@ -533,19 +541,7 @@ async fn null_ids_stay_null_and_rows_keep_their_own_columns() {
         &input,
         vec![("doc_id", ids), ("body", texts), ("extra", extra)],
     );
-    let s = |p: &Path| p.to_str().unwrap().to_owned();
-    dedupe(&[
-        "--input",
-        &s(&input),
-        "--text-column",
-        "body",
-        "--id-column",
-        "doc_id",
-        "--output",
-        &s(&output),
-    ])
-    .await
-    .unwrap();
+    dedupe_with(&job_flags(&input, &output), &[]).await.unwrap();
     let batch = read_parquet(&output);
     let column = |name: &str| batch.column_by_name(name).unwrap().clone();
     let ids = column("doc_id");
