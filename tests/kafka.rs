@@ -6,7 +6,9 @@ use std::time::Duration;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use serde_json::{Value, json};
 
@@ -348,5 +350,125 @@ async fn exactly_once_commits_outputs_and_offsets_together() {
         committed(&broker, "g-eos", "pairs"),
         pairs.len() as i64,
         "offsets committed in the transactions"
+    );
+}
+
+/// librdkafka's mock broker says the dead-letter topic does not exist: the job
+/// stops with a clear error before it subscribes, so nothing is consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_topic_stops_the_job_before_it_consumes() {
+    let mock = MockCluster::new(1).unwrap();
+    for topic in ["pairs", "enriched"] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    mock.topic_error(
+        "pairs.dlq",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &mock.bootstrap_servers(),
+        "--input-topic",
+        "pairs",
+        "--output-topic",
+        "enriched",
+        "--group-id",
+        "g-missing-dlq",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let run = tokio::time::timeout(Duration::from_secs(60), run_in_process(args));
+    let err = run.await.expect("stops at start-up").unwrap_err();
+    assert!(
+        err.contains("pairs.dlq") && err.contains("--dlq-topic"),
+        "{err}"
+    );
+}
+
+/// An output larger than `message.max.bytes` goes to the dead-letter topic
+/// (itself cut to fit, with a header saying so), and the stream goes on:
+/// before, the send error stopped the job, and a restart failed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_too_large_to_send_is_dead_lettered_and_the_stream_goes_on() {
+    let broker = started_broker().await;
+    let producer: FutureProducer = broker.config().create().unwrap();
+    let message = |id: &str, pad: usize| {
+        serde_json::to_vec(&json!({"id": id, "a": "A man plays a guitar.", "b": "Someone plays.", "pad": "x".repeat(pad)}))
+            .unwrap()
+    };
+    // 9,900 bytes in, a few more out: over the 10,000-byte limit set below.
+    let inputs = [
+        ("s1", message("s1", 10)),
+        ("big", message("big", 9_900)),
+        ("s2", message("s2", 10)),
+    ];
+    for (key, payload) in &inputs {
+        let record = FutureRecord::to("pairs").key(*key).payload(payload);
+        producer.send(record, Timeout::Never).await.unwrap();
+    }
+    let args = enrich_args(&broker, "g-too-large", &["-X", "message.max.bytes=10000"]);
+    let (stop, task) = start_in_process(args);
+    let dead = tokio::task::block_in_place(|| {
+        read_topic(&broker, "dead", Duration::from_secs(120), |m| !m.is_empty())
+    });
+    let out = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(60), |m| {
+            m.len() >= 2
+        })
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    assert_eq!((summary.messages_out, summary.dead_lettered), (2, 1));
+    let mut enriched = ids_of(&out);
+    enriched.sort();
+    assert_eq!(enriched, ["s1", "s2"]);
+    let header = |key: &str| {
+        let h = dead[0].headers()?.iter().find(|h| h.key == key)?;
+        Some(String::from_utf8_lossy(h.value?).into_owned())
+    };
+    assert_eq!(dead[0].key(), Some(&b"big"[..]));
+    assert_eq!(header("crossflow.error.code").as_deref(), Some("too_large"));
+    let original: usize = header("crossflow.truncated").unwrap().parse().unwrap();
+    assert_eq!(
+        original,
+        inputs[1].1.len(),
+        "the header gives the original size"
+    );
+    assert!(dead[0].payload().unwrap_or_default().len() < original);
+    assert_eq!(
+        committed(&broker, "g-too-large", "pairs"),
+        3,
+        "all three committed"
+    );
+}
+
+/// is_paraphrase is a threshold on one score: with a classifier as --model
+/// (whose score is the winning class's probability) it is refused, as in `score`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_with_a_classifier_model_is_refused() {
+    let nli = crossflow_tests::nli_model_dir();
+    let args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        "127.0.0.1:1",
+        "--input-topic",
+        "pairs",
+        "--output-topic",
+        "enriched",
+        "--group-id",
+        "g",
+        "--model",
+        nli.to_str().unwrap(),
+        "--threshold",
+        "0.5",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let err = run_in_process(args).await.unwrap_err();
+    assert!(
+        err.contains("--threshold needs a one-label score model"),
+        "{err}"
     );
 }

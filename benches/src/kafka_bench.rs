@@ -65,7 +65,10 @@ async fn main() -> Result<()> {
 
     let broker = Broker::start();
     broker
-        .create_topics(&["in", "out", "in-live", "out-live"], PARTITIONS)
+        .create_topics(
+            &["in", "out", "in.dlq", "in-live", "out-live", "in-live.dlq"],
+            PARTITIONS,
+        )
         .await;
     produce(&broker, "in", &pairs, None).await?;
     let (stop, task) = start_enrich(&broker, "in", "out", "bench-throughput")?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli, Command as CliCommand};
-use crossflow_pipelines::enrich::{self, EnrichSummary};
+use crossflow_pipelines::enrich::{self, EnrichSettings, EnrichSummary, Scorer};
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -149,16 +149,21 @@ pub fn enrich_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> 
     args
 }
 
+/// Parses an enrich command line (`enrich ...`) and prepares its run.
+fn prepare_in_process(args: Vec<String>) -> Result<(EnrichSettings, Scorer), String> {
+    let cli = Cli::try_parse_from(std::iter::once("crossflow".to_string()).chain(args))
+        .map_err(|e| e.to_string())?;
+    let CliCommand::Enrich(enrich_args) = &cli.command else {
+        panic!("enrich command")
+    };
+    enrich::prepare(&cli.models, enrich_args).map_err(|e| e.to_string())
+}
+
 /// Runs enrich in this process until the returned sender is told to stop.
 pub fn start_in_process(
     args: Vec<String>,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<EnrichSummary>) {
-    let cli = Cli::try_parse_from(std::iter::once("crossflow".to_string()).chain(args))
-        .expect("arguments");
-    let CliCommand::Enrich(enrich_args) = &cli.command else {
-        panic!("enrich command")
-    };
-    let (settings, scorer) = enrich::prepare(&cli.models, enrich_args).expect("prepare");
+    let (settings, scorer) = prepare_in_process(args).expect("prepare");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         enrich::run(settings, scorer, stopped)
@@ -166,6 +171,15 @@ pub fn start_in_process(
             .expect("enrich run")
     });
     (stop, task)
+}
+
+/// Runs enrich in this process to its result (for runs that end on their own).
+pub async fn run_in_process(args: Vec<String>) -> Result<EnrichSummary, String> {
+    let (settings, scorer) = prepare_in_process(args)?;
+    let (_stop, stopped) = watch::channel(false);
+    enrich::run(settings, scorer, stopped)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub fn spawn_binary(args: &[String]) -> Child {

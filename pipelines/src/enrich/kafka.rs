@@ -1,32 +1,75 @@
-//! Kafka clients of the enrich job: configuration, and a consumer context that
-//! records revoked partitions and consumer lag.
+//! Kafka clients of the enrich job: configuration, start-up checks, and a
+//! consumer context that records revocations and consumer lag.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::statistics::Statistics;
 
 use super::metrics::Metrics;
 use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
 
-/// Consumer callbacks: partitions revoked since the job last looked, and lag
-/// from librdkafka's statistics.
+/// A partition revoked from this consumer, and the assignment epoch the
+/// revocation started: messages of the partition received in an earlier
+/// epoch were fetched before it and belong to the partition's next owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub topic: String,
+    pub partition: i32,
+    pub epoch: u64,
+}
+
+/// Consumer callbacks: revocations since the job last looked, the assignment
+/// epoch (one more per revocation), and lag from librdkafka's statistics.
+///
+/// rdkafka handles a whole rebalance inside one `recv()`: revoke, assign the
+/// same partition back, return its first new message. Tagging each message
+/// with the epoch current when `recv()` returned it tells that new message
+/// (current epoch, kept) from those fetched before the revocation (dropped).
 pub struct EnrichContext {
-    revoked: Mutex<Vec<(String, i32)>>,
+    epoch: AtomicU64,
+    revocations: Mutex<Vec<Revocation>>,
     metrics: Arc<Metrics>,
 }
 
 impl EnrichContext {
-    /// Partitions revoked since the last call.
-    pub fn take_revoked(&self) -> Vec<(String, i32)> {
-        self.revoked
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default()
+    /// A context reporting lag to `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            revocations: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    /// The current assignment epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Revocations since the last call.
+    pub fn take_revocations(&self) -> Vec<Revocation> {
+        std::mem::take(&mut *self.revocations.lock().expect("revocation list poisoned"))
+    }
+
+    fn revoke(&self, partitions: &TopicPartitionList) {
+        let mut revocations = self.revocations.lock().expect("revocation list poisoned");
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        for e in partitions.elements() {
+            revocations.push(Revocation {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                epoch,
+            });
+            self.metrics.remove_lag(e.topic(), e.partition());
+        }
     }
 }
 
@@ -46,15 +89,13 @@ impl ConsumerContext for EnrichContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                let list: Vec<(String, i32)> = partitions
+                let list: Vec<i32> = partitions
                     .elements()
                     .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .map(|e| e.partition())
                     .collect();
                 tracing::info!(?list, "partitions revoked");
-                if let Ok(mut revoked) = self.revoked.lock() {
-                    revoked.extend(list);
-                }
+                self.revoke(partitions);
             }
             Rebalance::Assign(partitions) => {
                 let list: Vec<i32> = partitions
@@ -96,12 +137,8 @@ pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Cons
         .set("statistics.interval.ms", "5000")
         .set("queued.max.messages.kbytes", "16384");
     apply_overrides(&mut config, settings);
-    let context = EnrichContext {
-        revoked: Mutex::new(Vec::new()),
-        metrics,
-    };
     let consumer: Consumer = config
-        .create_with_context(context)
+        .create_with_context(EnrichContext::new(metrics))
         .map_err(|e| kafka("creating the consumer", e))?;
     rdkafka::consumer::Consumer::subscribe(&consumer, &[settings.input_topic.as_str()])
         .map_err(|e| kafka(&format!("subscribing to {}", settings.input_topic), e))?;
@@ -116,7 +153,11 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // A send that cannot be delivered fails within a minute (not the
+        // default five) and the job retries it; a transaction outlives its sends.
+        .set("message.timeout.ms", "60000")
+        .set("transaction.timeout.ms", "120000");
     if settings.guarantee == Guarantee::ExactlyOnce {
         config.set("transactional.id", &settings.transactional_id);
     }
@@ -124,6 +165,37 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
     config
         .create()
         .map_err(|e| kafka("creating the producer", e))
+}
+
+/// Checks that each of `topics` exists and has partitions, before anything
+/// is consumed: a missing output or dead-letter topic is a start-up error,
+/// not a send that fails later (blocking).
+pub fn check_topics(producer: &FutureProducer, topics: &[&str], timeout: Duration) -> Result<()> {
+    for topic in topics {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| kafka(&format!("reading the metadata of topic {topic}"), e))?;
+        let found = metadata.topics().iter().find(|t| t.name() == *topic);
+        let problem = match found {
+            None => Some("it is not in the broker's metadata".to_string()),
+            Some(t) => match t.error() {
+                Some(error) => Some(format!(
+                    "{:?}",
+                    rdkafka::types::RDKafkaErrorCode::from(error)
+                )),
+                None if t.partitions().is_empty() => Some("it has no partitions".to_string()),
+                None => None,
+            },
+        };
+        if let Some(problem) = problem {
+            return Err(JobError::Usage(format!(
+                "topic {topic} cannot be written: {problem}; create it (or name another \
+                 with --output-topic / --dlq-topic) before starting"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A Kafka error with what was being done.

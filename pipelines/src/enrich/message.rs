@@ -126,7 +126,7 @@ pub fn render(mut message: Map<String, Value>, enrichment: &Enrichment) -> Vec<u
     if let Some(flag) = enrichment.is_paraphrase {
         message.insert("is_paraphrase".into(), Value::Bool(flag));
     }
-    serde_json::to_vec(&Value::Object(message)).unwrap_or_default()
+    serde_json::to_vec(&Value::Object(message)).expect("a JSON object always serializes")
 }
 
 /// The id of a message (`None` when absent): the output key of a keyless input.

@@ -98,6 +98,7 @@ pub struct Metrics {
     pub truncated_pairs: Counter,
     pub batches: Counter,
     pub abandoned: Counter,
+    pub produce_retries: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub batch_pairs: Histogram,
@@ -116,6 +117,7 @@ impl Default for Metrics {
             truncated_pairs: Counter::default(),
             batches: Counter::default(),
             abandoned: Counter::default(),
+            produce_retries: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             batch_pairs: Histogram::new(PAIRS),
@@ -132,6 +134,13 @@ impl Metrics {
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         if let Ok(mut map) = self.lag.lock() {
             map.insert((topic.to_string(), partition), lag);
+        }
+    }
+
+    /// Forgets the lag of a partition this consumer no longer owns.
+    pub fn remove_lag(&self, topic: &str, partition: i32) {
+        if let Ok(mut map) = self.lag.lock() {
+            map.remove(&(topic.to_string(), partition));
         }
     }
 
@@ -176,6 +185,11 @@ impl Metrics {
                 "crossflow_messages_abandoned_total",
                 "Messages dropped unprocessed on partition revocation (re-consumed by the new owner)",
                 &self.abandoned,
+            ),
+            (
+                "crossflow_produce_retries_total",
+                "Sends retried after a broker-side failure that was not the record's (e.g. broker down)",
+                &self.produce_retries,
             ),
             (
                 "crossflow_cache_hits_total",

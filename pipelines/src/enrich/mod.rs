@@ -9,9 +9,11 @@
 //! the batch and librdkafka's prefetch queue (`queued.max.messages.kbytes`,
 //! 16 MiB by default here), whatever the lag.
 
+mod bisect;
 mod kafka;
 pub mod message;
 pub mod metrics;
+mod outgoing;
 mod score;
 pub mod settings;
 mod stream;
@@ -27,8 +29,16 @@ pub fn prepare(
 ) -> crate::Result<(EnrichSettings, Scorer)> {
     let mut models = models.clone();
     let settings = args.resolve(&mut models)?;
+    let score = models.load_score_model()?;
+    if settings.threshold.is_some() && score.head().num_labels() > 1 {
+        return Err(crate::JobError::Usage(format!(
+            "--threshold needs a one-label score model; {} {}",
+            score.name(),
+            score.head().describe()
+        )));
+    }
     let scorer = Scorer {
-        score: models.load_score_model()?,
+        score,
         nli: if settings.nli {
             Some(models.load_nli_model()?)
         } else {

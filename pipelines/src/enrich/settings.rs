@@ -58,7 +58,8 @@ pub struct EnrichArgs {
     /// at-least-once or exactly-once [default: at-least-once]
     #[arg(long, value_enum)]
     pub guarantee: Option<Guarantee>,
-    /// transactional.id for exactly-once [default: crossflow-<group-id>-<hostname>]
+    /// transactional.id for exactly-once [default: crossflow-<group-id>-<hostname>-<pid>:
+    /// unique per instance; zombies are fenced through the consumer group (KIP-447)]
     #[arg(long)]
     pub transactional_id: Option<String>,
     /// Serve Prometheus metrics at this address (e.g. 0.0.0.0:9464)
@@ -185,7 +186,9 @@ impl EnrichArgs {
                 .transactional_id
                 .clone()
                 .or(file.transactional_id)
-                .unwrap_or_else(|| format!("crossflow-{group_id}-{}", hostname())),
+                .unwrap_or_else(|| {
+                    format!("crossflow-{group_id}-{}-{}", hostname(), std::process::id())
+                }),
             metrics_addr: self.metrics_addr.or(file.metrics_addr),
             threshold: self.threshold.or(file.threshold),
             nli: self.nli || file.nli.unwrap_or(false),
@@ -250,6 +253,14 @@ mod tests {
         assert_eq!(settings.brokers, "flag:9092");
         assert_eq!(settings.dlq_topic, "in.dlq");
         assert_eq!(settings.guarantee, Guarantee::ExactlyOnce);
+        // Two instances on one host get different transactional ids.
+        let instance = format!("-{}", std::process::id());
+        assert!(
+            settings.transactional_id.starts_with("crossflow-g-")
+                && settings.transactional_id.ends_with(&instance),
+            "{}",
+            settings.transactional_id
+        );
         assert_eq!(settings.max_batch_pairs, 64);
         assert_eq!(settings.fields.a, FieldPath::new("a"));
         assert_eq!(

@@ -1,25 +1,34 @@
 //! The enrich loop: gather, score, produce, commit.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::kafka::{self, Consumer};
+use super::bisect::bisect;
+use super::kafka::{self, Consumer, Revocation};
 use super::message::{self, Enrichment, PairMessage};
 use super::metrics::{self, Metrics};
+use super::outgoing::{self, Failure, Outgoing, Reason};
 use super::score::Scorer;
 use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait between two tries of a send the broker failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Pause after an aborted transaction before the batch is consumed again.
+const ABORT_BACKOFF: Duration = Duration::from_secs(1);
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// Totals of a finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +56,10 @@ pub async fn run(
             }
         });
     }
-    let consumer = kafka::consumer(&settings, Arc::clone(&metrics))?;
     let producer = kafka::producer(&settings)?;
+    let topics = [settings.output_topic.as_str(), settings.dlq_topic.as_str()];
+    tokio::task::block_in_place(|| kafka::check_topics(&producer, &topics, KAFKA_TIMEOUT))?;
+    let consumer = kafka::consumer(&settings, Arc::clone(&metrics))?;
     if settings.guarantee == Guarantee::ExactlyOnce {
         tokio::task::block_in_place(|| producer.init_transactions(KAFKA_TIMEOUT))
             .map_err(|e| kafka::kafka("initialising transactions", e))?;
@@ -62,6 +73,8 @@ pub async fn run(
         consumer,
         producer,
         metrics: Arc::clone(&metrics),
+        poisoned: Mutex::new(HashMap::new()),
+        shutdown: shutdown.clone(),
     };
     let result = job.run(&mut shutdown).await;
     if let Some(status) = status {
@@ -83,16 +96,39 @@ struct Job {
     consumer: Consumer,
     producer: FutureProducer,
     metrics: Arc<Metrics>,
+    /// Messages whose record failed for itself inside an aborted transaction:
+    /// dead-lettered directly when the batch is consumed again.
+    poisoned: Mutex<HashMap<Source, Reason>>,
+    shutdown: watch::Receiver<bool>,
 }
 
-/// One record to produce: the output or a dead letter.
-struct Outgoing {
-    topic: String,
-    payload: Vec<u8>,
-    key: Option<Vec<u8>>,
-    headers: OwnedHeaders,
-    timestamp_ms: Option<i64>,
-    dead_letter: bool,
+/// Where a consumed message came from.
+type Source = (String, i32, i64);
+
+fn source(m: &OwnedMessage) -> Source {
+    (m.topic().to_string(), m.partition(), m.offset())
+}
+
+/// A consumed message and the assignment epoch `recv()` returned it in.
+struct Received {
+    message: OwnedMessage,
+    epoch: u64,
+}
+
+/// Drops the messages fetched before a revocation of their partition (their
+/// offsets were not committed: the partition's next owner consumes them);
+/// messages received after it, even from the same partition assigned back in
+/// the same `recv()`, stay. Returns how many were dropped.
+fn drop_revoked(batch: &mut Vec<Received>, revocations: &[Revocation]) -> usize {
+    let before = batch.len();
+    batch.retain(|r| {
+        !revocations.iter().any(|rev| {
+            rev.topic == r.message.topic()
+                && rev.partition == r.message.partition()
+                && r.epoch < rev.epoch
+        })
+    });
+    before - batch.len()
 }
 
 impl Job {
@@ -115,11 +151,10 @@ impl Job {
     }
 
     /// Collects messages until the batch is full, the linger time after its
-    /// first message has passed, or shutdown. Messages of partitions revoked
-    /// meanwhile are dropped: their offsets were not committed, so the
-    /// partition's new owner consumes them.
+    /// first message has passed, or shutdown, dropping those of partitions
+    /// revoked meanwhile (see [`drop_revoked`]).
     async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
-        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut batch: Vec<Received> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         while batch.len() < self.settings.max_batch_pairs {
             let until = deadline
@@ -131,7 +166,8 @@ impl Job {
                     Err(_) => {}
                     Ok(Err(error)) => tracing::warn!(%error, "consumer error"),
                     Ok(Ok(message)) => {
-                        batch.push(message.detach());
+                        let epoch = self.consumer.context().epoch();
+                        batch.push(Received { message: message.detach(), epoch });
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.linger);
                     }
                 },
@@ -139,21 +175,12 @@ impl Job {
             self.drop_revoked(&mut batch);
         }
         self.drop_revoked(&mut batch);
-        batch
+        batch.into_iter().map(|r| r.message).collect()
     }
 
-    fn drop_revoked(&self, batch: &mut Vec<OwnedMessage>) {
-        let revoked = self.consumer.context().take_revoked();
-        if revoked.is_empty() {
-            return;
-        }
-        let before = batch.len();
-        batch.retain(|m| {
-            !revoked
-                .iter()
-                .any(|(t, p)| t == m.topic() && *p == m.partition())
-        });
-        let dropped = (before - batch.len()) as u64;
+    fn drop_revoked(&self, batch: &mut Vec<Received>) {
+        let revocations = self.consumer.context().take_revocations();
+        let dropped = drop_revoked(batch, &revocations) as u64;
         if dropped > 0 {
             tracing::info!(dropped, "abandoned messages of revoked partitions");
             self.metrics.abandoned.add(dropped);
@@ -163,47 +190,111 @@ impl Job {
     /// Scores a batch, produces its outputs and dead letters, commits its offsets.
     async fn process(&self, batch: Vec<OwnedMessage>) -> Result<()> {
         self.metrics.messages_in.add(batch.len() as u64);
-        let parsed: Vec<_> = batch
-            .iter()
-            .map(|m| message::parse(m.payload(), &self.settings.fields))
-            .collect();
+        let parsed: Vec<std::result::Result<PairMessage, Reason>> =
+            batch.iter().map(|m| self.parse(m)).collect();
         let good: Vec<PairMessage> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok().cloned())
             .collect();
-        let enrichments = self.score(&good).await?;
-        let mut enrichments = enrichments.into_iter();
+        let mut scored = self.score(&good).await?.into_iter();
         let outgoing: Vec<Outgoing> = batch
             .iter()
             .zip(parsed)
-            .map(|(input, parsed)| match parsed {
-                Ok(pair) => self.output(input, pair, &enrichments.next().unwrap_or_default()),
-                Err(bad) => self.dead_letter(input, &bad),
+            .enumerate()
+            .map(|(index, (input, parsed))| {
+                let result = parsed.and_then(|pair| {
+                    let enrichment = scored
+                        .next()
+                        .expect("one scoring result per parsed message");
+                    enrichment.map(|e| (pair, e))
+                });
+                match result {
+                    Ok((pair, enrichment)) => self.output(input, index, pair, &enrichment),
+                    Err(reason) => self.dead_letter(input, index, &reason),
+                }
             })
             .collect();
+        assert!(
+            scored.next().is_none(),
+            "more scoring results than parsed messages"
+        );
         let offsets = next_offsets(&batch)?;
         match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
-                self.produce(&outgoing).await?;
+                self.produce(outgoing, &batch, true).await?;
                 self.consumer
                     .commit(&offsets, CommitMode::Sync)
                     .map_err(|e| kafka::kafka("committing offsets", e))
             }
-            Guarantee::ExactlyOnce => self.transact(&outgoing, &offsets, &batch).await,
+            Guarantee::ExactlyOnce => self.transact(outgoing, &offsets, &batch).await,
         }
     }
 
-    async fn score(&self, good: &[PairMessage]) -> Result<Vec<Enrichment>> {
+    /// The pair of a message, or why it is dead-lettered (a bad message, or
+    /// one whose record failed inside an aborted transaction before).
+    fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
+        if let Some(reason) = self.poisoned.lock().expect("poison list").get(&source(m)) {
+            return Err(reason.clone());
+        }
+        message::parse(m.payload(), &self.settings.fields).map_err(|bad| Reason {
+            text: bad.to_string(),
+            code: bad.code(),
+        })
+    }
+
+    /// Scores the parsed pairs. An engine error is narrowed down to the pairs
+    /// that cause it (bisection), whose messages are dead-lettered; when every
+    /// pair of a batch of several fails, the error is not the messages' and
+    /// the job stops with it (nothing committed).
+    async fn score(
+        &self,
+        good: &[PairMessage],
+    ) -> Result<Vec<std::result::Result<Enrichment, Reason>>> {
         if good.is_empty() {
             return Ok(Vec::new());
         }
         let started = Instant::now();
-        let scored = tokio::task::block_in_place(|| self.scorer.score(good))?;
+        let mut first_error = None;
+        let results = tokio::task::block_in_place(|| {
+            bisect(good, &mut |pairs| {
+                let scored = self.scorer.score(pairs);
+                if let Err(error) = &scored {
+                    first_error.get_or_insert_with(|| error.to_string());
+                }
+                scored.map(|s| self.record_scoring(&s, pairs.len()))
+            })
+        });
         self.metrics
             .inference_seconds
             .observe_duration(started.elapsed());
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed > 1 && failed == good.len() {
+            return Err(JobError::Usage(format!(
+                "the engine failed on every message of a batch of {failed}: {}",
+                first_error.unwrap_or_default()
+            )));
+        }
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "engine errors narrowed down to single messages: dead-lettered"
+            );
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map_err(|text| Reason {
+                    text: format!("engine: {text}"),
+                    code: "engine_error",
+                })
+            })
+            .collect())
+    }
+
+    /// Counts a scored chunk in the metrics; returns its enrichments.
+    fn record_scoring(&self, scored: &super::score::Scored, pairs: usize) -> Vec<Enrichment> {
         self.metrics.batches.add(1);
-        self.metrics.batch_pairs.observe(good.len() as f64);
+        self.metrics.batch_pairs.observe(pairs as f64);
         self.metrics
             .batch_tokens
             .observe(scored.stats.tokens as f64);
@@ -212,12 +303,18 @@ impl Job {
             .add(scored.stats.truncated_pairs);
         self.metrics.cache_hits.add(scored.stats.cache_hits);
         self.metrics.cache_misses.add(scored.stats.cache_misses);
-        Ok(scored.enrichments)
+        scored.enrichments.clone()
     }
 
     /// The enriched message: the input's key (or, for a keyless input, its
     /// id field, so outputs can be partitioned by id), headers and timestamp.
-    fn output(&self, input: &OwnedMessage, pair: PairMessage, enrichment: &Enrichment) -> Outgoing {
+    fn output(
+        &self,
+        input: &OwnedMessage,
+        index: usize,
+        pair: PairMessage,
+        enrichment: &Enrichment,
+    ) -> Outgoing {
         let key = match input.key() {
             Some(key) => Some(key.to_vec()),
             None => message::message_id(&pair, &self.settings.fields).map(String::into_bytes),
@@ -229,78 +326,135 @@ impl Job {
             headers: input.headers().cloned().unwrap_or_default(),
             timestamp_ms: input.timestamp().to_millis(),
             dead_letter: false,
+            input: index,
+            trimmed: false,
         }
     }
 
-    fn dead_letter(&self, input: &OwnedMessage, bad: &message::BadMessage) -> Outgoing {
-        tracing::debug!(topic = input.topic(), partition = input.partition(), offset = input.offset(), %bad, "dead letter");
-        let reason = bad.to_string();
-        let (partition, offset) = (input.partition().to_string(), input.offset().to_string());
-        let headers = input
-            .headers()
-            .cloned()
-            .unwrap_or_default()
-            .insert(Header {
-                key: "crossflow.error",
-                value: Some(reason.as_str()),
-            })
-            .insert(Header {
-                key: "crossflow.error.code",
-                value: Some(bad.code()),
-            })
-            .insert(Header {
-                key: "crossflow.source.topic",
-                value: Some(input.topic()),
-            })
-            .insert(Header {
-                key: "crossflow.source.partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "crossflow.source.offset",
-                value: Some(offset.as_str()),
-            });
-        Outgoing {
-            topic: self.settings.dlq_topic.clone(),
-            payload: input.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            key: input.key().map(<[u8]>::to_vec),
-            headers,
-            timestamp_ms: input.timestamp().to_millis(),
-            dead_letter: true,
-        }
+    fn dead_letter(&self, input: &OwnedMessage, index: usize, reason: &Reason) -> Outgoing {
+        outgoing::dead_letter(input, index, reason, &self.settings.dlq_topic)
     }
 
-    /// Sends every record and waits for all acknowledgements.
-    async fn produce(&self, outgoing: &[Outgoing]) -> Result<()> {
-        let sends = outgoing.iter().map(|o| {
-            let mut record = FutureRecord::to(&o.topic)
-                .payload(&o.payload)
-                .headers(o.headers.clone());
-            if let Some(key) = &o.key {
-                record = record.key(key);
+    /// Sends every record and waits for all acknowledgements. A record that
+    /// fails for itself (too large, invalid) is dead-lettered instead, and a
+    /// dead letter refused as too large is sent cut to fit. Any other failure
+    /// (broker down, timeout) is retried with backoff when `retry` is set (the
+    /// batch is committed only once every record is acknowledged), else returned.
+    async fn produce(
+        &self,
+        records: Vec<Outgoing>,
+        batch: &[OwnedMessage],
+        retry: bool,
+    ) -> Result<()> {
+        let mut pending = records;
+        let mut backoff = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let sends = pending.iter().map(|o| self.send(o));
+            let results = join_all(sends).await;
+            let mut again = Vec::new();
+            let mut transient = None;
+            for (record, result) in pending.into_iter().zip(results) {
+                let Err(error) = result else {
+                    self.count_sent(&record);
+                    continue;
+                };
+                match outgoing::classify(&error) {
+                    Failure::Record(reason) => again.push(self.reroute(record, reason, batch)?),
+                    Failure::Transient if retry && !*self.shutdown.borrow() => {
+                        transient = Some(error);
+                        again.push(record);
+                    }
+                    Failure::Transient => {
+                        return Err(kafka::kafka(
+                            &format!("producing to {}", record.topic),
+                            error,
+                        ));
+                    }
+                }
             }
-            self.producer.send(record, Timeout::Never)
-        });
-        for (result, o) in join_all(sends).await.into_iter().zip(outgoing) {
-            result.map_err(|(e, _)| kafka::kafka(&format!("producing to {}", o.topic), e))?;
-            if o.dead_letter {
-                self.metrics.dead_lettered.add(1);
-            } else {
-                self.metrics.messages_out.add(1);
+            if let Some(error) = transient {
+                self.metrics.produce_retries.add(1);
+                tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
+                    "sends failed; retrying, nothing committed meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            if let Some(sent) = o.timestamp_ms {
-                let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
-                self.metrics.end_to_end_seconds.observe(latency);
-            }
+            pending = again;
         }
         Ok(())
+    }
+
+    async fn send(&self, o: &Outgoing) -> std::result::Result<(), KafkaError> {
+        let mut record = FutureRecord::to(&o.topic)
+            .payload(&o.payload)
+            .headers(o.headers.clone());
+        if let Some(key) = &o.key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Timeout::Never)
+            .await
+            .map(drop)
+            .map_err(|(error, _)| error)
+    }
+
+    /// What replaces a record that failed for itself: the dead letter of its
+    /// message, or for a dead letter, the same cut to fit. The message is
+    /// remembered, so a batch consumed again after an aborted transaction
+    /// dead-letters it directly.
+    fn reroute(
+        &self,
+        record: Outgoing,
+        reason: Reason,
+        batch: &[OwnedMessage],
+    ) -> Result<Outgoing> {
+        let input = &batch[record.input];
+        tracing::warn!(topic = %record.topic, reason = %reason.text, offset = input.offset(),
+            partition = input.partition(), "record refused: dead-lettering");
+        self.poisoned
+            .lock()
+            .expect("poison list")
+            .insert(source(input), reason.clone());
+        if !record.dead_letter {
+            return Ok(self.dead_letter(input, record.input, &reason));
+        }
+        let size = record.payload.len();
+        outgoing::trimmed(record, self.max_message_bytes()).ok_or_else(|| {
+            JobError::Usage(format!(
+                "a dead letter of {size} bytes was refused even without its payload: {}",
+                reason.text
+            ))
+        })
+    }
+
+    fn count_sent(&self, o: &Outgoing) {
+        if o.dead_letter {
+            self.metrics.dead_lettered.add(1);
+        } else {
+            self.metrics.messages_out.add(1);
+        }
+        if let Some(sent) = o.timestamp_ms {
+            let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
+            self.metrics.end_to_end_seconds.observe(latency);
+        }
+    }
+
+    /// The producer's `message.max.bytes` (from `--kafka`, else librdkafka's default).
+    fn max_message_bytes(&self) -> usize {
+        self.settings
+            .kafka
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "message.max.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
     }
 
     /// Exactly-once: outputs and offsets in one transaction; on failure the
     /// transaction is aborted and the consumer rewound to the batch's start.
     async fn transact(
         &self,
-        outgoing: &[Outgoing],
+        outgoing: Vec<Outgoing>,
         offsets: &TopicPartitionList,
         batch: &[OwnedMessage],
     ) -> Result<()> {
@@ -308,7 +462,7 @@ impl Job {
             self.producer
                 .begin_transaction()
                 .map_err(|e| kafka::kafka("beginning a transaction", e))?;
-            self.produce(outgoing).await?;
+            self.produce(outgoing, batch, false).await?;
             let group = self
                 .consumer
                 .group_metadata()
@@ -331,6 +485,8 @@ impl Job {
                 .seek(&topic, partition, Offset::Offset(offset), KAFKA_TIMEOUT)
                 .map_err(|e| kafka::kafka("rewinding after an aborted transaction", e))?;
         }
+        // The batch is consumed again next; not at once if the broker is down.
+        tokio::time::sleep(ABORT_BACKOFF).await;
         Ok(())
     }
 }
@@ -386,5 +542,79 @@ async fn status_lines(metrics: Arc<Metrics>, every: Duration) {
             metrics.total_lag()
         );
         last = (done, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+    use rdkafka::message::Timestamp;
+
+    use super::super::kafka::EnrichContext;
+    use super::*;
+
+    fn message(offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            None,
+            "in".into(),
+            Timestamp::NotAvailable,
+            0,
+            offset,
+            None,
+        )
+    }
+
+    /// A consumer whose context the test drives as rdkafka would.
+    fn scripted_consumer() -> BaseConsumer<EnrichContext> {
+        ClientConfig::new()
+            .set("group.id", "scripted")
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create_with_context(EnrichContext::new(Arc::new(Metrics::default())))
+            .expect("consumer")
+    }
+
+    #[test]
+    fn a_message_received_after_its_partition_came_back_in_the_same_recv_is_kept() {
+        let consumer = scripted_consumer();
+        let context = consumer.context();
+        let received = |offset| Received {
+            message: message(offset),
+            epoch: context.epoch(),
+        };
+        // Offset 10 is gathered; then one recv() sees partition 0 revoked,
+        // assigned back, and fetches offset 10 again from the committed position.
+        let mut batch = vec![received(10)];
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition("in", 0);
+        context.pre_rebalance(&consumer, &Rebalance::Revoke(&partitions));
+        context.pre_rebalance(&consumer, &Rebalance::Assign(&partitions));
+        batch.push(received(10));
+        assert_eq!(drop_revoked(&mut batch, &context.take_revocations()), 1);
+        batch.push(received(11));
+        let offsets: Vec<i64> = batch.iter().map(|r| r.message.offset()).collect();
+        assert_eq!(offsets, [10, 11], "nothing skipped before the committed 12");
+        let messages: Vec<OwnedMessage> = batch.into_iter().map(|r| r.message).collect();
+        let commit = next_offsets(&messages).unwrap();
+        assert_eq!(
+            commit.find_partition("in", 0).unwrap().offset(),
+            Offset::Offset(12)
+        );
+    }
+
+    #[test]
+    fn revocations_of_other_partitions_keep_a_message() {
+        let consumer = scripted_consumer();
+        let context = consumer.context();
+        let mut batch = vec![Received {
+            message: message(3),
+            epoch: context.epoch(),
+        }];
+        let mut other = TopicPartitionList::new();
+        other.add_partition("in", 1);
+        context.pre_rebalance(&consumer, &Rebalance::Revoke(&other));
+        assert_eq!(drop_revoked(&mut batch, &context.take_revocations()), 0);
+        assert!(context.take_revocations().is_empty(), "taken once");
     }
 }
