@@ -8,7 +8,7 @@ use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::util::Timeout;
 use serde_json::{Value, json};
 
@@ -395,20 +395,20 @@ async fn an_output_too_large_to_send_is_dead_lettered_and_the_stream_goes_on() {
     let broker = started_broker().await;
     let producer: FutureProducer = broker.config().create().unwrap();
     let message = |id: &str, pad: usize| {
-        serde_json::to_vec(&json!({"id": id, "a": "A man plays a guitar.", "b": "Someone plays.", "pad": "x".repeat(pad)}))
-            .unwrap()
+        let pair = json!({"id": id, "a": "A man plays a guitar.", "b": "Someone plays.", "pad": "x".repeat(pad)});
+        serde_json::to_vec(&pair).unwrap()
     };
-    // 9,900 bytes in, a few more out: over the 10,000-byte limit set below.
+    // Just under the 40,000-byte limit set below in, just over it out.
     let inputs = [
         ("s1", message("s1", 10)),
-        ("big", message("big", 9_900)),
+        ("big", message("big", 39_900)),
         ("s2", message("s2", 10)),
     ];
     for (key, payload) in &inputs {
         let record = FutureRecord::to("pairs").key(*key).payload(payload);
         producer.send(record, Timeout::Never).await.unwrap();
     }
-    let args = enrich_args(&broker, "g-too-large", &["-X", "message.max.bytes=10000"]);
+    let args = enrich_args(&broker, "g-too-large", &["-X", "message.max.bytes=40000"]);
     let (stop, task) = start_in_process(args);
     let dead = tokio::task::block_in_place(|| {
         read_topic(&broker, "dead", Duration::from_secs(120), |m| !m.is_empty())
@@ -430,17 +430,115 @@ async fn an_output_too_large_to_send_is_dead_lettered_and_the_stream_goes_on() {
     };
     assert_eq!(dead[0].key(), Some(&b"big"[..]));
     assert_eq!(header("crossflow.error.code").as_deref(), Some("too_large"));
-    let original: usize = header("crossflow.truncated").unwrap().parse().unwrap();
-    assert_eq!(
-        original,
-        inputs[1].1.len(),
-        "the header gives the original size"
-    );
-    assert!(dead[0].payload().unwrap_or_default().len() < original);
+    let original = &inputs[1].1;
+    let size: usize = header("crossflow.truncated").unwrap().parse().unwrap();
+    assert_eq!(size, original.len(), "the header gives the original size");
+    // Cut to half (under the limit less 16 KiB of headroom): a prefix of the input.
+    let payload = dead[0].payload().unwrap_or_default();
+    assert_eq!(payload, &original[..original.len() / 2]);
     assert_eq!(
         committed(&broker, "g-too-large", "pairs"),
         3,
         "all three committed"
+    );
+}
+
+/// Exactly-once with the first transaction's commit failing (librdkafka's mock
+/// broker answers EndTxn with INVALID_MSG_SIZE: abortable): the job aborts,
+/// rewinds, sends the batch again in a new transaction and goes on; the
+/// counters count each message once, not the records of the aborted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_transaction_is_rewound_and_counted_once() {
+    let mock = MockCluster::new(3).unwrap();
+    for topic in ["pairs", "enriched", "dead"] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let bootstrap = mock.bootstrap_servers();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let pairs = crossflow_tests::snli_pairs(20);
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let id = format!("id-{i}");
+        let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
+        let record = FutureRecord::to("pairs").key(&id).payload(&payload);
+        producer.send(record, Timeout::Never).await.unwrap();
+    }
+    mock.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE],
+    );
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &bootstrap,
+        "--input-topic",
+        "pairs",
+        "--output-topic",
+        "enriched",
+        "--dlq-topic",
+        "dead",
+        "--group-id",
+        "g-abort",
+        "--guarantee",
+        "exactly-once",
+        "--status-secs",
+        "0",
+        "--metrics-addr",
+        &metrics,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (stop, task) = start_in_process(args);
+    // Counted only once committed: wait for the 20, then stop.
+    tokio::task::block_in_place(|| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(300));
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && messages_out(port) >= 20
+            {
+                break;
+            }
+        }
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    // The mock broker shows aborted records too: every record sent, aborted or not.
+    let reader: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "reader")
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions
+        .add_partition_offset("enriched", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&reader, &partitions).unwrap();
+    let records = tokio::task::block_in_place(|| {
+        let mut records: Vec<OwnedMessage> = Vec::new();
+        let mut quiet = std::time::Instant::now();
+        while quiet.elapsed() < Duration::from_secs(3) {
+            if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+                records.push(m.detach());
+                quiet = std::time::Instant::now();
+            }
+        }
+        records
+    });
+    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
+    assert_eq!(ids.len(), pairs.len(), "every id produced");
+    assert!(
+        records.len() > pairs.len(),
+        "the aborted transaction's records were sent again ({} records)",
+        records.len()
+    );
+    assert_eq!(
+        (summary.messages_in, summary.messages_out),
+        (20, 20),
+        "counted once, after the commit"
     );
 }
 

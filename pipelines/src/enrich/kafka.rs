@@ -9,8 +9,9 @@ use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::metrics::Metrics;
 use super::settings::{EnrichSettings, Guarantee};
@@ -86,7 +87,7 @@ impl ClientContext for EnrichContext {
 }
 
 impl ConsumerContext for EnrichContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 let list: Vec<i32> = partitions
@@ -105,7 +106,14 @@ impl ConsumerContext for EnrichContext {
                     .collect();
                 tracing::info!(?list, "partitions assigned");
             }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+            Rebalance::Error(error) => {
+                // rdkafka unassigns everything after a rebalance error: what
+                // was gathered so far belongs to whoever gets the partitions.
+                tracing::warn!(%error, "rebalance error: dropping the current assignment");
+                if let Ok(assigned) = rdkafka::consumer::Consumer::assignment(consumer) {
+                    self.revoke(&assigned);
+                }
+            }
         }
     }
 }
@@ -125,7 +133,7 @@ fn apply_overrides(config: &mut ClientConfig, settings: &EnrichSettings) {
     }
 }
 
-/// Creates the consumer and subscribes it to the input topic.
+/// Creates the consumer (not yet subscribed: see [`subscribe`]).
 pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Consumer> {
     let mut config = base_config(settings);
     config
@@ -137,12 +145,15 @@ pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Cons
         .set("statistics.interval.ms", "5000")
         .set("queued.max.messages.kbytes", "16384");
     apply_overrides(&mut config, settings);
-    let consumer: Consumer = config
+    config
         .create_with_context(EnrichContext::new(metrics))
-        .map_err(|e| kafka("creating the consumer", e))?;
-    rdkafka::consumer::Consumer::subscribe(&consumer, &[settings.input_topic.as_str()])
-        .map_err(|e| kafka(&format!("subscribing to {}", settings.input_topic), e))?;
-    Ok(consumer)
+        .map_err(|e| kafka("creating the consumer", e))
+}
+
+/// Subscribes the consumer to the input topic.
+pub fn subscribe(consumer: &Consumer, settings: &EnrichSettings) -> Result<()> {
+    rdkafka::consumer::Consumer::subscribe(consumer, &[settings.input_topic.as_str()])
+        .map_err(|e| kafka(&format!("subscribing to {}", settings.input_topic), e))
 }
 
 /// Creates the producer: idempotent, acks from all replicas, Java-compatible
@@ -169,26 +180,30 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
 
 /// Checks that each of `topics` exists and has partitions, before anything
 /// is consumed: a missing output or dead-letter topic is a start-up error,
-/// not a send that fails later (blocking).
-pub fn check_topics(producer: &FutureProducer, topics: &[&str], timeout: Duration) -> Result<()> {
+/// not a send that fails later (blocking). Asked through the consumer, whose
+/// metadata requests never create topics (`allow.auto.create.topics` is off
+/// for consumers), so a broker that auto-creates does not hide a typo. A
+/// topic whose leader is being elected is asked again, for up to `timeout`.
+pub fn check_topics(consumer: &Consumer, topics: &[&str], timeout: Duration) -> Result<()> {
+    let started = std::time::Instant::now();
     for topic in topics {
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| kafka(&format!("reading the metadata of topic {topic}"), e))?;
-        let found = metadata.topics().iter().find(|t| t.name() == *topic);
-        let problem = match found {
-            None => Some("it is not in the broker's metadata".to_string()),
-            Some(t) => match t.error() {
-                Some(error) => Some(format!(
-                    "{:?}",
-                    rdkafka::types::RDKafkaErrorCode::from(error)
-                )),
-                None if t.partitions().is_empty() => Some("it has no partitions".to_string()),
-                None => None,
-            },
-        };
-        if let Some(problem) = problem {
+        loop {
+            let metadata =
+                rdkafka::consumer::Consumer::fetch_metadata(consumer, Some(topic), timeout)
+                    .map_err(|e| kafka(&format!("reading the metadata of topic {topic}"), e))?;
+            let found = metadata.topics().iter().find(|t| t.name() == *topic);
+            let problem = match found.map(|t| (t.error().map(RDKafkaErrorCode::from), t)) {
+                None => "it is not in the broker's metadata".to_string(),
+                Some((Some(RDKafkaErrorCode::LeaderNotAvailable), _))
+                    if started.elapsed() < timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                Some((Some(error), _)) => format!("{error:?}"),
+                Some((None, t)) if t.partitions().is_empty() => "it has no partitions".to_string(),
+                Some((None, _)) => break,
+            };
             return Err(JobError::Usage(format!(
                 "topic {topic} cannot be written: {problem}; create it (or name another \
                  with --output-topic / --dlq-topic) before starting"

@@ -1,6 +1,6 @@
 //! Records the enrich job produces (outputs and dead letters), and what a
-//! failed send means for the record: its own fault (dead-letter it) or the
-//! broker's (retry it).
+//! failed send means: the record's own fault (dead-letter it), a passing
+//! fault of the broker (retry it), or one retrying cannot mend (stop).
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -22,6 +22,9 @@ pub struct Outgoing {
     pub input: usize,
     /// Whether the payload was cut to fit.
     pub trimmed: bool,
+    /// Whether it is sent on its own: a broker refuses a whole record batch,
+    /// so a record refused with others is tried alone before it is blamed.
+    pub alone: bool,
 }
 
 /// Why a message goes to the dead-letter topic.
@@ -37,8 +40,11 @@ pub struct Reason {
 pub enum Failure {
     /// The record itself cannot be written (too large, invalid): dead-letter it.
     Record(Reason),
-    /// Anything else (broker down, timeout): send it again later.
+    /// Broker down, timeout, leader change: send it again later.
     Transient,
+    /// Retrying cannot help (authorization, a deleted topic, a fenced or
+    /// failed producer): stop the job, committing nothing.
+    Fatal,
 }
 
 /// Classifies a send error as the record's fault or a transient one.
@@ -60,6 +66,16 @@ pub fn classify(error: &KafkaError) -> Failure {
         RDKafkaErrorCode::InvalidMessage
         | RDKafkaErrorCode::InvalidRecord
         | RDKafkaErrorCode::InvalidTimestamp => reason("invalid_record"),
+        RDKafkaErrorCode::Fatal
+        | RDKafkaErrorCode::Fenced
+        | RDKafkaErrorCode::State
+        | RDKafkaErrorCode::UnknownTopic
+        | RDKafkaErrorCode::UnknownTopicOrPartition
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed
+        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        | RDKafkaErrorCode::InvalidProducerEpoch
+        | RDKafkaErrorCode::ProducerFenced => Failure::Fatal,
         _ => Failure::Transient,
     }
 }
@@ -96,12 +112,14 @@ pub fn dead_letter(input: &OwnedMessage, index: usize, reason: &Reason, topic: &
         dead_letter: true,
         input: index,
         trimmed: false,
+        alone: false,
     }
 }
 
-/// A dead letter refused as too large, cut to fit `max_bytes` (then, if that
-/// was refused too, to no payload at all), with a `crossflow.truncated`
-/// header giving the original size. `None` once nothing is left to cut.
+/// A dead letter refused as too large, cut to at most half its payload and
+/// `max_bytes` less 16 KiB for headers (then, if that was refused too, to no
+/// payload at all), with a `crossflow.truncated` header giving the original
+/// size. `None` once nothing is left to cut.
 pub fn trimmed(mut record: Outgoing, max_bytes: usize) -> Option<Outgoing> {
     if record.trimmed && record.payload.is_empty() {
         return None;
@@ -141,6 +159,7 @@ mod tests {
             dead_letter: true,
             input: 0,
             trimmed: false,
+            alone: true,
         }
     }
 
@@ -158,6 +177,16 @@ mod tests {
             assert_eq!(
                 classify(&KafkaError::MessageProduction(code)),
                 Failure::Transient
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert_eq!(
+                classify(&KafkaError::MessageProduction(code)),
+                Failure::Fatal
             );
         }
     }

@@ -25,6 +25,10 @@ use crate::{JobError, Result};
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait between two tries of a send the broker failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long failed sends are retried before the job stops (below
+/// librdkafka's default `max.poll.interval.ms`, 300 s, after which the
+/// consumer group would drop this member).
+const RETRY_LIMIT: Duration = Duration::from_secs(240);
 /// Pause after an aborted transaction before the batch is consumed again.
 const ABORT_BACKOFF: Duration = Duration::from_secs(1);
 /// librdkafka's default `message.max.bytes`.
@@ -56,10 +60,11 @@ pub async fn run(
             }
         });
     }
-    let producer = kafka::producer(&settings)?;
-    let topics = [settings.output_topic.as_str(), settings.dlq_topic.as_str()];
-    tokio::task::block_in_place(|| kafka::check_topics(&producer, &topics, KAFKA_TIMEOUT))?;
     let consumer = kafka::consumer(&settings, Arc::clone(&metrics))?;
+    let topics = [settings.output_topic.as_str(), settings.dlq_topic.as_str()];
+    tokio::task::block_in_place(|| kafka::check_topics(&consumer, &topics, KAFKA_TIMEOUT))?;
+    kafka::subscribe(&consumer, &settings)?;
+    let producer = kafka::producer(&settings)?;
     if settings.guarantee == Guarantee::ExactlyOnce {
         tokio::task::block_in_place(|| producer.init_transactions(KAFKA_TIMEOUT))
             .map_err(|e| kafka::kafka("initialising transactions", e))?;
@@ -73,7 +78,7 @@ pub async fn run(
         consumer,
         producer,
         metrics: Arc::clone(&metrics),
-        poisoned: Mutex::new(HashMap::new()),
+        refused: Mutex::new(HashMap::new()),
         shutdown: shutdown.clone(),
     };
     let result = job.run(&mut shutdown).await;
@@ -96,17 +101,54 @@ struct Job {
     consumer: Consumer,
     producer: FutureProducer,
     metrics: Arc<Metrics>,
-    /// Messages whose record failed for itself inside an aborted transaction:
-    /// dead-lettered directly when the batch is consumed again.
-    poisoned: Mutex<HashMap<Source, Reason>>,
+    /// Messages whose record was refused for itself, and what to do when
+    /// their batch is produced again (after an aborted transaction).
+    refused: Mutex<HashMap<Source, Refusal>>,
     shutdown: watch::Receiver<bool>,
 }
 
 /// Where a consumed message came from.
 type Source = (String, i32, i64);
 
+/// What a message whose record was refused gets when its batch is produced
+/// again (after an aborted transaction).
+#[derive(Debug, Clone, Default)]
+struct Refusal {
+    /// Its record was refused together with others: send it alone.
+    alone: bool,
+    /// Its output was refused alone: dead-letter it, for this reason.
+    dead_letter: Option<Reason>,
+    /// Its dead letter was refused as too large: cut it to fit.
+    trim: bool,
+}
+
 fn source(m: &OwnedMessage) -> Source {
     (m.topic().to_string(), m.partition(), m.offset())
+}
+
+/// What a batch adds to the counters once it is done: acknowledged
+/// (at-least-once) or committed (exactly-once). Records of an aborted
+/// transaction count nothing, and its batch counts once, when it commits.
+#[derive(Default)]
+struct Tally {
+    outputs: u64,
+    dead_letters: u64,
+    /// Seconds from each input's timestamp to its acknowledgement.
+    latencies: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Outgoing) {
+        if o.dead_letter {
+            self.dead_letters += 1;
+        } else {
+            self.outputs += 1;
+        }
+        if let Some(sent) = o.timestamp_ms {
+            let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
+            self.latencies.push(latency);
+        }
+    }
 }
 
 /// A consumed message and the assignment epoch `recv()` returned it in.
@@ -189,7 +231,6 @@ impl Job {
 
     /// Scores a batch, produces its outputs and dead letters, commits its offsets.
     async fn process(&self, batch: Vec<OwnedMessage>) -> Result<()> {
-        self.metrics.messages_in.add(batch.len() as u64);
         let parsed: Vec<std::result::Result<PairMessage, Reason>> =
             batch.iter().map(|m| self.parse(m)).collect();
         let good: Vec<PairMessage> = parsed
@@ -208,10 +249,11 @@ impl Job {
                         .expect("one scoring result per parsed message");
                     enrichment.map(|e| (pair, e))
                 });
-                match result {
+                let record = match result {
                     Ok((pair, enrichment)) => self.output(input, index, pair, &enrichment),
                     Err(reason) => self.dead_letter(input, index, &reason),
-                }
+                };
+                self.as_refused_before(record, input)
             })
             .collect();
         assert!(
@@ -221,20 +263,53 @@ impl Job {
         let offsets = next_offsets(&batch)?;
         match self.settings.guarantee {
             Guarantee::AtLeastOnce => {
-                self.produce(outgoing, &batch, true).await?;
+                let tally = self.produce(outgoing, &batch, true).await?;
+                self.count(&batch, tally);
                 self.consumer
                     .commit(&offsets, CommitMode::Sync)
                     .map_err(|e| kafka::kafka("committing offsets", e))
             }
-            Guarantee::ExactlyOnce => self.transact(outgoing, &offsets, &batch).await,
+            Guarantee::ExactlyOnce => {
+                if let Some(tally) = self.transact(outgoing, &offsets, &batch).await? {
+                    self.count(&batch, tally);
+                }
+                Ok(())
+            }
         }
     }
 
+    fn refusal(&self, m: &OwnedMessage) -> Option<Refusal> {
+        self.refused
+            .lock()
+            .expect("refusal list")
+            .get(&source(m))
+            .cloned()
+    }
+
+    fn refuse(&self, m: &OwnedMessage, change: impl FnOnce(&mut Refusal)) {
+        let mut refused = self.refused.lock().expect("refusal list");
+        change(refused.entry(source(m)).or_default());
+    }
+
+    /// A record of a message refused before: sent alone, or its dead letter cut to fit.
+    fn as_refused_before(&self, mut record: Outgoing, input: &OwnedMessage) -> Outgoing {
+        let Some(refusal) = self.refusal(input) else {
+            return record;
+        };
+        record.alone = refusal.alone;
+        if record.dead_letter && refusal.trim {
+            let size = record.payload.len();
+            record = outgoing::trimmed(record, self.max_message_bytes())
+                .unwrap_or_else(|| panic!("a dead letter of {size} bytes has something to cut"));
+        }
+        record
+    }
+
     /// The pair of a message, or why it is dead-lettered (a bad message, or
-    /// one whose record failed inside an aborted transaction before).
+    /// one whose record was refused alone before its transaction was aborted).
     fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
-        if let Some(reason) = self.poisoned.lock().expect("poison list").get(&source(m)) {
-            return Err(reason.clone());
+        if let Some(reason) = self.refusal(m).and_then(|r| r.dead_letter) {
+            return Err(reason);
         }
         message::parse(m.payload(), &self.settings.fields).map_err(|bad| Reason {
             text: bad.to_string(),
@@ -256,6 +331,11 @@ impl Job {
         let started = Instant::now();
         let mut first_error = None;
         let results = tokio::task::block_in_place(|| {
+            // bisect's first call runs the whole batch again: a passing
+            // failure is not blamed on the messages.
+            if let Ok(scored) = self.scorer.score(good) {
+                return scored_results(self.record_scoring(&scored, good.len()));
+            }
             bisect(good, &mut |pairs| {
                 let scored = self.scorer.score(pairs);
                 if let Err(error) = &scored {
@@ -328,6 +408,7 @@ impl Job {
             dead_letter: false,
             input: index,
             trimmed: false,
+            alone: false,
         }
     }
 
@@ -335,53 +416,86 @@ impl Job {
         outgoing::dead_letter(input, index, reason, &self.settings.dlq_topic)
     }
 
-    /// Sends every record and waits for all acknowledgements. A record that
-    /// fails for itself (too large, invalid) is dead-lettered instead, and a
-    /// dead letter refused as too large is sent cut to fit. Any other failure
-    /// (broker down, timeout) is retried with backoff when `retry` is set (the
-    /// batch is committed only once every record is acknowledged), else returned.
+    /// Sends every record and waits for all acknowledgements.
+    ///
+    /// A record refused for itself (too large, invalid) is sent again alone
+    /// (a broker refuses whole record batches), and if refused alone it is
+    /// replaced by its message's dead letter; a dead letter refused as too
+    /// large is sent cut to fit. Broker failures (down, timeouts) are retried
+    /// with backoff when `retry` is set, for up to [`RETRY_LIMIT`] and until
+    /// shutdown, then returned: nothing is committed past an unacknowledged
+    /// record. Without `retry` (inside a transaction) any failure is returned
+    /// once every result is in, refusals remembered for the batch's next try.
     async fn produce(
         &self,
         records: Vec<Outgoing>,
         batch: &[OwnedMessage],
         retry: bool,
-    ) -> Result<()> {
+    ) -> Result<Tally> {
+        let mut tally = Tally::default();
         let mut pending = records;
         let mut backoff = Duration::from_millis(100);
+        let started = Instant::now();
         while !pending.is_empty() {
-            let sends = pending.iter().map(|o| self.send(o));
-            let results = join_all(sends).await;
+            let results = self.send_all(&pending).await;
             let mut again = Vec::new();
-            let mut transient = None;
+            let (mut refused, mut transient) = (None, None);
             for (record, result) in pending.into_iter().zip(results) {
                 let Err(error) = result else {
-                    self.count_sent(&record);
+                    tally.add(&record);
                     continue;
                 };
                 match outgoing::classify(&error) {
-                    Failure::Record(reason) => again.push(self.reroute(record, reason, batch)?),
-                    Failure::Transient if retry && !*self.shutdown.borrow() => {
-                        transient = Some(error);
-                        again.push(record);
-                    }
-                    Failure::Transient => {
+                    Failure::Fatal => {
                         return Err(kafka::kafka(
                             &format!("producing to {}", record.topic),
                             error,
                         ));
                     }
+                    Failure::Record(reason) => {
+                        again.push(self.refused_record(record, reason, batch)?);
+                        refused = Some(error);
+                    }
+                    Failure::Transient => {
+                        again.push(record);
+                        transient = Some(error);
+                    }
                 }
             }
             if let Some(error) = transient {
+                if !retry || *self.shutdown.borrow() || started.elapsed() > RETRY_LIMIT {
+                    return Err(kafka::kafka("producing (nothing committed)", error));
+                }
                 self.metrics.produce_retries.add(1);
                 tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
                     "sends failed; retrying, nothing committed meanwhile");
-                tokio::time::sleep(backoff).await;
+                self.pause(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else if let Some(error) = refused.filter(|_| !retry) {
+                return Err(kafka::kafka(
+                    "producing (a record refused in a transaction)",
+                    error,
+                ));
             }
             pending = again;
         }
-        Ok(())
+        Ok(tally)
+    }
+
+    /// Sends the records, those marked `alone` one after the other.
+    async fn send_all(&self, records: &[Outgoing]) -> Vec<std::result::Result<(), KafkaError>> {
+        let together = join_all(records.iter().filter(|r| !r.alone).map(|r| self.send(r))).await;
+        let mut together = together.into_iter();
+        let mut results = Vec::with_capacity(records.len());
+        for record in records {
+            results.push(match record.alone {
+                true => self.send(record).await,
+                false => together
+                    .next()
+                    .expect("one result per record sent together"),
+            });
+        }
+        results
     }
 
     async fn send(&self, o: &Outgoing) -> std::result::Result<(), KafkaError> {
@@ -398,43 +512,61 @@ impl Job {
             .map_err(|(error, _)| error)
     }
 
-    /// What replaces a record that failed for itself: the dead letter of its
-    /// message, or for a dead letter, the same cut to fit. The message is
-    /// remembered, so a batch consumed again after an aborted transaction
-    /// dead-letters it directly.
-    fn reroute(
+    /// What replaces a record refused for itself: the same record alone, then
+    /// its message's dead letter, then (too large only) the dead letter cut to
+    /// fit. The refusal is remembered for the batch's next try.
+    fn refused_record(
         &self,
-        record: Outgoing,
+        mut record: Outgoing,
         reason: Reason,
         batch: &[OwnedMessage],
     ) -> Result<Outgoing> {
         let input = &batch[record.input];
         tracing::warn!(topic = %record.topic, reason = %reason.text, offset = input.offset(),
-            partition = input.partition(), "record refused: dead-lettering");
-        self.poisoned
-            .lock()
-            .expect("poison list")
-            .insert(source(input), reason.clone());
+            partition = input.partition(), alone = record.alone, "record refused");
+        if !record.alone {
+            self.refuse(input, |r| r.alone = true);
+            record.alone = true;
+            return Ok(record);
+        }
         if !record.dead_letter {
+            self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
             return Ok(self.dead_letter(input, record.input, &reason));
         }
-        let size = record.payload.len();
-        outgoing::trimmed(record, self.max_message_bytes()).ok_or_else(|| {
-            JobError::Usage(format!(
-                "a dead letter of {size} bytes was refused even without its payload: {}",
-                reason.text
-            ))
-        })
+        let refusal = JobError::Usage(format!(
+            "the dead-letter topic {} refuses the dead letter of {}/{}@{}: {}",
+            record.topic,
+            input.topic(),
+            input.partition(),
+            input.offset(),
+            reason.text
+        ));
+        if reason.code != "too_large" {
+            return Err(refusal);
+        }
+        self.refuse(input, |r| r.trim = true);
+        outgoing::trimmed(record, self.max_message_bytes()).ok_or(refusal)
     }
 
-    fn count_sent(&self, o: &Outgoing) {
-        if o.dead_letter {
-            self.metrics.dead_lettered.add(1);
-        } else {
-            self.metrics.messages_out.add(1);
+    /// Waits `delay`, or less if shutdown is asked for meanwhile.
+    async fn pause(&self, delay: Duration) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
         }
-        if let Some(sent) = o.timestamp_ms {
-            let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
+    }
+
+    /// Adds a done batch to the counters; its refusals are done with.
+    fn count(&self, batch: &[OwnedMessage], tally: Tally) {
+        let mut refused = self.refused.lock().expect("refusal list");
+        for m in batch {
+            refused.remove(&source(m));
+        }
+        self.metrics.messages_in.add(batch.len() as u64);
+        self.metrics.messages_out.add(tally.outputs);
+        self.metrics.dead_lettered.add(tally.dead_letters);
+        for latency in tally.latencies {
             self.metrics.end_to_end_seconds.observe(latency);
         }
     }
@@ -450,19 +582,21 @@ impl Job {
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
     }
 
-    /// Exactly-once: outputs and offsets in one transaction; on failure the
-    /// transaction is aborted and the consumer rewound to the batch's start.
+    /// Exactly-once: outputs and offsets in one transaction; the batch's
+    /// tally once it commits. On an abortable failure the transaction is
+    /// aborted and the consumer rewound to the batch's start (`None`: the
+    /// batch is consumed again); a fatal one stops the job.
     async fn transact(
         &self,
         outgoing: Vec<Outgoing>,
         offsets: &TopicPartitionList,
         batch: &[OwnedMessage],
-    ) -> Result<()> {
+    ) -> Result<Option<Tally>> {
         let transaction = async {
             self.producer
                 .begin_transaction()
                 .map_err(|e| kafka::kafka("beginning a transaction", e))?;
-            self.produce(outgoing, batch, false).await?;
+            let tally = self.produce(outgoing, batch, false).await?;
             let group = self
                 .consumer
                 .group_metadata()
@@ -470,12 +604,18 @@ impl Job {
             tokio::task::block_in_place(|| {
                 self.producer
                     .send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
-                self.producer.commit_transaction(KAFKA_TIMEOUT)
+                self.commit_transaction()
             })
-            .map_err(|e| kafka::kafka("committing the transaction", e))
+            .map_err(|e| kafka::kafka("committing the transaction", e))?;
+            Ok::<_, JobError>(tally)
         };
-        let Err(error) = transaction.await else {
-            return Ok(());
+        let error = match transaction.await {
+            Ok(tally) => return Ok(Some(tally)),
+            Err(error) if is_fatal(&error) => {
+                tracing::error!(%error, "fatal transaction error: the producer cannot go on");
+                return Err(error);
+            }
+            Err(error) => error,
         };
         tracing::warn!(%error, "transaction failed: aborting and rewinding");
         tokio::task::block_in_place(|| self.producer.abort_transaction(KAFKA_TIMEOUT))
@@ -487,8 +627,37 @@ impl Job {
         }
         // The batch is consumed again next; not at once if the broker is down.
         tokio::time::sleep(ABORT_BACKOFF).await;
-        Ok(())
+        Ok(None)
     }
+
+    /// Commits the open transaction, trying again while librdkafka says the
+    /// error is retriable (blocking).
+    fn commit_transaction(&self) -> rdkafka::error::KafkaResult<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.producer.commit_transaction(KAFKA_TIMEOUT) {
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && !*self.shutdown.borrow() =>
+                {
+                    tracing::warn!(%error, retry_in = ?backoff, "committing the transaction: retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A batch's scoring results when the whole batch scored.
+fn scored_results(enrichments: Vec<Enrichment>) -> Vec<std::result::Result<Enrichment, String>> {
+    enrichments.into_iter().map(Ok).collect()
+}
+
+/// Whether a transaction error leaves the producer unusable (librdkafka's
+/// fatal errors, e.g. fenced by a newer instance with the same transactional.id).
+fn is_fatal(error: &JobError) -> bool {
+    matches!(error, JobError::Kafka { source: KafkaError::Transaction(e), .. } if e.is_fatal())
 }
 
 /// The offsets to commit: one past the last message of each partition.
