@@ -14,9 +14,11 @@ mod kafka;
 pub mod message;
 pub mod metrics;
 mod outgoing;
+mod produce;
 mod score;
 pub mod settings;
 mod stream;
+mod transaction;
 
 pub use score::Scorer;
 pub use settings::{EnrichArgs, EnrichSettings, Guarantee};

@@ -2,14 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -17,23 +14,13 @@ use super::bisect::bisect;
 use super::kafka::{self, Consumer, Revocation};
 use super::message::{self, Enrichment, PairMessage};
 use super::metrics::{self, Metrics};
-use super::outgoing::{self, Failure, Outgoing, Reason};
+use super::outgoing::{self, Outgoing, Reason};
+use super::produce::{Refusal, Source};
 use super::score::Scorer;
 use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait between two tries of a send the broker failed.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long failed sends are retried before the job stops (below
-/// librdkafka's default `max.poll.interval.ms`, 300 s, after which the
-/// consumer group would drop this member).
-const RETRY_LIMIT: Duration = Duration::from_secs(240);
-/// Pause after an aborted transaction before the batch is consumed again.
-const ABORT_BACKOFF: Duration = Duration::from_secs(1);
-/// librdkafka's default `message.max.bytes`.
-const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
-
+pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Totals of a finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichSummary {
@@ -95,60 +82,17 @@ pub async fn run(
     })
 }
 
-struct Job {
-    settings: EnrichSettings,
-    scorer: Scorer,
-    consumer: Consumer,
-    producer: FutureProducer,
-    metrics: Arc<Metrics>,
+/// One enrich job: its clients, models and state.
+pub(super) struct Job {
+    pub(super) settings: EnrichSettings,
+    pub(super) scorer: Scorer,
+    pub(super) consumer: Consumer,
+    pub(super) producer: FutureProducer,
+    pub(super) metrics: Arc<Metrics>,
     /// Messages whose record was refused for itself, and what to do when
     /// their batch is produced again (after an aborted transaction).
-    refused: Mutex<HashMap<Source, Refusal>>,
-    shutdown: watch::Receiver<bool>,
-}
-
-/// Where a consumed message came from.
-type Source = (String, i32, i64);
-
-/// What a message whose record was refused gets when its batch is produced
-/// again (after an aborted transaction).
-#[derive(Debug, Clone, Default)]
-struct Refusal {
-    /// Its record was refused together with others: send it alone.
-    alone: bool,
-    /// Its output was refused alone: dead-letter it, for this reason.
-    dead_letter: Option<Reason>,
-    /// Its dead letter was refused as too large: cut it to fit.
-    trim: bool,
-}
-
-fn source(m: &OwnedMessage) -> Source {
-    (m.topic().to_string(), m.partition(), m.offset())
-}
-
-/// What a batch adds to the counters once it is done: acknowledged
-/// (at-least-once) or committed (exactly-once). Records of an aborted
-/// transaction count nothing, and its batch counts once, when it commits.
-#[derive(Default)]
-struct Tally {
-    outputs: u64,
-    dead_letters: u64,
-    /// Seconds from each input's timestamp to its acknowledgement.
-    latencies: Vec<f64>,
-}
-
-impl Tally {
-    fn add(&mut self, o: &Outgoing) {
-        if o.dead_letter {
-            self.dead_letters += 1;
-        } else {
-            self.outputs += 1;
-        }
-        if let Some(sent) = o.timestamp_ms {
-            let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
-            self.latencies.push(latency);
-        }
-    }
+    pub(super) refused: Mutex<HashMap<Source, Refusal>>,
+    pub(super) shutdown: watch::Receiver<bool>,
 }
 
 /// A consumed message and the assignment epoch `recv()` returned it in.
@@ -278,37 +222,10 @@ impl Job {
         }
     }
 
-    fn refusal(&self, m: &OwnedMessage) -> Option<Refusal> {
-        self.refused
-            .lock()
-            .expect("refusal list")
-            .get(&source(m))
-            .cloned()
-    }
-
-    fn refuse(&self, m: &OwnedMessage, change: impl FnOnce(&mut Refusal)) {
-        let mut refused = self.refused.lock().expect("refusal list");
-        change(refused.entry(source(m)).or_default());
-    }
-
-    /// A record of a message refused before: sent alone, or its dead letter cut to fit.
-    fn as_refused_before(&self, mut record: Outgoing, input: &OwnedMessage) -> Outgoing {
-        let Some(refusal) = self.refusal(input) else {
-            return record;
-        };
-        record.alone = refusal.alone;
-        if record.dead_letter && refusal.trim {
-            let size = record.payload.len();
-            record = outgoing::trimmed(record, self.max_message_bytes())
-                .unwrap_or_else(|| panic!("a dead letter of {size} bytes has something to cut"));
-        }
-        record
-    }
-
     /// The pair of a message, or why it is dead-lettered (a bad message, or
     /// one whose record was refused alone before its transaction was aborted).
     fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
-        if let Some(reason) = self.refusal(m).and_then(|r| r.dead_letter) {
+        if let Some(reason) = self.refused_output(m) {
             return Err(reason);
         }
         message::parse(m.payload(), &self.settings.fields).map_err(|bad| Reason {
@@ -412,252 +329,19 @@ impl Job {
         }
     }
 
-    fn dead_letter(&self, input: &OwnedMessage, index: usize, reason: &Reason) -> Outgoing {
+    pub(super) fn dead_letter(
+        &self,
+        input: &OwnedMessage,
+        index: usize,
+        reason: &Reason,
+    ) -> Outgoing {
         outgoing::dead_letter(input, index, reason, &self.settings.dlq_topic)
-    }
-
-    /// Sends every record and waits for all acknowledgements.
-    ///
-    /// A record refused for itself (too large, invalid) is sent again alone
-    /// (a broker refuses whole record batches), and if refused alone it is
-    /// replaced by its message's dead letter; a dead letter refused as too
-    /// large is sent cut to fit. Broker failures (down, timeouts) are retried
-    /// with backoff when `retry` is set, for up to [`RETRY_LIMIT`] and until
-    /// shutdown, then returned: nothing is committed past an unacknowledged
-    /// record. Without `retry` (inside a transaction) any failure is returned
-    /// once every result is in, refusals remembered for the batch's next try.
-    async fn produce(
-        &self,
-        records: Vec<Outgoing>,
-        batch: &[OwnedMessage],
-        retry: bool,
-    ) -> Result<Tally> {
-        let mut tally = Tally::default();
-        let mut pending = records;
-        let mut backoff = Duration::from_millis(100);
-        let started = Instant::now();
-        while !pending.is_empty() {
-            let results = self.send_all(&pending).await;
-            let mut again = Vec::new();
-            let (mut refused, mut transient) = (None, None);
-            for (record, result) in pending.into_iter().zip(results) {
-                let Err(error) = result else {
-                    tally.add(&record);
-                    continue;
-                };
-                match outgoing::classify(&error) {
-                    Failure::Fatal => {
-                        return Err(kafka::kafka(
-                            &format!("producing to {}", record.topic),
-                            error,
-                        ));
-                    }
-                    Failure::Record(reason) => {
-                        again.push(self.refused_record(record, reason, batch)?);
-                        refused = Some(error);
-                    }
-                    Failure::Transient => {
-                        again.push(record);
-                        transient = Some(error);
-                    }
-                }
-            }
-            if let Some(error) = transient {
-                if !retry || *self.shutdown.borrow() || started.elapsed() > RETRY_LIMIT {
-                    return Err(kafka::kafka("producing (nothing committed)", error));
-                }
-                self.metrics.produce_retries.add(1);
-                tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
-                    "sends failed; retrying, nothing committed meanwhile");
-                self.pause(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            } else if let Some(error) = refused.filter(|_| !retry) {
-                return Err(kafka::kafka(
-                    "producing (a record refused in a transaction)",
-                    error,
-                ));
-            }
-            pending = again;
-        }
-        Ok(tally)
-    }
-
-    /// Sends the records, those marked `alone` one after the other.
-    async fn send_all(&self, records: &[Outgoing]) -> Vec<std::result::Result<(), KafkaError>> {
-        let together = join_all(records.iter().filter(|r| !r.alone).map(|r| self.send(r))).await;
-        let mut together = together.into_iter();
-        let mut results = Vec::with_capacity(records.len());
-        for record in records {
-            results.push(match record.alone {
-                true => self.send(record).await,
-                false => together
-                    .next()
-                    .expect("one result per record sent together"),
-            });
-        }
-        results
-    }
-
-    async fn send(&self, o: &Outgoing) -> std::result::Result<(), KafkaError> {
-        let mut record = FutureRecord::to(&o.topic)
-            .payload(&o.payload)
-            .headers(o.headers.clone());
-        if let Some(key) = &o.key {
-            record = record.key(key);
-        }
-        self.producer
-            .send(record, Timeout::Never)
-            .await
-            .map(drop)
-            .map_err(|(error, _)| error)
-    }
-
-    /// What replaces a record refused for itself: the same record alone, then
-    /// its message's dead letter, then (too large only) the dead letter cut to
-    /// fit. The refusal is remembered for the batch's next try.
-    fn refused_record(
-        &self,
-        mut record: Outgoing,
-        reason: Reason,
-        batch: &[OwnedMessage],
-    ) -> Result<Outgoing> {
-        let input = &batch[record.input];
-        tracing::warn!(topic = %record.topic, reason = %reason.text, offset = input.offset(),
-            partition = input.partition(), alone = record.alone, "record refused");
-        if !record.alone {
-            self.refuse(input, |r| r.alone = true);
-            record.alone = true;
-            return Ok(record);
-        }
-        if !record.dead_letter {
-            self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
-            return Ok(self.dead_letter(input, record.input, &reason));
-        }
-        let refusal = JobError::Usage(format!(
-            "the dead-letter topic {} refuses the dead letter of {}/{}@{}: {}",
-            record.topic,
-            input.topic(),
-            input.partition(),
-            input.offset(),
-            reason.text
-        ));
-        if reason.code != "too_large" {
-            return Err(refusal);
-        }
-        self.refuse(input, |r| r.trim = true);
-        outgoing::trimmed(record, self.max_message_bytes()).ok_or(refusal)
-    }
-
-    /// Waits `delay`, or less if shutdown is asked for meanwhile.
-    async fn pause(&self, delay: Duration) {
-        let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-
-    /// Adds a done batch to the counters; its refusals are done with.
-    fn count(&self, batch: &[OwnedMessage], tally: Tally) {
-        let mut refused = self.refused.lock().expect("refusal list");
-        for m in batch {
-            refused.remove(&source(m));
-        }
-        self.metrics.messages_in.add(batch.len() as u64);
-        self.metrics.messages_out.add(tally.outputs);
-        self.metrics.dead_lettered.add(tally.dead_letters);
-        for latency in tally.latencies {
-            self.metrics.end_to_end_seconds.observe(latency);
-        }
-    }
-
-    /// The producer's `message.max.bytes` (from `--kafka`, else librdkafka's default).
-    fn max_message_bytes(&self) -> usize {
-        self.settings
-            .kafka
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "message.max.bytes")
-            .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
-    }
-
-    /// Exactly-once: outputs and offsets in one transaction; the batch's
-    /// tally once it commits. On an abortable failure the transaction is
-    /// aborted and the consumer rewound to the batch's start (`None`: the
-    /// batch is consumed again); a fatal one stops the job.
-    async fn transact(
-        &self,
-        outgoing: Vec<Outgoing>,
-        offsets: &TopicPartitionList,
-        batch: &[OwnedMessage],
-    ) -> Result<Option<Tally>> {
-        let transaction = async {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| kafka::kafka("beginning a transaction", e))?;
-            let tally = self.produce(outgoing, batch, false).await?;
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or_else(|| JobError::Usage("the consumer has no group metadata".into()))?;
-            tokio::task::block_in_place(|| {
-                self.producer
-                    .send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
-                self.commit_transaction()
-            })
-            .map_err(|e| kafka::kafka("committing the transaction", e))?;
-            Ok::<_, JobError>(tally)
-        };
-        let error = match transaction.await {
-            Ok(tally) => return Ok(Some(tally)),
-            Err(error) if is_fatal(&error) => {
-                tracing::error!(%error, "fatal transaction error: the producer cannot go on");
-                return Err(error);
-            }
-            Err(error) => error,
-        };
-        tracing::warn!(%error, "transaction failed: aborting and rewinding");
-        tokio::task::block_in_place(|| self.producer.abort_transaction(KAFKA_TIMEOUT))
-            .map_err(|e| kafka::kafka("aborting the transaction", e))?;
-        for (topic, partition, offset) in first_offsets(batch) {
-            self.consumer
-                .seek(&topic, partition, Offset::Offset(offset), KAFKA_TIMEOUT)
-                .map_err(|e| kafka::kafka("rewinding after an aborted transaction", e))?;
-        }
-        // The batch is consumed again next; not at once if the broker is down.
-        tokio::time::sleep(ABORT_BACKOFF).await;
-        Ok(None)
-    }
-
-    /// Commits the open transaction, trying again while librdkafka says the
-    /// error is retriable (blocking).
-    fn commit_transaction(&self) -> rdkafka::error::KafkaResult<()> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.producer.commit_transaction(KAFKA_TIMEOUT) {
-                Err(KafkaError::Transaction(error))
-                    if error.is_retriable() && !*self.shutdown.borrow() =>
-                {
-                    tracing::warn!(%error, retry_in = ?backoff, "committing the transaction: retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                other => return other,
-            }
-        }
     }
 }
 
 /// A batch's scoring results when the whole batch scored.
 fn scored_results(enrichments: Vec<Enrichment>) -> Vec<std::result::Result<Enrichment, String>> {
     enrichments.into_iter().map(Ok).collect()
-}
-
-/// Whether a transaction error leaves the producer unusable (librdkafka's
-/// fatal errors, e.g. fenced by a newer instance with the same transactional.id).
-fn is_fatal(error: &JobError) -> bool {
-    matches!(error, JobError::Kafka { source: KafkaError::Transaction(e), .. } if e.is_fatal())
 }
 
 /// The offsets to commit: one past the last message of each partition.
@@ -673,24 +357,6 @@ fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
             .map_err(|e| kafka::kafka("building the offset list", e))?;
     }
     Ok(list)
-}
-
-/// The first offset of each partition in the batch.
-fn first_offsets(batch: &[OwnedMessage]) -> Vec<(String, i32, i64)> {
-    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = first
-            .entry((m.topic().to_string(), m.partition()))
-            .or_insert(m.offset());
-        *entry = (*entry).min(m.offset());
-    }
-    first.into_iter().map(|((t, p), o)| (t, p, o)).collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Prints a one-line status every `every`.

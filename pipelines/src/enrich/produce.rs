@@ -1,0 +1,275 @@
+//! Producing a batch's records: acknowledgements awaited, records refused
+//! for themselves sent alone, then dead-lettered, then cut to fit; broker
+//! failures retried; what a batch adds to the counters once done.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::join_all;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+
+use super::kafka;
+use super::outgoing::{self, Failure, Outgoing, Reason};
+use super::stream::Job;
+use crate::{JobError, Result};
+
+/// Longest wait between two tries of a send the broker failed.
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long failed sends are retried before the job stops (below
+/// librdkafka's default `max.poll.interval.ms`, 300 s, after which the
+/// consumer group would drop this member).
+const RETRY_LIMIT: Duration = Duration::from_secs(240);
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// Where a consumed message came from.
+pub(super) type Source = (String, i32, i64);
+
+/// What a message whose record was refused gets when its batch is produced
+/// again (after an aborted transaction).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Refusal {
+    /// Its record was refused together with others: send it alone.
+    alone: bool,
+    /// Its output was refused alone: dead-letter it, for this reason.
+    dead_letter: Option<Reason>,
+    /// Its dead letter was refused as too large: cut it to fit.
+    trim: bool,
+}
+
+pub(super) fn source(m: &OwnedMessage) -> Source {
+    (m.topic().to_string(), m.partition(), m.offset())
+}
+
+/// What a batch adds to the counters once it is done: acknowledged
+/// (at-least-once) or committed (exactly-once). Records of an aborted
+/// transaction count nothing, and its batch counts once, when it commits.
+#[derive(Default)]
+pub(super) struct Tally {
+    outputs: u64,
+    dead_letters: u64,
+    /// Seconds from each input's timestamp to its acknowledgement.
+    latencies: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Outgoing) {
+        if o.dead_letter {
+            self.dead_letters += 1;
+        } else {
+            self.outputs += 1;
+        }
+        if let Some(sent) = o.timestamp_ms {
+            let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
+            self.latencies.push(latency);
+        }
+    }
+}
+
+impl Job {
+    fn refusal(&self, m: &OwnedMessage) -> Option<Refusal> {
+        self.refused
+            .lock()
+            .expect("refusal list")
+            .get(&source(m))
+            .cloned()
+    }
+
+    /// Why a message's output was refused alone before, if it was.
+    pub(super) fn refused_output(&self, m: &OwnedMessage) -> Option<Reason> {
+        self.refusal(m).and_then(|r| r.dead_letter)
+    }
+
+    pub(super) fn refuse(&self, m: &OwnedMessage, change: impl FnOnce(&mut Refusal)) {
+        let mut refused = self.refused.lock().expect("refusal list");
+        change(refused.entry(source(m)).or_default());
+    }
+
+    /// A record of a message refused before: sent alone, or its dead letter cut to fit.
+    pub(super) fn as_refused_before(&self, mut record: Outgoing, input: &OwnedMessage) -> Outgoing {
+        let Some(refusal) = self.refusal(input) else {
+            return record;
+        };
+        record.alone = refusal.alone;
+        if record.dead_letter && refusal.trim {
+            let size = record.payload.len();
+            record = outgoing::trimmed(record, self.max_message_bytes())
+                .unwrap_or_else(|| panic!("a dead letter of {size} bytes has something to cut"));
+        }
+        record
+    }
+
+    /// Sends every record and waits for all acknowledgements.
+    ///
+    /// A record refused for itself (too large, invalid) is sent again alone
+    /// (a broker refuses whole record batches), and if refused alone it is
+    /// replaced by its message's dead letter; a dead letter refused as too
+    /// large is sent cut to fit. Broker failures (down, timeouts) are retried
+    /// with backoff when `retry` is set, for up to [`RETRY_LIMIT`] and until
+    /// shutdown, then returned: nothing is committed past an unacknowledged
+    /// record. Without `retry` (inside a transaction) any failure is returned
+    /// once every result is in, refusals remembered for the batch's next try.
+    pub(super) async fn produce(
+        &self,
+        records: Vec<Outgoing>,
+        batch: &[OwnedMessage],
+        retry: bool,
+    ) -> Result<Tally> {
+        let mut tally = Tally::default();
+        let mut pending = records;
+        let mut backoff = Duration::from_millis(100);
+        let started = Instant::now();
+        while !pending.is_empty() {
+            let results = self.send_all(&pending).await;
+            let mut again = Vec::new();
+            let (mut refused, mut transient) = (None, None);
+            for (record, result) in pending.into_iter().zip(results) {
+                let Err(error) = result else {
+                    tally.add(&record);
+                    continue;
+                };
+                match outgoing::classify(&error) {
+                    Failure::Fatal => {
+                        return Err(kafka::kafka(
+                            &format!("producing to {}", record.topic),
+                            error,
+                        ));
+                    }
+                    Failure::Record(reason) => {
+                        again.push(self.refused_record(record, reason, batch)?);
+                        refused = Some(error);
+                    }
+                    Failure::Transient => {
+                        again.push(record);
+                        transient = Some(error);
+                    }
+                }
+            }
+            if let Some(error) = transient {
+                if !retry || *self.shutdown.borrow() || started.elapsed() > RETRY_LIMIT {
+                    return Err(kafka::kafka("producing (nothing committed)", error));
+                }
+                self.metrics.produce_retries.add(1);
+                tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
+                    "sends failed; retrying, nothing committed meanwhile");
+                self.pause(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else if let Some(error) = refused.filter(|_| !retry) {
+                return Err(kafka::kafka(
+                    "producing (a record refused in a transaction)",
+                    error,
+                ));
+            }
+            pending = again;
+        }
+        Ok(tally)
+    }
+
+    /// Sends the records, those marked `alone` one after the other.
+    async fn send_all(&self, records: &[Outgoing]) -> Vec<std::result::Result<(), KafkaError>> {
+        let together = join_all(records.iter().filter(|r| !r.alone).map(|r| self.send(r))).await;
+        let mut together = together.into_iter();
+        let mut results = Vec::with_capacity(records.len());
+        for record in records {
+            results.push(match record.alone {
+                true => self.send(record).await,
+                false => together
+                    .next()
+                    .expect("one result per record sent together"),
+            });
+        }
+        results
+    }
+
+    async fn send(&self, o: &Outgoing) -> std::result::Result<(), KafkaError> {
+        let mut record = FutureRecord::to(&o.topic)
+            .payload(&o.payload)
+            .headers(o.headers.clone());
+        if let Some(key) = &o.key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Timeout::Never)
+            .await
+            .map(drop)
+            .map_err(|(error, _)| error)
+    }
+
+    /// What replaces a record refused for itself: the same record alone, then
+    /// its message's dead letter, then (too large only) the dead letter cut to
+    /// fit. The refusal is remembered for the batch's next try.
+    fn refused_record(
+        &self,
+        mut record: Outgoing,
+        reason: Reason,
+        batch: &[OwnedMessage],
+    ) -> Result<Outgoing> {
+        let input = &batch[record.input];
+        tracing::warn!(topic = %record.topic, reason = %reason.text, offset = input.offset(),
+            partition = input.partition(), alone = record.alone, "record refused");
+        if !record.alone {
+            self.refuse(input, |r| r.alone = true);
+            record.alone = true;
+            return Ok(record);
+        }
+        if !record.dead_letter {
+            self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
+            return Ok(self.dead_letter(input, record.input, &reason));
+        }
+        let refusal = JobError::Usage(format!(
+            "the dead-letter topic {} refuses the dead letter of {}/{}@{}: {}",
+            record.topic,
+            input.topic(),
+            input.partition(),
+            input.offset(),
+            reason.text
+        ));
+        if reason.code != "too_large" {
+            return Err(refusal);
+        }
+        self.refuse(input, |r| r.trim = true);
+        outgoing::trimmed(record, self.max_message_bytes()).ok_or(refusal)
+    }
+
+    /// Waits `delay`, or less if shutdown is asked for meanwhile.
+    async fn pause(&self, delay: Duration) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    /// Adds a done batch to the counters; its refusals are done with.
+    pub(super) fn count(&self, batch: &[OwnedMessage], tally: Tally) {
+        let mut refused = self.refused.lock().expect("refusal list");
+        for m in batch {
+            refused.remove(&source(m));
+        }
+        self.metrics.messages_in.add(batch.len() as u64);
+        self.metrics.messages_out.add(tally.outputs);
+        self.metrics.dead_lettered.add(tally.dead_letters);
+        for latency in tally.latencies {
+            self.metrics.end_to_end_seconds.observe(latency);
+        }
+    }
+
+    /// The producer's `message.max.bytes` (from `--kafka`, else librdkafka's default).
+    fn max_message_bytes(&self) -> usize {
+        self.settings
+            .kafka
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "message.max.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,106 @@
+//! Exactly-once: a batch's records and offsets in one transaction, aborted
+//! and rewound when it fails.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::Producer as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::kafka;
+use super::outgoing::Outgoing;
+use super::produce::{MAX_BACKOFF, Tally};
+use super::stream::{Job, KAFKA_TIMEOUT};
+use crate::{JobError, Result};
+
+/// Pause after an aborted transaction before the batch is consumed again.
+const ABORT_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Job {
+    /// Exactly-once: outputs and offsets in one transaction; the batch's
+    /// tally once it commits. On an abortable failure the transaction is
+    /// aborted and the consumer rewound to the batch's start (`None`: the
+    /// batch is consumed again); a fatal one stops the job.
+    pub(super) async fn transact(
+        &self,
+        outgoing: Vec<Outgoing>,
+        offsets: &TopicPartitionList,
+        batch: &[OwnedMessage],
+    ) -> Result<Option<Tally>> {
+        let transaction = async {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| kafka::kafka("beginning a transaction", e))?;
+            let tally = self.produce(outgoing, batch, false).await?;
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| JobError::Usage("the consumer has no group metadata".into()))?;
+            tokio::task::block_in_place(|| {
+                self.producer
+                    .send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
+                self.commit_transaction()
+            })
+            .map_err(|e| kafka::kafka("committing the transaction", e))?;
+            Ok::<_, JobError>(tally)
+        };
+        let error = match transaction.await {
+            Ok(tally) => return Ok(Some(tally)),
+            Err(error) if is_fatal(&error) => {
+                tracing::error!(%error, "fatal transaction error: the producer cannot go on");
+                return Err(error);
+            }
+            Err(error) => error,
+        };
+        tracing::warn!(%error, "transaction failed: aborting and rewinding");
+        tokio::task::block_in_place(|| self.producer.abort_transaction(KAFKA_TIMEOUT))
+            .map_err(|e| kafka::kafka("aborting the transaction", e))?;
+        for (topic, partition, offset) in first_offsets(batch) {
+            self.consumer
+                .seek(&topic, partition, Offset::Offset(offset), KAFKA_TIMEOUT)
+                .map_err(|e| kafka::kafka("rewinding after an aborted transaction", e))?;
+        }
+        // The batch is consumed again next; not at once if the broker is down.
+        tokio::time::sleep(ABORT_BACKOFF).await;
+        Ok(None)
+    }
+
+    /// Commits the open transaction, trying again while librdkafka says the
+    /// error is retriable (blocking).
+    fn commit_transaction(&self) -> rdkafka::error::KafkaResult<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.producer.commit_transaction(KAFKA_TIMEOUT) {
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && !*self.shutdown.borrow() =>
+                {
+                    tracing::warn!(%error, retry_in = ?backoff, "committing the transaction: retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Whether a transaction error leaves the producer unusable (librdkafka's
+/// fatal errors, e.g. fenced by a newer instance with the same transactional.id).
+fn is_fatal(error: &JobError) -> bool {
+    matches!(error, JobError::Kafka { source: KafkaError::Transaction(e), .. } if e.is_fatal())
+}
+
+/// The first offset of each partition in the batch.
+fn first_offsets(batch: &[OwnedMessage]) -> Vec<(String, i32, i64)> {
+    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = first
+            .entry((m.topic().to_string(), m.partition()))
+            .or_insert(m.offset());
+        *entry = (*entry).min(m.offset());
+    }
+    first.into_iter().map(|((t, p), o)| (t, p, o)).collect()
+}
