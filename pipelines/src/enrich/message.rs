@@ -207,4 +207,51 @@ mod tests {
         assert_eq!(out["nli_probs"]["neutral"], 0.25);
         assert_eq!(out["is_paraphrase"], true);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Reads a parse result: a pair, or a dead-letter reason with a code.
+        fn outcome(payload: &[u8]) -> String {
+            match parse(Some(payload), &fields()) {
+                Ok(pair) => {
+                    let out = render(pair.object, &Enrichment::default());
+                    serde_json::from_slice::<Value>(&out).expect("output is JSON");
+                    "pair".into()
+                }
+                Err(bad) => format!("{}: {bad}", bad.code()),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_give_a_pair_or_a_reason(payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                outcome(&payload);
+            }
+
+            #[test]
+            fn any_unicode_texts_and_ids_round_trip(a in "\\PC*", b in "\\PC*", id in any::<i64>()) {
+                let message = serde_json::json!({"id": id, "a": a, "pair": {"b": b}});
+                let parsed = parse(Some(&serde_json::to_vec(&message).unwrap()), &fields()).unwrap();
+                prop_assert_eq!((parsed.a, parsed.b), (a, b));
+            }
+
+            #[test]
+            fn deep_nesting_is_a_reason_not_a_stack_overflow(depth in 1usize..100_000) {
+                let payload = format!(r#"{{"a": "x", "pair": {{"b": "y"}}, "deep": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+                let result = outcome(payload.as_bytes());
+                prop_assert!(result == "pair" || result.starts_with("invalid_json"), "{}", result);
+            }
+        }
+
+        #[test]
+        fn a_huge_field_is_a_pair() {
+            let message = serde_json::json!({"a": "word ".repeat(2_000_000), "pair": {"b": "y"}});
+            assert_eq!(outcome(&serde_json::to_vec(&message).unwrap()), "pair");
+        }
+    }
 }
