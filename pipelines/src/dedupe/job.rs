@@ -67,7 +67,7 @@ pub struct DedupeArgs {
     #[arg(long, value_enum, default_value_t = Search::Auto)]
     pub search: Search,
     /// Largest number of distinct texts searched exactly under --search auto
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub exact_limit: usize,
     /// Search breadth of the HNSW index (higher: better recall, slower)
     #[arg(long, default_value_t = 100)]

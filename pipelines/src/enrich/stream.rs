@@ -304,7 +304,8 @@ impl Job {
     }
 
     /// The enriched message: the input's key (or, for a keyless input, its
-    /// id field, so outputs can be partitioned by id), headers and timestamp.
+    /// id field, so outputs can be partitioned by id) and headers; the input's
+    /// timestamp is kept only to measure end-to-end latency.
     fn output(
         &self,
         input: &OwnedMessage,
