@@ -6,7 +6,7 @@ use std::time::Duration;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::mocking::MockCluster;
+use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::util::Timeout;
@@ -569,4 +569,80 @@ async fn a_threshold_with_a_classifier_model_is_refused() {
         err.contains("--threshold needs a one-label score model"),
         "{err}"
     );
+}
+
+/// The output topic's leader goes down (librdkafka's mock broker): sends time
+/// out and are retried with backoff, nothing is committed meanwhile; when
+/// the broker is back every output is delivered and every offset committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost() {
+    let mock = MockCluster::new(3).unwrap();
+    for (topic, leader) in [("pairs", 1), ("enriched", 2), ("dead", 3)] {
+        mock.create_topic(topic, 1, 1).unwrap();
+        mock.partition_leader(topic, 0, Some(leader)).unwrap();
+    }
+    mock.coordinator(MockCoordinator::Group("g-down".into()), 1)
+        .unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let pairs = crossflow_tests::snli_pairs(20);
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let id = format!("id-{i}");
+        let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
+        let record = FutureRecord::to("pairs").key(&id).payload(&payload);
+        producer.send(record, Timeout::Never).await.unwrap();
+    }
+    mock.broker_down(2).unwrap();
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &bootstrap,
+        "--input-topic",
+        "pairs",
+        "--output-topic",
+        "enriched",
+        "--dlq-topic",
+        "dead",
+        "--group-id",
+        "g-down",
+        "--status-secs",
+        "0",
+        "--metrics-addr",
+        &metrics,
+        "-X",
+        "message.timeout.ms=2000",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (stop, task) = start_in_process(args);
+    let wait_for = |name: &str, at_least: f64| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(300));
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && metric(port, name) >= at_least
+            {
+                return;
+            }
+        }
+        panic!("{name} never reached {at_least}");
+    };
+    tokio::task::block_in_place(|| {
+        wait_for("crossflow_produce_retries_total", 2.0);
+        assert_eq!(
+            metric(port, "crossflow_messages_out_total"),
+            0.0,
+            "nothing counted as sent while the leader is down"
+        );
+        mock.broker_up(2).unwrap();
+        wait_for("crossflow_messages_out_total", 20.0);
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    assert_eq!((summary.messages_in, summary.messages_out), (20, 20));
 }
