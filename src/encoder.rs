@@ -69,6 +69,7 @@ pub struct CrossEncoder {
     tokenizer: PairTokenizer,
     model: OrtModel,
     limits: BatchLimits,
+    batch_invariant: bool,
     cache: Option<PairCache>,
     stats: Stats,
 }
@@ -126,6 +127,7 @@ impl CrossEncoder {
         let graph::Prepared {
             model,
             one_pair_per_batch,
+            batch_invariant,
         } = graph::load(
             &files.onnx,
             &session_settings(options),
@@ -141,7 +143,7 @@ impl CrossEncoder {
             limits.max_batch_pairs = 1;
         }
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
-            max_length, one_pair_per_batch, device = %options.device,
+            max_length, one_pair_per_batch, batch_invariant, device = %options.device,
             cache_pairs = options.cache_pairs, cpu = %crate::CpuInfo::host(), "model loaded");
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
@@ -153,9 +155,17 @@ impl CrossEncoder {
             tokenizer,
             model,
             limits,
+            batch_invariant,
             cache,
             stats: Stats::default(),
         })
+    }
+
+    /// Whether a pair's result is the same whatever else is in its batch:
+    /// true unless a dynamically quantized graph runs with
+    /// `batch_invariant: Some(false)`.
+    pub fn is_batch_invariant(&self) -> bool {
+        self.batch_invariant
     }
 
     /// The model's name (its directory name).

@@ -248,6 +248,19 @@ fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
         worst > 1e-3,
         "plain batching of a dynamically quantized graph: {worst}"
     );
+    assert!(per_pair.is_batch_invariant() && int8.is_batch_invariant());
+    assert!(!raw.is_batch_invariant(), "and it says so");
+    let fp32_off = reference_model(
+        &reference.models["sts-fp32"],
+        EngineOptions {
+            batch_invariant: Some(false),
+            ..EngineOptions::default()
+        },
+    );
+    assert!(
+        fp32.is_batch_invariant() && fp32_off.is_batch_invariant(),
+        "fp32 batches invariantly whatever the option"
+    );
 }
 
 #[test]

@@ -239,3 +239,25 @@ async fn csv_tables_and_other_string_types_work() {
     assert!(s.value(0) > s.value(1));
     assert_eq!(s.values(), s2.values());
 }
+
+/// A function whose results depend on the other rows of a batch (a dynamically
+/// quantized graph with `--batch-invariant off`) is declared volatile; the
+/// default, batch-invariant one immutable.
+#[test]
+fn volatility_follows_batch_invariance() {
+    use crossflow_udfs::{CrossFunction, cross_udf};
+    use datafusion::logical_expr::Volatility;
+    let load = |batch_invariant| {
+        let options = crossflow::EngineOptions {
+            batch_invariant,
+            ..crossflow::EngineOptions::default()
+        };
+        Arc::new(crossflow::CrossEncoder::load(crossflow_tests::sts_model_dir(), &options).unwrap())
+    };
+    let volatility = |batch_invariant| {
+        let udf = cross_udf(CrossFunction::Score, "cross_score", load(batch_invariant)).unwrap();
+        udf.signature().volatility
+    };
+    assert_eq!(volatility(None), Volatility::Immutable);
+    assert_eq!(volatility(Some(false)), Volatility::Volatile);
+}

@@ -12,6 +12,8 @@ use crate::{Error, Result};
 pub(crate) struct Prepared {
     pub model: OrtModel,
     pub one_pair_per_batch: bool,
+    /// Whether a pair's result is the same whatever batch it runs in.
+    pub batch_invariant: bool,
 }
 
 /// How to make results batch-invariant.
@@ -37,27 +39,28 @@ pub(crate) fn load(
     probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
     pad_id: u32,
 ) -> Result<Prepared> {
-    let plain = |one_pair_per_batch| {
+    let plain = |one_pair_per_batch, batch_invariant| {
         Ok(Prepared {
             model: OrtModel::load(onnx, None, settings, wanted)?,
             one_pair_per_batch,
+            batch_invariant,
         })
     };
-    if invariance == Invariance::Off {
-        return plain(false);
-    }
     let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
     if !quantizes_dynamically(&bytes) {
-        return plain(false);
+        return plain(false, true);
+    }
+    if invariance == Invariance::Off {
+        return plain(false, false);
     }
     if invariance == Invariance::OnePairPerBatch {
-        return plain(true);
+        return plain(true, true);
     }
     let rewritten = match per_pair::rewrite(&bytes) {
         Ok(Some(rewritten)) => rewritten,
         Ok(None) => {
             tracing::info!(onnx = %onnx.display(), "dynamic quantization of an unknown shape: one pair per batch");
-            return plain(true);
+            return plain(true, true);
         }
         Err(e) => return Err(Error::corrupt(onnx, e)),
     };
@@ -69,12 +72,13 @@ pub(crate) fn load(
     let reference = OrtModel::load(onnx, None, &single, wanted)?;
     if !model.agrees_batched_with(&reference, &probes()?, pad_id)? {
         tracing::warn!(onnx = %onnx.display(), "per-pair quantization changed the results: one pair per batch instead");
-        return plain(true);
+        return plain(true, true);
     }
     tracing::info!(onnx = %onnx.display(), quantizers = rewritten.quantizers, "dynamic quantization rewritten to per-pair scales");
     Ok(Prepared {
         model,
         one_pair_per_batch: false,
+        batch_invariant: true,
     })
 }
 

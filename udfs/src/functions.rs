@@ -121,9 +121,21 @@ pub fn cross_udf(
         name: name.to_string(),
         function,
         return_type: function.return_type(model.head()),
+        signature: Signature::user_defined(volatility(&model)),
         model,
-        signature: Signature::user_defined(Volatility::Immutable),
     }))
+}
+
+/// `Immutable` when a row's result depends on its texts only; `Volatile`
+/// when it also depends on the other rows of its batch (a dynamically
+/// quantized graph run with `--batch-invariant off`), so DataFusion does not
+/// treat two calls with the same texts as interchangeable.
+fn volatility(model: &CrossEncoder) -> Volatility {
+    if model.is_batch_invariant() {
+        Volatility::Immutable
+    } else {
+        Volatility::Volatile
+    }
 }
 
 /// The models a session's functions use.
