@@ -6,9 +6,7 @@ use std::time::Duration;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::util::Timeout;
 use serde_json::{Value, json};
 
@@ -353,40 +351,6 @@ async fn exactly_once_commits_outputs_and_offsets_together() {
     );
 }
 
-/// librdkafka's mock broker says the dead-letter topic does not exist: the job
-/// stops with a clear error before it subscribes, so nothing is consumed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_dead_letter_topic_stops_the_job_before_it_consumes() {
-    let mock = MockCluster::new(1).unwrap();
-    for topic in ["pairs", "enriched"] {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
-    mock.topic_error(
-        "pairs.dlq",
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-    )
-    .unwrap();
-    let args: Vec<String> = [
-        "enrich",
-        "--brokers",
-        &mock.bootstrap_servers(),
-        "--input-topic",
-        "pairs",
-        "--output-topic",
-        "enriched",
-        "--group-id",
-        "g-missing-dlq",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let run = tokio::time::timeout(Duration::from_secs(60), run_in_process(args));
-    let err = run.await.expect("stops at start-up").unwrap_err();
-    assert!(
-        err.contains("pairs.dlq") && err.contains("--dlq-topic"),
-        "{err}"
-    );
-}
-
 /// An output larger than `message.max.bytes` goes to the dead-letter topic
 /// (itself cut to fit, with a header saying so), and the stream goes on:
 /// before, the send error stopped the job, and a restart failed again.
@@ -443,105 +407,6 @@ async fn an_output_too_large_to_send_is_dead_lettered_and_the_stream_goes_on() {
     );
 }
 
-/// Exactly-once with the first transaction's commit failing (librdkafka's mock
-/// broker answers EndTxn with INVALID_MSG_SIZE: abortable): the job aborts,
-/// rewinds, sends the batch again in a new transaction and goes on; the
-/// counters count each message once, not the records of the aborted one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aborted_transaction_is_rewound_and_counted_once() {
-    let mock = MockCluster::new(3).unwrap();
-    for topic in ["pairs", "enriched", "dead"] {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
-    let bootstrap = mock.bootstrap_servers();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let pairs = crossflow_tests::snli_pairs(20);
-    for (i, (a, b)) in pairs.iter().enumerate() {
-        let id = format!("id-{i}");
-        let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
-        let record = FutureRecord::to("pairs").key(&id).payload(&payload);
-        producer.send(record, Timeout::Never).await.unwrap();
-    }
-    mock.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE],
-    );
-    let port = free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let args: Vec<String> = [
-        "enrich",
-        "--brokers",
-        &bootstrap,
-        "--input-topic",
-        "pairs",
-        "--output-topic",
-        "enriched",
-        "--dlq-topic",
-        "dead",
-        "--group-id",
-        "g-abort",
-        "--guarantee",
-        "exactly-once",
-        "--status-secs",
-        "0",
-        "--metrics-addr",
-        &metrics,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let (stop, task) = start_in_process(args);
-    // Counted only once committed: wait for the 20, then stop.
-    tokio::task::block_in_place(|| {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            std::thread::sleep(Duration::from_millis(300));
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && messages_out(port) >= 20
-            {
-                break;
-            }
-        }
-    });
-    stop.send(true).unwrap();
-    let summary = task.await.unwrap();
-    // The mock broker shows aborted records too: every record sent, aborted or not.
-    let reader: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "reader")
-        .create()
-        .unwrap();
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    partitions
-        .add_partition_offset("enriched", 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    rdkafka::consumer::Consumer::assign(&reader, &partitions).unwrap();
-    let records = tokio::task::block_in_place(|| {
-        let mut records: Vec<OwnedMessage> = Vec::new();
-        let mut quiet = std::time::Instant::now();
-        while quiet.elapsed() < Duration::from_secs(3) {
-            if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
-                records.push(m.detach());
-                quiet = std::time::Instant::now();
-            }
-        }
-        records
-    });
-    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
-    assert_eq!(ids.len(), pairs.len(), "every id produced");
-    assert!(
-        records.len() > pairs.len(),
-        "the aborted transaction's records were sent again ({} records)",
-        records.len()
-    );
-    assert_eq!(
-        (summary.messages_in, summary.messages_out),
-        (20, 20),
-        "counted once, after the commit"
-    );
-}
-
 /// is_paraphrase is a threshold on one score: with a classifier as --model
 /// (whose score is the winning class's probability) it is refused, as in `score`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,80 +434,4 @@ async fn a_threshold_with_a_classifier_model_is_refused() {
         err.contains("--threshold needs a one-label score model"),
         "{err}"
     );
-}
-
-/// The output topic's leader goes down (librdkafka's mock broker): sends time
-/// out and are retried with backoff, nothing is committed meanwhile; when
-/// the broker is back every output is delivered and every offset committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost() {
-    let mock = MockCluster::new(3).unwrap();
-    for (topic, leader) in [("pairs", 1), ("enriched", 2), ("dead", 3)] {
-        mock.create_topic(topic, 1, 1).unwrap();
-        mock.partition_leader(topic, 0, Some(leader)).unwrap();
-    }
-    mock.coordinator(MockCoordinator::Group("g-down".into()), 1)
-        .unwrap();
-    let bootstrap = mock.bootstrap_servers();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let pairs = crossflow_tests::snli_pairs(20);
-    for (i, (a, b)) in pairs.iter().enumerate() {
-        let id = format!("id-{i}");
-        let payload = serde_json::to_vec(&json!({"id": id, "a": a, "b": b})).unwrap();
-        let record = FutureRecord::to("pairs").key(&id).payload(&payload);
-        producer.send(record, Timeout::Never).await.unwrap();
-    }
-    mock.broker_down(2).unwrap();
-    let port = free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let args: Vec<String> = [
-        "enrich",
-        "--brokers",
-        &bootstrap,
-        "--input-topic",
-        "pairs",
-        "--output-topic",
-        "enriched",
-        "--dlq-topic",
-        "dead",
-        "--group-id",
-        "g-down",
-        "--status-secs",
-        "0",
-        "--metrics-addr",
-        &metrics,
-        "-X",
-        "message.timeout.ms=2000",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let (stop, task) = start_in_process(args);
-    let wait_for = |name: &str, at_least: f64| {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            std::thread::sleep(Duration::from_millis(300));
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && metric(port, name) >= at_least
-            {
-                return;
-            }
-        }
-        panic!("{name} never reached {at_least}");
-    };
-    tokio::task::block_in_place(|| {
-        wait_for("crossflow_produce_retries_total", 2.0);
-        assert_eq!(
-            metric(port, "crossflow_messages_out_total"),
-            0.0,
-            "nothing counted as sent while the leader is down"
-        );
-        mock.broker_up(2).unwrap();
-        wait_for("crossflow_messages_out_total", 20.0);
-    });
-    stop.send(true).unwrap();
-    let summary = task.await.unwrap();
-    assert_eq!((summary.messages_in, summary.messages_out), (20, 20));
 }

@@ -38,8 +38,18 @@ pub async fn produce_pairs(
     pairs: &[(String, String)],
     first_id: usize,
 ) {
-    let producer: FutureProducer = broker
-        .config()
+    produce_pairs_at(&broker.bootstrap(), topic, pairs, first_id).await;
+}
+
+/// [`produce_pairs`] to the brokers at `bootstrap` (e.g. librdkafka's mock cluster).
+pub async fn produce_pairs_at(
+    bootstrap: &str,
+    topic: &str,
+    pairs: &[(String, String)],
+    first_id: usize,
+) {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .create()
         .expect("producer");
@@ -126,25 +136,24 @@ pub fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
 }
 
 pub fn enrich_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "enrich",
-        "--brokers",
-        &broker.bootstrap(),
-        "--input-topic",
-        "pairs",
-    ]
-    .into_iter()
-    .chain([
-        "--output-topic",
-        "enriched",
-        "--dlq-topic",
-        "dead",
-        "--group-id",
-        group,
-    ])
-    .chain(["-X", "session.timeout.ms=6000", "--status-secs", "0"])
-    .map(str::to_owned)
-    .collect();
+    enrich_args_at(&broker.bootstrap(), group, extra)
+}
+
+/// [`enrich_args`] for the brokers at `bootstrap`.
+pub fn enrich_args_at(bootstrap: &str, group: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["enrich", "--brokers", bootstrap, "--input-topic", "pairs"]
+        .into_iter()
+        .chain([
+            "--output-topic",
+            "enriched",
+            "--dlq-topic",
+            "dead",
+            "--group-id",
+            group,
+        ])
+        .chain(["-X", "session.timeout.ms=6000", "--status-secs", "0"])
+        .map(str::to_owned)
+        .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -219,6 +228,21 @@ pub fn metric(port: u16, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} in {body}"))
+}
+
+/// Waits until metric `name` of the instance serving metrics on `port`
+/// reaches `at_least` (panics after two minutes).
+pub fn wait_for_metric(port: u16, name: &str, at_least: f64) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(300));
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && metric(port, name) >= at_least
+        {
+            return;
+        }
+    }
+    panic!("{name} never reached {at_least}");
 }
 
 /// `crossflow_messages_out_total` of an instance's metrics endpoint.
