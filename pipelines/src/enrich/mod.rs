@@ -10,6 +10,7 @@
 //! 16 MiB by default here), whatever the lag.
 
 mod bisect;
+mod gather;
 mod kafka;
 pub mod message;
 pub mod metrics;
