@@ -121,6 +121,7 @@ pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch
 }
 
 pub mod broker;
+pub mod dedupe_io;
 pub mod enrich_io;
 
 /// `n` distinct real pairs: SNLI validation premise/hypothesis pairs from ../shared/data.
