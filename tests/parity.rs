@@ -10,110 +10,14 @@
 //! machine that runs the test; without that Python environment the int8 tests
 //! fail, they never skip.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
-
 use arrow::array::{Array, StringArray, StringViewArray};
 use crossflow::batching::BatchLimits;
-use crossflow::{CpuInfo, CrossEncoder, EngineOptions, Error, Head, Texts};
-use crossflow_tests::{copy_model_config, load, nli_model_dir, repo_root, sts_model_dir};
-use serde::Deserialize;
+use crossflow::{CrossEncoder, EngineOptions, Error, Head, Texts};
+use crossflow_tests::parity_reference::*;
+use crossflow_tests::{copy_model_config, load, nli_model_dir, sts_model_dir};
 
 /// Largest absolute logit difference accepted against the reference.
 const TOLERANCE: f32 = 1e-4;
-
-#[derive(Deserialize)]
-struct Reference {
-    onnxruntime: String,
-    #[serde(default)]
-    cpu: Option<Cpu>,
-    pairs: Vec<(String, String)>,
-    models: HashMap<String, ModelReference>,
-}
-
-#[derive(Deserialize)]
-struct ModelReference {
-    dir: String,
-    onnx: String,
-    logits: Vec<Vec<f32>>,
-}
-
-/// The CPU a reference was computed on: model name and int8-relevant features
-/// (the flags of `crossflow::cpu_info::INT8_FEATURES`).
-#[derive(Debug, PartialEq, Deserialize)]
-struct Cpu {
-    model: String,
-    features: Vec<String>,
-}
-
-fn stored_path() -> PathBuf {
-    repo_root().join("tests/data/parity_reference.json")
-}
-
-/// The stored, machine-independent references (fp32, sentence-transformers).
-fn stored() -> Reference {
-    let text = std::fs::read_to_string(stored_path()).expect("parity reference");
-    serde_json::from_str(&text).expect("valid parity reference")
-}
-
-/// This machine's CPU as crossflow reads it.
-fn this_cpu() -> Cpu {
-    let host = CpuInfo::host();
-    Cpu {
-        model: host.model.clone(),
-        features: host.features.iter().map(|f| f.to_string()).collect(),
-    }
-}
-
-/// The Python that computes int8 references: `CROSSFLOW_PYTHON`, else the
-/// repository's .venv (made by `scripts/setup --python`, which scripts/test runs).
-fn python() -> PathBuf {
-    std::env::var_os("CROSSFLOW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
-}
-
-/// The ONNX Runtime version crossflow loads (`libonnxruntime.so.X.Y.Z`).
-fn crossflow_ort_version() -> &'static str {
-    crossflow::runtime::LIBRARY_NAME
-        .strip_prefix("libonnxruntime.so.")
-        .expect("library name carries the version")
-}
-
-/// Computes `model`'s reference logits on the stored pairs with Python
-/// onnxruntime on this machine, and checks that it really was computed here,
-/// by the ONNX Runtime version crossflow uses.
-fn computed_here(model: &str) -> Reference {
-    let python = python();
-    assert!(
-        python.exists(),
-        "int8 parity compares against Python onnxruntime on this machine, and {} is missing: \
-         run scripts/setup --python (scripts/test does) or set CROSSFLOW_PYTHON",
-        python.display()
-    );
-    let out = tempfile::NamedTempFile::new().expect("temp file");
-    let run = Command::new(&python)
-        .arg(repo_root().join("scripts/reference_scores.py"))
-        .arg("--pairs-from")
-        .arg(stored_path())
-        .args(["--models", model, "--out"])
-        .arg(out.path())
-        .output()
-        .expect("start the reference script");
-    assert!(
-        run.status.success(),
-        "scripts/reference_scores.py --models {model} failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = std::fs::read_to_string(out.path()).expect("computed reference");
-    let computed: Reference = serde_json::from_str(&text).expect("valid computed reference");
-    assert_eq!(computed.onnxruntime, crossflow_ort_version());
-    assert_eq!(computed.cpu, Some(this_cpu()), "computed on this CPU");
-    assert_eq!(computed.pairs, stored().pairs, "the stored pairs");
-    assert!(computed.models.contains_key(model), "{model} computed");
-    computed
-}
 
 /// The largest absolute difference between `model`'s logits and `expected`,
 /// over every logit of every pair (a missing or extra value is an error).
@@ -129,23 +33,6 @@ fn max_abs_diff(model: &CrossEncoder, pairs: &[(&str, &str)], expected: &[Vec<f3
         }
     }
     worst
-}
-
-fn reference_pairs(reference: &Reference) -> Vec<(&str, &str)> {
-    reference
-        .pairs
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect()
-}
-
-/// Loads the reference's model with `options` (its ONNX file selected).
-fn reference_model(expected: &ModelReference, options: EngineOptions) -> CrossEncoder {
-    let options = EngineOptions {
-        onnx_file: Some(expected.onnx.clone().into()),
-        ..options
-    };
-    CrossEncoder::load(repo_root().join(&expected.dir), &options).expect("load reference model")
 }
 
 /// Loads the bundled int8 STS model with `options`.

@@ -123,6 +123,7 @@ pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch
 pub mod broker;
 pub mod dedupe_io;
 pub mod enrich_io;
+pub mod parity_reference;
 
 /// `n` distinct real pairs: SNLI validation premise/hypothesis pairs from ../shared/data.
 pub fn snli_pairs(n: usize) -> Vec<(String, String)> {
