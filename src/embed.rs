@@ -12,8 +12,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::batching;
-use crate::encoder::{EngineOptions, invariance, session_settings};
 use crate::model::{ModelConfig, ModelFiles, graph};
+use crate::options::{EngineOptions, invariance, session_settings};
 use crate::runner::Run;
 use crate::session::{OrtModel, Output};
 use crate::stats::{Stats, StatsSnapshot};
