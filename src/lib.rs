@@ -28,6 +28,7 @@ pub mod embed;
 mod encoder;
 mod error;
 pub mod head;
+pub mod install;
 pub mod model;
 mod options;
 mod output;

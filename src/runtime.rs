@@ -2,7 +2,9 @@
 //!
 //! `ort` is built with `load-dynamic`: the shared library is loaded at run time
 //! from, in order, an explicit path, `ORT_DYLIB_PATH`, the executable's
-//! directory, and the repository's `.ort/` folder that `scripts/setup` fills.
+//! directory, the `onnxruntime` Python package installed beside the executable
+//! (see [`crate::install`]; `onnxruntime-gpu` uses the same folder), and in
+//! development builds the repository's `.ort/` folder that `scripts/setup` fills.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,14 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 
-use crate::{Error, Result};
+use crate::{Error, Result, install};
 
 /// File name of the ONNX Runtime library the engine is built against.
 pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+/// The Python package whose `capi/` folder holds [`LIBRARY_NAME`]
+/// (`pip install onnxruntime==1.31.1`, or `onnxruntime-gpu==1.31.1`).
+pub const PYTHON_PACKAGE: &str = "onnxruntime";
 
 static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
 
@@ -57,22 +63,52 @@ impl fmt::Display for Device {
 
 /// The places searched for the ONNX Runtime library, in order.
 pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let from_env = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    candidates_for(
+        explicit,
+        from_env,
+        install::executable_dir().as_deref(),
+        install::source_tree(),
+    )
+}
+
+fn candidates_for(
+    explicit: Option<&Path>,
+    from_env: Option<PathBuf>,
+    exe_dir: Option<&Path>,
+    source_tree: Option<&Path>,
+) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        candidates.push(path.into());
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+    candidates.extend(from_env);
+    if let Some(dir) = exe_dir {
         candidates.push(dir.join(LIBRARY_NAME));
+        candidates.extend(
+            install::python_package_dirs(dir, PYTHON_PACKAGE)
+                .into_iter()
+                .map(|package| package.join("capi").join(LIBRARY_NAME)),
+        );
     }
-    candidates.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".ort")
-            .join(LIBRARY_NAME),
-    );
+    candidates.extend(source_tree.map(|root| root.join(".ort").join(LIBRARY_NAME)));
     candidates
+}
+
+/// Libraries of other ONNX Runtime versions in the folders searched, for the
+/// error message: a wrong `onnxruntime` package is the likely cause.
+fn other_versions(candidates: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = candidates
+        .iter()
+        .filter_map(|candidate| candidate.parent())
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// Loads the ONNX Runtime library (once per process) and returns the environment.
@@ -87,11 +123,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
 fn load(explicit: Option<&Path>) -> std::result::Result<Environment, String> {
     let candidates = library_candidates(explicit);
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        return Err(format!(
-            "{LIBRARY_NAME} not found (tried {}); run scripts/setup or set ORT_DYLIB_PATH",
-            tried.join(", ")
-        ));
+        return Err(not_found(&candidates));
     };
     tracing::debug!(path = %path.display(), "loading ONNX Runtime");
     let builder = ort::init_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -99,6 +131,25 @@ fn load(explicit: Option<&Path>) -> std::result::Result<Environment, String> {
         .with_name("crossflow")
         .build()
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn not_found(candidates: &[PathBuf]) -> String {
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    let mut message = format!(
+        "{LIBRARY_NAME} not found (tried {}); install it with `pip install onnxruntime==1.31.1` \
+         in the environment crossflow is installed in, set ORT_DYLIB_PATH or pass --ort-lib \
+         (from a source checkout: scripts/setup)",
+        tried.join(", ")
+    );
+    let others = other_versions(candidates);
+    if !others.is_empty() {
+        let others: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+        message.push_str(&format!(
+            "; found other versions, which crossflow cannot use: {}",
+            others.join(", ")
+        ));
+    }
+    message
 }
 
 #[cfg(test)]
@@ -120,5 +171,56 @@ mod tests {
         let candidates = library_candidates(Some(Path::new("/opt/ort/lib.so")));
         assert_eq!(candidates[0], Path::new("/opt/ort/lib.so"));
         assert!(candidates.last().unwrap().ends_with(LIBRARY_NAME));
+    }
+
+    fn venv_with_onnxruntime(version: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        let capi = root
+            .path()
+            .join("lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&capi).unwrap();
+        let library = capi.join(format!("libonnxruntime.so.{version}"));
+        std::fs::write(&library, b"").unwrap();
+        (root, bin, library)
+    }
+
+    #[test]
+    fn the_installed_onnxruntime_package_comes_after_the_explicit_places() {
+        let (_root, bin, library) = venv_with_onnxruntime("1.31.1");
+        let env = PathBuf::from("/env/libonnxruntime.so");
+        let tree = Path::new("/src/crossflow");
+        let candidates = candidates_for(None, Some(env.clone()), Some(&bin), Some(tree));
+        assert_eq!(
+            candidates,
+            vec![
+                env,
+                bin.join(LIBRARY_NAME),
+                library,
+                tree.join(".ort").join(LIBRARY_NAME)
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_source_tree_nothing_outside_the_install_is_searched() {
+        let (root, bin, _) = venv_with_onnxruntime("1.31.1");
+        let candidates = candidates_for(None, None, Some(&bin), None);
+        assert!(candidates.iter().all(|c| c.starts_with(root.path())));
+    }
+
+    #[test]
+    fn a_wrong_onnxruntime_version_is_named_in_the_error() {
+        let (_root, bin, library) = venv_with_onnxruntime("1.20.1");
+        let message = not_found(&candidates_for(None, None, Some(&bin), None));
+        assert!(message.contains("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"));
+        assert!(
+            message.contains(&format!(
+                "other versions, which crossflow cannot use: {}",
+                library.display()
+            )),
+            "{message}"
+        );
     }
 }

@@ -14,6 +14,10 @@ use crate::{JobError, Result};
 pub const DEFAULT_SCORE_MODEL: &str = "crossflow-sts-minilm-l6";
 /// Directory name of the bundled NLI cross-encoder (default `--nli-model`).
 pub const DEFAULT_NLI_MODEL: &str = "crossflow-nli-minilm-l6";
+/// Directory name of the bundled bi-encoder (candidates of `crossflow dedupe`).
+pub const DEFAULT_BI_ENCODER: &str = "all-minilm-l6-v2";
+/// Every bundled model, as shipped in the `crossflow-models` wheel.
+pub const BUNDLED_MODELS: [&str; 3] = [DEFAULT_SCORE_MODEL, DEFAULT_NLI_MODEL, DEFAULT_BI_ENCODER];
 
 /// How to find and run the models.
 #[derive(Debug, Clone, Args)]
@@ -73,7 +77,8 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 100_000, global = true)]
     pub cache_pairs: usize,
 
-    /// Path of libonnxruntime.so [default: ORT_DYLIB_PATH, beside the binary, or .ort/]
+    /// Path of libonnxruntime.so.1.31.1 [default: ORT_DYLIB_PATH, beside the binary,
+    /// the onnxruntime Python package installed beside the binary]
     #[arg(long, global = true)]
     pub ort_lib: Option<PathBuf>,
 }
@@ -164,21 +169,22 @@ fn resolve(explicit: Option<&Path>, bundled: &str) -> Result<PathBuf> {
     }
 }
 
+/// The Python package of the `crossflow-models` wheel, which holds the bundled
+/// models of a pip-installed crossflow.
+pub const MODELS_PYTHON_PACKAGE: &str = "crossflow_models";
+
 /// Where a bundled model is looked for: `$CROSSFLOW_HOME/models`, `models/`
-/// beside the binary, the repository the binary was built in.
+/// beside the binary, the `crossflow_models` Python package installed beside
+/// the binary (see [`crossflow::install`]) and, in development builds, the
+/// repository the binary was built from.
 pub fn bundled_model_dir(name: &str) -> Result<PathBuf> {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Some(home) = std::env::var_os("CROSSFLOW_HOME") {
-        roots.push(PathBuf::from(home).join("models"));
-    }
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        roots.push(exe_dir.join("models"));
-    }
-    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    let candidates: Vec<PathBuf> = roots.iter().map(|r| r.join(name)).collect();
+    let home = std::env::var_os("CROSSFLOW_HOME").map(PathBuf::from);
+    let candidates = bundled_model_candidates(
+        name,
+        home.as_deref(),
+        crossflow::install::executable_dir().as_deref(),
+        crossflow::install::source_tree(),
+    );
     candidates
         .iter()
         .find(|dir| dir.join("config.json").is_file())
@@ -191,4 +197,56 @@ pub fn bundled_model_dir(name: &str) -> Result<PathBuf> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+fn bundled_model_candidates(
+    name: &str,
+    home: Option<&Path>,
+    exe_dir: Option<&Path>,
+    source_tree: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = home.map(|home| home.join("models")).into_iter().collect();
+    if let Some(dir) = exe_dir {
+        roots.push(dir.join("models"));
+        roots.extend(crossflow::install::python_package_dirs(
+            dir,
+            MODELS_PYTHON_PACKAGE,
+        ));
+    }
+    roots.extend(source_tree.map(|root| root.join("models")));
+    roots.iter().map(|root| root.join(name)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_models_are_found_in_the_installed_models_package() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        let package = root
+            .path()
+            .join("lib/python3.11/site-packages")
+            .join(MODELS_PYTHON_PACKAGE);
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&package).unwrap();
+        let home = Path::new("/home/crossflow");
+        let candidates = bundled_model_candidates("m", Some(home), Some(&bin), None);
+        assert_eq!(
+            candidates,
+            vec![
+                home.join("models/m"),
+                bin.join("models/m"),
+                package.join("m")
+            ]
+        );
+    }
+
+    #[test]
+    fn development_builds_also_look_in_the_source_tree() {
+        let tree = Path::new("/src/crossflow");
+        let candidates = bundled_model_candidates("m", None, None, Some(tree));
+        assert_eq!(candidates, vec![tree.join("models/m")]);
+    }
 }

@@ -19,11 +19,8 @@ use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
 use crate::Result;
 use crate::columns;
-use crate::models::{ModelArgs, bundled_model_dir};
+use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
 use crate::progress::PairProgress;
-
-/// Directory name of the bundled bi-encoder.
-pub const DEFAULT_BI_ENCODER: &str = "all-minilm-l6-v2";
 
 /// Arguments of `crossflow dedupe`.
 #[derive(Debug, Clone, Args)]
