@@ -233,6 +233,112 @@ async fn kill_9_mid_stream_then_restart_loses_no_message() {
     );
 }
 
+/// kill -9 exactly between the acknowledgement of a batch's outputs and the
+/// commit of its offsets (held open by the test-only `--pause-before-commit-ms`):
+/// the restarted job consumes the batch again, so nothing is lost and the
+/// batch's outputs are duplicated, each counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_acknowledgement_and_commit_loses_nothing() {
+    let broker = started_broker().await;
+    let pairs = snli_pairs(600);
+    produce_pairs(&broker, "pairs", &pairs, 0).await;
+    let args = enrich_args(&broker, "g-ack", &[]);
+    let mut paused = args.clone();
+    paused.extend(["--pause-before-commit-ms".to_string(), "600000".to_string()]);
+    let mut first = spawn_binary(&paused);
+    let acknowledged = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(120), |m| {
+            !m.is_empty()
+        })
+    });
+    // The first batch is acknowledged and its commit held: nothing committed yet.
+    assert_eq!(committed(&broker, "g-ack", "pairs"), 0);
+    signal(&first, "-KILL");
+    let _ = first.wait();
+    let before_kill = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(3), |_| false)
+    })
+    .len();
+    assert!(before_kill >= acknowledged.len());
+    let mut second = spawn_binary(&args);
+    let expected = pairs.len() + before_kill;
+    tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(300), |m| {
+            m.len() >= expected
+        })
+    });
+    signal(&second, "-TERM");
+    let _ = second.wait();
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(&broker, "enriched", Duration::from_secs(5), |_| false)
+    });
+    let ids = ids_of(&outputs);
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), pairs.len(), "no id lost");
+    assert_eq!(
+        ids.len() - unique.len(),
+        before_kill,
+        "exactly the acknowledged, uncommitted batch is produced twice"
+    );
+    assert_eq!(committed(&broker, "g-ack", "pairs"), pairs.len() as i64);
+    println!(
+        "kill -9 between ack and commit: {} outputs for {} inputs, {} duplicates (the batch acknowledged before the kill)",
+        ids.len(),
+        pairs.len(),
+        ids.len() - unique.len()
+    );
+}
+
+/// Churn: a steady stream while extra instances join the group, take part
+/// (each produces outputs) and leave again, by SIGTERM and by kill -9 in turn;
+/// every id must be in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_joining_and_leaving_under_a_steady_stream_lose_nothing() {
+    const EXTRAS: usize = 4;
+    let broker = started_broker().await;
+    let pairs = snli_pairs(2400);
+    let stream = {
+        let (bootstrap, pairs) = (broker.bootstrap(), pairs.clone());
+        tokio::spawn(async move {
+            for (i, chunk) in pairs.chunks(10).enumerate() {
+                produce_pairs_at(&bootstrap, "pairs", chunk, i * 10).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let args = enrich_args(&broker, "g-churn", &[]);
+    let mut steady = spawn_binary(&args);
+    let mut extra_outputs = Vec::new();
+    for round in 0..EXTRAS {
+        let port = free_port();
+        let metrics = ["--metrics-addr".to_string(), format!("127.0.0.1:{port}")];
+        let mut extra = spawn_binary(&[args.clone(), metrics.to_vec()].concat());
+        tokio::task::block_in_place(|| wait_for_metric(port, "crossflow_messages_out_total", 1.0));
+        extra_outputs.push(messages_out(port));
+        let how = if round % 2 == 0 { "-TERM" } else { "-KILL" };
+        signal(&extra, how);
+        let _ = tokio::task::block_in_place(|| extra.wait());
+    }
+    stream.await.expect("the producing task");
+    let outputs = read_all_ids(&broker, pairs.len(), Duration::from_secs(300));
+    signal(&steady, "-TERM");
+    let _ = tokio::task::block_in_place(|| steady.wait());
+    let ids = ids_of(&outputs);
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        pairs.len(),
+        "every id in the output after churn"
+    );
+    println!(
+        "churn: {EXTRAS} extra instances joined, took part (outputs {extra_outputs:?} when they \
+         left) and left by SIGTERM / kill -9 in turn: {} outputs for {} inputs, {} duplicates",
+        ids.len(),
+        pairs.len(),
+        ids.len() - unique.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
     let broker = started_broker().await;

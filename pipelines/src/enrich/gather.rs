@@ -66,7 +66,7 @@ impl Job {
         let dropped = drop_revoked(batch, &revocations) as u64;
         if dropped > 0 {
             tracing::info!(dropped, "abandoned messages of revoked partitions");
-            self.metrics.abandoned.add(dropped);
+            self.metrics.abandoned.inc_by(dropped);
         }
     }
 }

@@ -1,95 +1,47 @@
-//! Metrics of the enrich job in Prometheus text format, served over HTTP.
+//! Metrics of the enrich job: counters, histograms and gauges in a
+//! `prometheus-client` registry, served in the OpenMetrics text format over
+//! HTTP (hyper) at `--metrics-addr`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONTENT_TYPE;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, TcpStream};
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A histogram with fixed upper bounds.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, value: f64) {
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            if value <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    /// Records a duration in seconds.
-    pub fn observe_duration(&self, duration: Duration) {
-        self.observe(duration.as_secs_f64());
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
-const SECONDS: &[f64] = &[
+const SECONDS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const PAIRS: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
-const TOKENS: &[f64] = &[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0];
+const PAIRS: [f64; 9] = [1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+const TOKENS: [f64; 7] = [64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0];
 
-/// Everything the enrich job measures.
+/// Content type of the OpenMetrics text format that `render` writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Pause after a failed `accept` (e.g. too many open files) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The labels of a partition's lag gauge.
+type PartitionLabels = Vec<(String, String)>;
+
+/// Everything the enrich job measures. Counters are exported with the
+/// `_total` suffix (`crossflow_messages_in_total`, ...).
 #[derive(Debug)]
 pub struct Metrics {
     pub messages_in: Counter,
@@ -99,173 +51,213 @@ pub struct Metrics {
     pub batches: Counter,
     pub abandoned: Counter,
     pub produce_retries: Counter,
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
     pub batch_pairs: Histogram,
     pub batch_tokens: Histogram,
     pub inference_seconds: Histogram,
     pub end_to_end_seconds: Histogram,
-    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_hit_ratio: Gauge<f64, AtomicU64>,
+    lag: Family<PartitionLabels, Gauge>,
+    lag_by_partition: Mutex<BTreeMap<(String, i32), i64>>,
+    registry: Registry,
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+fn histogram(registry: &mut Registry, name: &str, help: &str, bounds: &[f64]) -> Histogram {
+    let histogram = Histogram::new(bounds.iter().copied());
+    registry.register(name, help, histogram.clone());
+    histogram
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut r = Registry::default();
+        let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "crossflow_cache_hit_ratio",
+            "Share of score-cache lookups that hit",
+            cache_hit_ratio.clone(),
+        );
+        let lag = Family::<PartitionLabels, Gauge>::default();
+        r.register(
+            "crossflow_consumer_lag",
+            "Messages behind the high watermark, per assigned partition",
+            lag.clone(),
+        );
         Self {
-            messages_in: Counter::default(),
-            messages_out: Counter::default(),
-            dead_lettered: Counter::default(),
-            truncated_pairs: Counter::default(),
-            batches: Counter::default(),
-            abandoned: Counter::default(),
-            produce_retries: Counter::default(),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            batch_pairs: Histogram::new(PAIRS),
-            batch_tokens: Histogram::new(TOKENS),
-            inference_seconds: Histogram::new(SECONDS),
-            end_to_end_seconds: Histogram::new(SECONDS),
-            lag: Mutex::new(BTreeMap::new()),
+            messages_in: counter(&mut r, "crossflow_messages_in", "Messages consumed"),
+            messages_out: counter(
+                &mut r,
+                "crossflow_messages_out",
+                "Enriched messages produced and acknowledged",
+            ),
+            dead_lettered: counter(
+                &mut r,
+                "crossflow_messages_dead_lettered",
+                "Messages sent to the dead-letter topic",
+            ),
+            truncated_pairs: counter(
+                &mut r,
+                "crossflow_truncated_pairs",
+                "Pairs truncated to the model's max length",
+            ),
+            batches: counter(&mut r, "crossflow_batches", "Micro-batches processed"),
+            abandoned: counter(
+                &mut r,
+                "crossflow_messages_abandoned",
+                "Messages dropped unprocessed on partition revocation (re-consumed by the new owner)",
+            ),
+            produce_retries: counter(
+                &mut r,
+                "crossflow_produce_retries",
+                "Sends retried after a broker-side failure that was not the record's (e.g. broker down)",
+            ),
+            cache_hits: counter(
+                &mut r,
+                "crossflow_cache_hits",
+                "Distinct pairs answered from the score cache (both models)",
+            ),
+            cache_misses: counter(
+                &mut r,
+                "crossflow_cache_misses",
+                "Distinct pairs looked up in the score cache and run through a model",
+            ),
+            batch_pairs: histogram(
+                &mut r,
+                "crossflow_batch_pairs",
+                "Pairs per micro-batch",
+                &PAIRS,
+            ),
+            batch_tokens: histogram(
+                &mut r,
+                "crossflow_batch_tokens",
+                "Tokens per micro-batch",
+                &TOKENS,
+            ),
+            inference_seconds: histogram(
+                &mut r,
+                "crossflow_inference_seconds",
+                "Scoring time per micro-batch",
+                &SECONDS,
+            ),
+            end_to_end_seconds: histogram(
+                &mut r,
+                "crossflow_end_to_end_seconds",
+                "From the input message's timestamp to the output's acknowledgement",
+                &SECONDS,
+            ),
+            cache_hit_ratio,
+            lag,
+            lag_by_partition: Mutex::new(BTreeMap::new()),
+            registry: r,
         }
     }
 }
 
 impl Metrics {
+    /// Counts score-cache lookups and updates the hit ratio.
+    pub fn count_cache(&self, hits: u64, misses: u64) {
+        let hits = self.cache_hits.inc_by(hits) + hits;
+        let misses = self.cache_misses.inc_by(misses) + misses;
+        if hits + misses > 0 {
+            self.cache_hit_ratio
+                .set(hits as f64 / (hits + misses) as f64);
+        }
+    }
+
+    /// Distinct pairs answered from the score cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.get()
+    }
+
     /// Replaces the consumer lag of one partition.
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
-        if let Ok(mut map) = self.lag.lock() {
-            map.insert((topic.to_string(), partition), lag);
-        }
+        self.lag.get_or_create(&labels(topic, partition)).set(lag);
+        self.lags().insert((topic.to_string(), partition), lag);
     }
 
     /// Forgets the lag of a partition this consumer no longer owns.
     pub fn remove_lag(&self, topic: &str, partition: i32) {
-        if let Ok(mut map) = self.lag.lock() {
-            map.remove(&(topic.to_string(), partition));
-        }
+        self.lag.remove(&labels(topic, partition));
+        self.lags().remove(&(topic.to_string(), partition));
     }
 
-    /// Total lag over all partitions (unknown lags count 0).
+    /// Total lag over the partitions this consumer owns.
     pub fn total_lag(&self) -> i64 {
-        self.lag
-            .lock()
-            .map(|m| m.values().filter(|l| **l > 0).sum())
-            .unwrap_or(0)
+        self.lags().values().filter(|lag| **lag > 0).sum()
     }
 
-    /// The Prometheus text exposition.
+    fn lags(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, i32), i64>> {
+        self.lag_by_partition.lock().expect("lag map poisoned")
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = [
-            (
-                "crossflow_messages_in_total",
-                "Messages consumed",
-                &self.messages_in,
-            ),
-            (
-                "crossflow_messages_out_total",
-                "Enriched messages produced and acknowledged",
-                &self.messages_out,
-            ),
-            (
-                "crossflow_messages_dead_lettered_total",
-                "Messages sent to the dead-letter topic",
-                &self.dead_lettered,
-            ),
-            (
-                "crossflow_truncated_pairs_total",
-                "Pairs truncated to the model's max length",
-                &self.truncated_pairs,
-            ),
-            (
-                "crossflow_batches_total",
-                "Micro-batches processed",
-                &self.batches,
-            ),
-            (
-                "crossflow_messages_abandoned_total",
-                "Messages dropped unprocessed on partition revocation (re-consumed by the new owner)",
-                &self.abandoned,
-            ),
-            (
-                "crossflow_produce_retries_total",
-                "Sends retried after a broker-side failure that was not the record's (e.g. broker down)",
-                &self.produce_retries,
-            ),
-            (
-                "crossflow_cache_hits_total",
-                "Distinct pairs answered from the score cache (both models)",
-                &self.cache_hits,
-            ),
-            (
-                "crossflow_cache_misses_total",
-                "Distinct pairs looked up in the score cache and run through a model",
-                &self.cache_misses,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.get()
-            );
-        }
-        let (hits, misses) = (self.cache_hits.get(), self.cache_misses.get());
-        let _ = writeln!(
-            out,
-            "# HELP crossflow_cache_hit_ratio Share of score-cache lookups that hit\n# TYPE crossflow_cache_hit_ratio gauge\ncrossflow_cache_hit_ratio {}",
-            if hits + misses == 0 {
-                0.0
-            } else {
-                hits as f64 / (hits + misses) as f64
-            }
-        );
-        self.batch_pairs
-            .render("crossflow_batch_pairs", "Pairs per micro-batch", &mut out);
-        self.batch_tokens
-            .render("crossflow_batch_tokens", "Tokens per micro-batch", &mut out);
-        self.inference_seconds.render(
-            "crossflow_inference_seconds",
-            "Scoring time per micro-batch",
-            &mut out,
-        );
-        self.end_to_end_seconds.render(
-            "crossflow_end_to_end_seconds",
-            "From the input message's timestamp to the output's acknowledgement",
-            &mut out,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP crossflow_consumer_lag Messages behind the high watermark\n# TYPE crossflow_consumer_lag gauge"
-        );
-        if let Ok(map) = self.lag.lock() {
-            for ((topic, partition), lag) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "crossflow_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
-                );
-            }
-        }
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
 
-/// Serves `GET /metrics` (any path) at `addr` until the task is dropped.
+fn labels(topic: &str, partition: i32) -> PartitionLabels {
+    vec![
+        ("topic".to_string(), topic.to_string()),
+        ("partition".to_string(), partition.to_string()),
+    ]
+}
+
+/// Serves the metrics at `addr` (any path) until the task is dropped. A failed
+/// `accept` is logged and the endpoint goes on.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics listening");
+    accept_loop(
+        || async { listener.accept().await.map(|(stream, _)| stream) },
+        metrics,
+    )
+    .await;
+    Ok(())
+}
+
+async fn accept_loop<A, F>(mut accept: A, metrics: Arc<Metrics>)
+where
+    A: FnMut() -> F,
+    F: Future<Output = std::io::Result<TcpStream>>,
+{
     loop {
-        let (mut socket, _) = listener.accept().await?;
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).await;
-            let body = metrics.render();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-        });
+        match accept().await {
+            Ok(stream) => {
+                tokio::spawn(respond(stream, Arc::clone(&metrics)));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "metrics endpoint: accept failed; going on");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn respond(stream: TcpStream, metrics: Arc<Metrics>) {
+    let service = service_fn(move |_: Request<Incoming>| {
+        let body = metrics.render();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(CONTENT_TYPE, OPENMETRICS)
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("a static header is valid"),
+            )
+        }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "metrics connection ended with an error");
     }
 }
 
@@ -276,15 +268,93 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_lag() {
         let metrics = Metrics::default();
-        metrics.messages_in.add(3);
+        metrics.messages_in.inc_by(3);
         metrics.inference_seconds.observe(0.02);
         metrics.inference_seconds.observe(2.0);
+        metrics.count_cache(1, 3);
         metrics.set_lag("in", 1, 42);
         let text = metrics.render();
-        assert!(text.contains("crossflow_messages_in_total 3"));
-        assert!(text.contains("crossflow_inference_seconds_bucket{le=\"0.025\"} 1"));
-        assert!(text.contains("crossflow_inference_seconds_bucket{le=\"+Inf\"} 2"));
-        assert!(text.contains("crossflow_consumer_lag{topic=\"in\",partition=\"1\"} 42"));
+        assert!(text.contains("crossflow_messages_in_total 3\n"), "{text}");
+        assert!(
+            text.contains("crossflow_inference_seconds_bucket{le=\"0.025\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crossflow_inference_seconds_bucket{le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("crossflow_cache_hit_ratio 0.25\n"), "{text}");
+        assert!(
+            text.contains("crossflow_consumer_lag{topic=\"in\",partition=\"1\"} 42\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
         assert_eq!(metrics.total_lag(), 42);
+    }
+
+    #[test]
+    fn a_revoked_partition_leaves_no_lag_gauge() {
+        let metrics = Metrics::default();
+        metrics.set_lag("in", 0, 5);
+        metrics.set_lag("in", 1, 7);
+        metrics.remove_lag("in", 1);
+        let text = metrics.render();
+        assert!(text.contains("partition=\"0\"} 5"), "{text}");
+        assert!(!text.contains("partition=\"1\""), "{text}");
+        assert_eq!(metrics.total_lag(), 5);
+    }
+
+    async fn scrape(addr: SocketAddr) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn a_failed_accept_does_not_stop_the_endpoint() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        metrics.messages_out.inc_by(7);
+        let listener = Arc::new(listener);
+        let failures = Arc::new(AtomicU64::new(0));
+        let accept = {
+            let failures = Arc::clone(&failures);
+            move || {
+                let listener = Arc::clone(&listener);
+                let failures = Arc::clone(&failures);
+                async move {
+                    let (stream, _) = listener.accept().await?;
+                    // Every other accepted connection fails as an accept can
+                    // (EMFILE): the stream is dropped and an error returned.
+                    if failures
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                        .is_multiple_of(2)
+                    {
+                        drop(stream);
+                        return Err(std::io::Error::from_raw_os_error(24));
+                    }
+                    Ok(stream)
+                }
+            }
+        };
+        let server = tokio::spawn(accept_loop(accept, metrics));
+        let _refused = TcpStream::connect(addr).await.unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), scrape(addr))
+            .await
+            .expect("the endpoint answers after a failed accept");
+        assert!(response.starts_with("HTTP/1.0 200 OK"), "{response}");
+        assert!(response.contains(OPENMETRICS), "{response}");
+        assert!(
+            response.contains("crossflow_messages_out_total 7\n"),
+            "{response}"
+        );
+        server.abort();
     }
 }

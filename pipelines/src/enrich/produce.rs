@@ -151,7 +151,7 @@ impl Job {
                 if !retry || *self.shutdown.borrow() || started.elapsed() > RETRY_LIMIT {
                     return Err(kafka::kafka("producing (nothing committed)", error));
                 }
-                self.metrics.produce_retries.add(1);
+                self.metrics.produce_retries.inc();
                 tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
                     "sends failed; retrying, nothing committed meanwhile");
                 self.pause(backoff).await;
@@ -248,9 +248,9 @@ impl Job {
         for m in batch {
             refused.remove(&source(m));
         }
-        self.metrics.messages_in.add(batch.len() as u64);
-        self.metrics.messages_out.add(tally.outputs);
-        self.metrics.dead_lettered.add(tally.dead_letters);
+        self.metrics.messages_in.inc_by(batch.len() as u64);
+        self.metrics.messages_out.inc_by(tally.outputs);
+        self.metrics.dead_lettered.inc_by(tally.dead_letters);
         for latency in tally.latencies {
             self.metrics.end_to_end_seconds.observe(latency);
         }

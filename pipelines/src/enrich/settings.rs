@@ -77,6 +77,11 @@ pub struct EnrichArgs {
     /// librdkafka setting for the consumer and producer, KEY=VALUE (repeatable)
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub kafka: Vec<String>,
+    /// Test hook (hidden): wait this long between the acknowledgement of a
+    /// batch's outputs and the commit of its offsets (at-least-once), so that
+    /// a test can kill the job in that window.
+    #[arg(long, hide = true)]
+    pub pause_before_commit_ms: Option<u64>,
 }
 
 /// The settings file: the same keys as the flags, plus the model flags.
@@ -124,6 +129,8 @@ pub struct EnrichSettings {
     pub nli: bool,
     pub status_interval: Option<Duration>,
     pub kafka: Vec<(String, String)>,
+    /// See [`EnrichArgs::pause_before_commit_ms`].
+    pub pause_before_commit: Option<Duration>,
 }
 
 impl EnrichArgs {
@@ -196,6 +203,7 @@ impl EnrichArgs {
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
             kafka,
+            pause_before_commit: self.pause_before_commit_ms.map(Duration::from_millis),
             input_topic,
             group_id,
         })

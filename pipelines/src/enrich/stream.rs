@@ -78,7 +78,7 @@ pub async fn run(
         messages_in: metrics.messages_in.get(),
         messages_out: metrics.messages_out.get(),
         dead_lettered: metrics.dead_lettered.get(),
-        cache_hits: metrics.cache_hits.get(),
+        cache_hits: metrics.cache_hits(),
     })
 }
 
@@ -150,6 +150,10 @@ impl Job {
             Guarantee::AtLeastOnce => {
                 let tally = self.produce(outgoing, &batch, true).await?;
                 self.count(&batch, tally);
+                if let Some(pause) = self.settings.pause_before_commit {
+                    tracing::warn!(?pause, "test hook: acknowledged, pausing before the commit");
+                    tokio::time::sleep(pause).await;
+                }
                 self.consumer
                     .commit(&offsets, CommitMode::Sync)
                     .map_err(|e| kafka::kafka("committing offsets", e))
@@ -204,7 +208,7 @@ impl Job {
         });
         self.metrics
             .inference_seconds
-            .observe_duration(started.elapsed());
+            .observe(started.elapsed().as_secs_f64());
         let failed = results.iter().filter(|r| r.is_err()).count();
         if failed > 1 && failed == good.len() {
             return Err(JobError::Usage(format!(
@@ -231,16 +235,16 @@ impl Job {
 
     /// Counts a scored chunk in the metrics; returns its enrichments.
     fn record_scoring(&self, scored: &super::score::Scored, pairs: usize) -> Vec<Enrichment> {
-        self.metrics.batches.add(1);
+        self.metrics.batches.inc();
         self.metrics.batch_pairs.observe(pairs as f64);
         self.metrics
             .batch_tokens
             .observe(scored.stats.tokens as f64);
         self.metrics
             .truncated_pairs
-            .add(scored.stats.truncated_pairs);
-        self.metrics.cache_hits.add(scored.stats.cache_hits);
-        self.metrics.cache_misses.add(scored.stats.cache_misses);
+            .inc_by(scored.stats.truncated_pairs);
+        self.metrics
+            .count_cache(scored.stats.cache_hits, scored.stats.cache_misses);
         scored.enrichments.clone()
     }
 
