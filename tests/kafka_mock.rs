@@ -137,6 +137,41 @@ async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost()
     );
 }
 
+/// The broker (not the client) refuses a record batch of outputs as too large
+/// (Produce answered MESSAGE_TOO_LARGE once): a broker refuses whole batches,
+/// so each record is sent again alone, and all get through; none is
+/// dead-lettered for an error that was not its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_by_the_broker_is_sent_again_record_by_record() {
+    let (mock, count) = mock_with_pairs().await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let extra = ["--metrics-addr", &metrics];
+    let (stop, task) = start_in_process(enrich_args_at(
+        &mock.bootstrap_servers(),
+        "g-refused",
+        &extra,
+    ));
+    tokio::task::block_in_place(|| {
+        wait_for_metric(port, "crossflow_messages_out_total", count as f64)
+    });
+    stop.send(true).unwrap();
+    let summary = task.await.unwrap();
+    let records =
+        tokio::task::block_in_place(|| every_record(&mock.bootstrap_servers(), "enriched"));
+    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
+    assert_eq!(ids.len(), count, "every id produced");
+    assert_eq!(
+        (summary.messages_out, summary.dead_lettered),
+        (count as u64, 0),
+        "nothing dead-lettered for the batch's refusal"
+    );
+}
+
 /// Every record of partition 0 of `topic`, read until 3 s pass without one
 /// (the mock broker shows the records of aborted transactions too).
 fn every_record(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
