@@ -78,21 +78,10 @@ async fn an_aborted_transaction_is_rewound_and_counted_once() {
         RDKafkaApiKey::EndTxn,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE],
     );
-    let port = free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let extra = ["--guarantee", "exactly-once", "--metrics-addr", &metrics];
-    let (stop, task) =
-        start_in_process(enrich_args_at(&mock.bootstrap_servers(), "g-abort", &extra));
-    // Counted only once committed: wait for all of them, then stop.
-    tokio::task::block_in_place(|| {
-        wait_for_metric(port, "crossflow_messages_out_total", count as f64)
-    });
-    stop.send(true).unwrap();
-    let summary = task.await.unwrap();
-    let records =
-        tokio::task::block_in_place(|| every_record(&mock.bootstrap_servers(), "enriched"));
-    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
-    assert_eq!(ids.len(), count, "every id produced");
+    // Counted only once committed.
+    let extra = ["--guarantee", "exactly-once"];
+    let summary = enrich_until_all_out(&mock, "g-abort", &extra, count).await;
+    let records = every_id_produced(&mock, count);
     assert!(
         records.len() > count,
         "the aborted transaction's records were sent again ({} records)",
@@ -148,28 +137,42 @@ async fn a_batch_refused_by_the_broker_is_sent_again_record_by_record() {
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
     );
-    let port = free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let extra = ["--metrics-addr", &metrics];
-    let (stop, task) = start_in_process(enrich_args_at(
-        &mock.bootstrap_servers(),
-        "g-refused",
-        &extra,
-    ));
-    tokio::task::block_in_place(|| {
-        wait_for_metric(port, "crossflow_messages_out_total", count as f64)
-    });
-    stop.send(true).unwrap();
-    let summary = task.await.unwrap();
-    let records =
-        tokio::task::block_in_place(|| every_record(&mock.bootstrap_servers(), "enriched"));
-    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
-    assert_eq!(ids.len(), count, "every id produced");
+    let summary = enrich_until_all_out(&mock, "g-refused", &[], count).await;
+    every_id_produced(&mock, count);
     assert_eq!(
         (summary.messages_out, summary.dead_lettered),
         (count as u64, 0),
         "nothing dead-lettered for the batch's refusal"
     );
+}
+
+/// Runs enrich in process on the mock cluster until `count` outputs are
+/// counted (its metrics endpoint), then stops it and returns its summary.
+async fn enrich_until_all_out(
+    mock: &Mock,
+    group: &str,
+    extra: &[&str],
+    count: usize,
+) -> crossflow_pipelines::enrich::EnrichSummary {
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut args = enrich_args_at(&mock.bootstrap_servers(), group, extra);
+    args.extend(["--metrics-addr".to_string(), metrics]);
+    let (stop, task) = start_in_process(args);
+    tokio::task::block_in_place(|| {
+        wait_for_metric(port, "crossflow_messages_out_total", count as f64)
+    });
+    stop.send(true).unwrap();
+    task.await.unwrap()
+}
+
+/// Every record of `enriched`, after checking that `count` distinct ids are among them.
+fn every_id_produced(mock: &Mock, count: usize) -> Vec<OwnedMessage> {
+    let records =
+        tokio::task::block_in_place(|| every_record(&mock.bootstrap_servers(), "enriched"));
+    let ids: HashSet<String> = ids_of(&records).into_iter().collect();
+    assert_eq!(ids.len(), count, "every id produced");
+    records
 }
 
 /// Every record of partition 0 of `topic`, read until 3 s pass without one
