@@ -56,18 +56,21 @@ pub fn python_package_dirs(exe_dir: &Path, package: &str) -> Vec<PathBuf> {
     }
 }
 
-/// `python3*` folders of a `lib` folder, newest name first.
+/// `python3.N` folders of a `lib` folder, newest version first.
 fn python_dirs(lib: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(lib) else {
         return Vec::new();
     };
-    let mut dirs: Vec<PathBuf> = entries
+    let mut dirs: Vec<(u32, PathBuf)> = entries
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3"))
-        .map(|entry| entry.path())
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let minor = name.to_str()?.strip_prefix("python3.")?.parse().ok()?;
+            Some((minor, entry.path()))
+        })
         .collect();
-    dirs.sort_unstable_by(|a, b| b.cmp(a));
-    dirs
+    dirs.sort_unstable_by_key(|(minor, _)| std::cmp::Reverse(*minor));
+    dirs.into_iter().map(|(_, dir)| dir).collect()
 }
 
 /// The source tree this binary was built from, in development builds only
@@ -126,7 +129,7 @@ mod tests {
     fn newest_python_first() {
         let root = tempfile::tempdir().unwrap();
         let bin = make(root.path(), "p/bin");
-        let old = make(root.path(), "p/lib/python3.11/site-packages/pkg");
+        let old = make(root.path(), "p/lib/python3.9/site-packages/pkg");
         let new = make(root.path(), "p/lib/python3.13/site-packages/pkg");
         let found = python_package_dirs(&bin, "pkg");
         assert_eq!(

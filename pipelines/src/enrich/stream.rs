@@ -152,7 +152,11 @@ impl Job {
                 self.count(&batch, tally);
                 if let Some(pause) = self.settings.pause_before_commit {
                     tracing::warn!(?pause, "test hook: acknowledged, pausing before the commit");
-                    tokio::time::sleep(pause).await;
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => {}
+                    }
                 }
                 self.consumer
                     .commit(&offsets, CommitMode::Sync)
