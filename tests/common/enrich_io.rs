@@ -115,6 +115,13 @@ pub fn ids_of(messages: &[OwnedMessage]) -> Vec<String> {
         .collect()
 }
 
+/// The outputs' ids: how many distinct ones, and how many outputs repeat an id.
+pub fn distinct_and_duplicates(messages: &[OwnedMessage]) -> (usize, usize) {
+    let ids = ids_of(messages);
+    let distinct = ids.iter().collect::<HashSet<_>>().len();
+    (distinct, ids.len() - distinct)
+}
+
 pub fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = broker
         .config()
