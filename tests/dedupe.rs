@@ -127,6 +127,33 @@ async fn exact_copies_and_paraphrases_cluster_and_the_rest_stay_alone() {
         cluster,
         "the HNSW index finds the same clusters here"
     );
+
+    let ivf = dir.path().join("ivf.parquet");
+    dedupe(&[
+        "--input",
+        &s(&input),
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc_id",
+        "--output",
+        &s(&ivf),
+        "--min-cosine",
+        "0.5",
+        "--search",
+        "ivf",
+        "--ivf-lists",
+        "2",
+        "--ivf-probes",
+        "2",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        clusters_of(&read_parquet(&ivf)),
+        cluster,
+        "the IVF index probing both its lists finds the same clusters"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ mod rss;
 
 use anyhow::{Context, Result};
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::UInt64Type;
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli as CrossflowCli, Command};
 use crossflow_pipelines::dedupe::DedupeSummary;
@@ -25,17 +24,27 @@ use rss::peak_rss_mb;
 /// Dedupe scale benchmark.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Row counts to run
+    /// Row counts to run (0: none, e.g. for a recall run only)
     #[arg(long, value_delimiter = ',', default_value = "10000")]
     rows: Vec<usize>,
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
-    /// Neighbour search of the timed runs (exact, hnsw, auto)
+    /// Neighbour search of the timed runs (exact, ivf, hnsw, auto)
     #[arg(long, default_value = "auto")]
     search: String,
-    /// Rows of the run comparing HNSW candidates with exact ones (0: skip)
+    /// More flags for every `crossflow dedupe` run (e.g. --job-arg=--ivf-probes=8)
+    #[arg(long, allow_hyphen_values = true)]
+    job_arg: Vec<String>,
+    /// Rows whose distinct texts are embedded once and searched exactly, by
+    /// IVF (each --probes) and by HNSW, for candidate-pair recall (0: skip)
     #[arg(long, default_value_t = 10000)]
-    recall_rows: usize,
+    search_recall_rows: usize,
+    /// IVF probes compared in the recall run
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,32")]
+    probes: Vec<usize>,
+    /// Leave HNSW out of the recall run (slow to build above ~100k texts)
+    #[arg(long)]
+    no_hnsw: bool,
 }
 
 struct Corpus {
@@ -147,10 +156,10 @@ async fn main() -> Result<()> {
     );
     println!("CPU: {}\n", crossflow::CpuInfo::host());
     println!(
-        "| rows | read | exact | embed | candidates | verify | write | total | candidate pairs | verified | duplicates | injected found | peak RSS |"
+        "| rows | read | exact | embed | candidates | verify | write | total | candidate pairs | scored | verified | duplicates | injected found | peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in &args.rows {
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in args.rows.iter().filter(|&&n| n > 0) {
         let dir =
             std::env::temp_dir().join(format!("crossflow-dedupe-bench-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -159,7 +168,7 @@ async fn main() -> Result<()> {
         write(&input, &texts)?;
         let output = dir.join("out.parquet");
         let started = Instant::now();
-        let summary = dedupe(&input, &output, &args.search, None).await?;
+        let summary = dedupe(&input, &output, &args.search, &args.job_arg).await?;
         let total = started.elapsed().as_secs_f64();
         let out = read_parquet(&output);
         let clusters = out
@@ -178,7 +187,7 @@ async fn main() -> Result<()> {
                 .map_or(0.0, |(_, t)| *t)
         };
         println!(
-            "| {n} | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {total:.1}s | {} | {} | {} | {found} / {} | {:.0} MB |",
+            "| {n} | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {:.1}s | {total:.1}s | {} | {} | {} | {} | {found} / {} | {:.0} MB |",
             stage("read"),
             stage("exact"),
             stage("embed"),
@@ -186,6 +195,7 @@ async fn main() -> Result<()> {
             stage("verify"),
             stage("write"),
             summary.candidates,
+            summary.scored,
             summary.verified,
             summary.duplicates,
             injected.len(),
@@ -193,8 +203,8 @@ async fn main() -> Result<()> {
         );
         std::fs::remove_dir_all(&dir)?;
     }
-    if args.recall_rows > 0 {
-        recall(&corpus, args.recall_rows).await?;
+    if args.search_recall_rows > 0 {
+        search_recall(&corpus, &args)?;
     }
     Ok(())
 }
@@ -204,7 +214,7 @@ async fn dedupe(
     input: &Path,
     output: &Path,
     search: &str,
-    pairs: Option<&Path>,
+    more: &[String],
 ) -> Result<DedupeSummary> {
     let mut argv: Vec<String> = [
         "crossflow",
@@ -224,9 +234,7 @@ async fn dedupe(
         "--output".into(),
         output.display().to_string(),
     ]);
-    if let Some(pairs) = pairs {
-        argv.extend(["--pairs-output".into(), pairs.display().to_string()]);
-    }
+    argv.extend(more.iter().cloned());
     let cli = CrossflowCli::try_parse_from(argv)?;
     let Command::Dedupe(dedupe_args) = &cli.command else {
         anyhow::bail!("not dedupe")
@@ -234,61 +242,79 @@ async fn dedupe(
     Ok(crossflow_pipelines::dedupe::run(dedupe_args, &cli.models).await?)
 }
 
-/// Recall of HNSW candidate and verified pairs against exact search on the same rows.
-async fn recall(corpus: &Corpus, n: usize) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("crossflow-dedupe-recall-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+/// The distinct texts of `n` rows embedded once by the bundled bi-encoder,
+/// then searched exactly, by IVF and by HNSW: seconds and candidate-pair
+/// recall against the exact search.
+fn search_recall(corpus: &Corpus, args: &Args) -> Result<()> {
+    use crossflow_pipelines::dedupe::candidates::{approximate_top_k, exact_top_k};
+    use crossflow_pipelines::dedupe::ivf::{IvfShape, ivf_top_k};
+    use crossflow_pipelines::dedupe::normalize::normalize;
+    use crossflow_pipelines::models::{DEFAULT_BI_ENCODER, bundled_model_dir};
+
+    let n = args.search_recall_rows;
     let (texts, _) = rows(corpus, n);
-    let input = dir.join("in.parquet");
-    write(&input, &texts)?;
-    let mut sets = Vec::new();
-    for search in ["exact", "hnsw"] {
-        let pairs = dir.join(format!("pairs-{search}.parquet"));
-        let started = Instant::now();
-        let summary = dedupe(&input, &dir.join("out.parquet"), search, Some(&pairs)).await?;
-        let candidates = summary
-            .stage_seconds
-            .iter()
-            .find(|(s, _)| *s == "candidates")
-            .map_or(0.0, |(_, t)| *t);
-        eprintln!(
-            "{search}: candidate search {candidates:.1}s, total {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-        let batch = read_parquet(&pairs);
-        let (a, b) = (
-            batch.column_by_name("row_a").context("row_a")?,
-            batch.column_by_name("row_b").context("row_b")?,
-        );
-        let (a, b) = (
-            a.as_primitive::<UInt64Type>(),
-            b.as_primitive::<UInt64Type>(),
-        );
-        let verified = batch
-            .column_by_name("verified")
-            .context("verified")?
-            .as_boolean();
-        let all: HashSet<(u64, u64)> = (0..batch.num_rows())
-            .map(|r| (a.value(r), b.value(r)))
-            .collect();
-        let kept: HashSet<(u64, u64)> = (0..batch.num_rows())
-            .filter(|&r| verified.value(r))
-            .map(|r| (a.value(r), b.value(r)))
-            .collect();
-        sets.push((all, kept, candidates));
+    let mut seen = HashSet::new();
+    let distinct: Vec<&str> = texts
+        .iter()
+        .filter(|t| seen.insert(normalize(t)))
+        .map(String::as_str)
+        .collect();
+    let model = crossflow::BiEncoder::load(
+        bundled_model_dir(DEFAULT_BI_ENCODER)?,
+        &crossflow::EngineOptions::default(),
+    )?;
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(distinct.len() * model.dimension());
+    for chunk in distinct.chunks(4096) {
+        vectors.extend(model.embed_texts(chunk)?);
     }
-    let share = |x: &HashSet<(u64, u64)>, y: &HashSet<(u64, u64)>| {
-        x.intersection(y).count() as f64 / y.len().max(1) as f64
-    };
+    let dim = model.dimension();
     println!(
-        "\nHNSW against exact search, {n} rows: candidate-pair recall {:.3}, verified-pair recall {:.3}; candidate search {:.1}s (exact) vs {:.1}s (HNSW)",
-        share(&sets[1].0, &sets[0].0),
-        share(&sets[1].1, &sets[0].1),
-        sets[0].2,
-        sets[1].2
+        "\nSearch on {} distinct texts of {n} rows (embedded in {:.1}s), top 10, cosine >= 0.75, {} threads:\n",
+        distinct.len(),
+        started.elapsed().as_secs_f64(),
+        threads()
     );
-    std::fs::remove_dir_all(&dir)?;
+    println!("| search | seconds | candidate pairs | recall of exact pairs |");
+    println!("|---|---:|---:|---:|");
+    let valid = vec![true; distinct.len()];
+    let timed = |name: String,
+                 search: &dyn Fn() -> Vec<crossflow_pipelines::dedupe::candidates::Candidate>,
+                 exact: Option<&HashSet<(usize, usize)>>| {
+        let started = Instant::now();
+        let found: HashSet<(usize, usize)> = search().iter().map(|c| (c.a, c.b)).collect();
+        let seconds = started.elapsed().as_secs_f64();
+        let recall = exact.map_or(1.0, |e| {
+            e.intersection(&found).count() as f64 / e.len().max(1) as f64
+        });
+        println!("| {name} | {seconds:.1} | {} | {recall:.4} |", found.len());
+        found
+    };
+    let exact = timed(
+        "exact".into(),
+        &|| exact_top_k(&vectors, dim, &valid, 10, 0.75, threads()),
+        None,
+    );
+    for &probes in &args.probes {
+        let shape = IvfShape::for_rows(distinct.len(), None, probes);
+        timed(
+            format!("ivf, {} lists, {probes} probes", shape.lists),
+            &|| ivf_top_k(vectors.clone(), dim, &valid, 10, 0.75, shape, threads()),
+            Some(&exact),
+        );
+    }
+    if !args.no_hnsw {
+        timed(
+            "hnsw, ef 100".into(),
+            &|| approximate_top_k(&vectors, dim, &valid, 10, 0.75, 100, threads()),
+            Some(&exact),
+        );
+    }
     Ok(())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn write(path: &Path, texts: &[String]) -> Result<()> {

@@ -82,10 +82,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 .map(|(s, t)| format!("{s} {t:.2}s"))
                 .collect();
             eprintln!(
-                "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} verified, {} clusters, {} duplicates, {} clusters at --max-cluster-size ({})",
+                "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} scored, {} verified, {} clusters, {} duplicates, {} clusters at --max-cluster-size ({})",
                 summary.rows,
                 summary.exact_duplicates,
                 summary.candidates,
+                summary.scored,
                 summary.verified,
                 summary.clusters,
                 summary.duplicates,

@@ -1,7 +1,8 @@
 //! Candidate pairs: for each text its top-k most similar texts by cosine of
 //! L2-normalised embeddings — by exact blocked search over all rows
-//! (quadratic, as blocked matrix products), or through an HNSW index
-//! (`instant-distance`) for large inputs.
+//! (quadratic, as blocked matrix products), through an inverted-file index
+//! over the same products ([`super::ivf`]), or through an HNSW index
+//! (`instant-distance`).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -19,12 +20,13 @@ pub struct Candidate {
 /// Rows of a query block: the scores of a block against a tile are one
 /// matrix product (`matrixmultiply` through `ndarray`, AVX2/FMA kernels picked
 /// at run time), then scanned for each row's top k.
-const BLOCK: usize = 256;
+pub(super) const BLOCK: usize = 256;
 /// Rows of a tile of candidates (the block × tile scores: 2 MiB).
-const TILE: usize = 2048;
+pub(super) const TILE: usize = 2048;
 
+/// A neighbour kept in a row's top-k heap: cosine and row.
 #[derive(PartialEq)]
-struct Scored(f32, usize);
+pub(super) struct Scored(pub f32, pub usize);
 
 impl Eq for Scored {}
 
@@ -83,33 +85,42 @@ fn neighbours(
             for (slot, i) in block.clone().enumerate().filter(|&(_, i)| valid[i]) {
                 let heap = &mut heaps[slot];
                 for (j, &cosine) in tile.clone().zip(scores.row(slot)) {
-                    if cosine >= min
-                        && j != i
-                        && valid[j]
-                        && (heap.len() < k || heap.peek().is_some_and(|w| cosine > w.0))
-                    {
-                        heap.push(Scored(cosine, j));
-                        if heap.len() > k {
-                            heap.pop();
-                        }
+                    if cosine >= min && j != i && valid[j] {
+                        offer(heap, k, cosine, j);
                     }
                 }
             }
         }
         for (slot, heap) in heaps.into_iter().enumerate() {
-            let i = block.start + slot;
-            out.extend(heap.into_iter().map(|Scored(cosine, j)| Candidate {
-                a: i.min(j),
-                b: i.max(j),
-                cosine,
-            }));
+            out.extend(pairs_of(block.start + slot, heap));
         }
     }
     out
 }
 
+/// Keeps neighbour `j` in a top-`k` heap if the heap has room or `cosine`
+/// beats the weakest kept (the caller checks the minimum cosine first: the
+/// hot loops reject most scores on it).
+pub(super) fn offer(heap: &mut BinaryHeap<Scored>, k: usize, cosine: f32, j: usize) {
+    if heap.len() < k || heap.peek().is_some_and(|w| cosine > w.0) {
+        heap.push(Scored(cosine, j));
+        if heap.len() > k {
+            heap.pop();
+        }
+    }
+}
+
+/// Row `i`'s kept neighbours as pairs (`a < b`).
+pub(super) fn pairs_of(i: usize, heap: BinaryHeap<Scored>) -> impl Iterator<Item = Candidate> {
+    heap.into_iter().map(move |Scored(cosine, j)| Candidate {
+        a: i.min(j),
+        b: i.max(j),
+        cosine,
+    })
+}
+
 /// `range` cut into consecutive pieces of at most `size`.
-fn ranges(
+pub(super) fn ranges(
     range: std::ops::Range<usize>,
     size: usize,
 ) -> impl Iterator<Item = std::ops::Range<usize>> {
@@ -118,10 +129,11 @@ fn ranges(
 }
 
 /// Runs `work` over `0..n` split into one contiguous range per thread and
-/// concatenates the candidates found.
-fn in_parallel<F>(n: usize, threads: usize, work: F) -> Vec<Candidate>
+/// concatenates the results in order.
+pub(super) fn in_parallel<T, F>(n: usize, threads: usize, work: F) -> Vec<T>
 where
-    F: Fn(std::ops::Range<usize>) -> Vec<Candidate> + Sync,
+    T: Send,
+    F: Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
 {
     let chunk = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
@@ -140,7 +152,7 @@ where
 }
 
 /// Sorts pairs by (a, b) and keeps one of each (both rows may have found the other).
-fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
+pub(super) fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
     pairs.sort_by_key(|x| (x.a, x.b));
     pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
     pairs

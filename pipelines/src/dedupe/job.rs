@@ -13,7 +13,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use super::candidates::{Candidate, approximate_top_k, exact_top_k};
-use super::clusters::{Clusters, Edge, Representative, centre_clusters, centre_order};
+use super::clusters::{Clusters, Linkage, Representative, centre_clusters, centre_order};
+use super::ivf::{IvfShape, ivf_top_k};
 use super::normalize::normalize;
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
@@ -59,13 +60,19 @@ pub struct DedupeArgs {
     /// pair's score is that label's probability, the lower of both directions
     #[arg(long)]
     pub duplicate_label: Option<String>,
-    /// Neighbour search: exact (quadratic), hnsw (approximate index), or auto
-    /// (exact up to --exact-limit distinct texts)
+    /// Neighbour search: exact (quadratic), ivf (inverted-file index), hnsw
+    /// (graph index), or auto (exact up to --exact-limit distinct texts, ivf above)
     #[arg(long, value_enum, default_value_t = Search::Auto)]
     pub search: Search,
     /// Largest number of distinct texts searched exactly under --search auto
     #[arg(long, default_value_t = 200_000)]
     pub exact_limit: usize,
+    /// Lists of the IVF index [default: 4·√(distinct texts)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ivf_lists: Option<u64>,
+    /// Lists of the IVF index each text is searched in (higher: better recall, slower)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ivf_probes: u64,
     /// Search breadth of the HNSW index (higher: better recall, slower)
     #[arg(long, default_value_t = 100)]
     pub hnsw_ef: usize,
@@ -82,9 +89,11 @@ pub struct DedupeArgs {
 pub enum Search {
     /// Exact, tiled over all pairs.
     Exact,
+    /// Approximate, through an inverted-file index over the same products.
+    Ivf,
     /// Approximate, through an HNSW index.
     Hnsw,
-    /// Exact up to `--exact-limit` distinct texts, HNSW above.
+    /// Exact up to `--exact-limit` distinct texts, IVF above.
     Auto,
 }
 
@@ -94,6 +103,8 @@ pub struct DedupeSummary {
     pub rows: usize,
     pub exact_duplicates: usize,
     pub candidates: usize,
+    /// Candidate pairs the cross-encoder scored (the others could not change a cluster).
+    pub scored: usize,
     pub verified: usize,
     pub clusters: usize,
     pub duplicates: usize,
@@ -165,7 +176,7 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     let vectors = embed(&bi_dir, &options, &texts)?;
     lap(&mut summary, "embed");
 
-    let found = candidates(args, &vectors, unique);
+    let found = candidates(args, vectors, unique);
     summary.candidates = found.len();
     lap(&mut summary, "candidates");
 
@@ -177,29 +188,17 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         models.load_score_model_as_configured()?,
         args.duplicate_label.as_deref(),
     )?;
-    let cross_scores = verifier.scores(&rows.texts, &found)?;
-    let edges: Vec<Edge> = found
+    let (clusters, cross_scores) = verify_and_link(args, &rows, &groups, &found, &verifier)?;
+    summary.scored = cross_scores.iter().flatten().count();
+    summary.verified = cross_scores
         .iter()
-        .zip(&cross_scores)
-        .filter(|&(_, &score)| score >= args.threshold)
-        .map(|(c, &score)| Edge {
-            a: group_of(&groups, c.a),
-            b: group_of(&groups, c.b),
-            score,
-        })
-        .collect();
-    summary.verified = edges.len();
-    lap(&mut summary, "verify");
-
-    let lengths: Vec<usize> = unique
-        .iter()
-        .map(|&r| rows.texts[r].as_ref().map_or(0, |t| t.chars().count()))
-        .collect();
-    let order = centre_order(unique, &lengths, args.representative);
-    let max_rows = args.max_cluster_size.map(|m| m as usize);
-    let clusters = centre_clusters(&groups.sizes, &edges, &order, max_rows);
+        .flatten()
+        .filter(|&&s| s >= args.threshold)
+        .count();
     warn_capped(&clusters, &groups, &rows, args.max_cluster_size);
     summary.capped_clusters = clusters.capped.len();
+    lap(&mut summary, "verify");
+
     let assignment = assign(&groups, &clusters);
     summary.clusters = (0..rows.texts.len())
         .filter(|&r| assignment.cluster[r] == r)
@@ -214,20 +213,29 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
 }
 
 /// Candidate pairs of rows: neighbours of the distinct texts' vectors.
-fn candidates(args: &DedupeArgs, vectors: &[f32], unique: &[usize]) -> Vec<Candidate> {
+fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Candidate> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let valid = vec![true; unique.len()];
     let dim = (vectors.len() / unique.len().max(1)).max(1);
-    let exact = match args.search {
-        Search::Exact => true,
-        Search::Hnsw => false,
-        Search::Auto => unique.len() <= args.exact_limit,
+    let search = match args.search {
+        Search::Auto if unique.len() <= args.exact_limit => Search::Exact,
+        Search::Auto => Search::Ivf,
+        chosen => chosen,
     };
     let (k, min) = (args.top_k, args.min_cosine);
-    let neighbours = if exact {
-        exact_top_k(vectors, dim, &valid, k, min, threads)
-    } else {
-        approximate_top_k(vectors, dim, &valid, k, min, args.hnsw_ef, threads)
+    let neighbours = match search {
+        Search::Ivf => {
+            let lists = args.ivf_lists.map(|l| l as usize);
+            let shape = IvfShape::for_rows(unique.len(), lists, args.ivf_probes as usize);
+            tracing::info!(
+                lists = shape.lists,
+                probes = shape.probes,
+                "IVF candidate search"
+            );
+            ivf_top_k(vectors, dim, &valid, k, min, shape, threads)
+        }
+        Search::Hnsw => approximate_top_k(&vectors, dim, &valid, k, min, args.hnsw_ef, threads),
+        Search::Exact | Search::Auto => exact_top_k(&vectors, dim, &valid, k, min, threads),
     };
     neighbours
         .into_iter()
@@ -237,6 +245,51 @@ fn candidates(args: &DedupeArgs, vectors: &[f32], unique: &[usize]) -> Vec<Candi
             ..c
         })
         .collect()
+}
+
+/// Pairs scored per call of the cross-encoder while linking: small enough
+/// that pairs whose groups were clustered meanwhile are skipped, large enough
+/// to keep every session busy.
+const VERIFY_WINDOW: usize = 2048;
+
+/// Centre linkage of the distinct texts, scoring candidate pairs with the
+/// cross-encoder as the linkage needs them. Returns the clusters and each
+/// candidate's score (`None`: not needed).
+fn verify_and_link(
+    args: &DedupeArgs,
+    rows: &Rows,
+    groups: &Groups,
+    found: &[Candidate],
+    verifier: &Verifier,
+) -> Result<(Clusters, Vec<Option<f32>>)> {
+    let pairs: Vec<(usize, usize)> = found
+        .iter()
+        .map(|c| (group_of(groups, c.a), group_of(groups, c.b)))
+        .collect();
+    let lengths: Vec<usize> = groups
+        .head
+        .iter()
+        .map(|&r| rows.texts[r].as_ref().map_or(0, |t| t.chars().count()))
+        .collect();
+    let order = centre_order(&groups.head, &lengths, args.representative);
+    let linkage = Linkage {
+        threshold: args.threshold,
+        max_rows: args.max_cluster_size.map(|m| m as usize),
+        window: VERIFY_WINDOW,
+    };
+    let text = |row: usize| rows.texts[row].as_deref().unwrap_or_default();
+    let progress = PairProgress::new(Some(found.len() as u64), "verifying");
+    let linked = centre_clusters(&groups.sizes, &pairs, &order, linkage, |wanted| {
+        let texts: Vec<(&str, &str)> = wanted
+            .iter()
+            .map(|&p| (text(found[p].a), text(found[p].b)))
+            .collect();
+        let scores = verifier.score_pairs(&texts)?;
+        progress.inc(wanted.len() as u64);
+        Ok(scores)
+    });
+    progress.finish();
+    linked
 }
 
 /// The group of a row that was embedded (an invariant: candidates are group heads).

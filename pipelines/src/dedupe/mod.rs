@@ -5,6 +5,7 @@
 
 pub mod candidates;
 pub mod clusters;
+pub mod ivf;
 mod job;
 pub mod normalize;
 mod output;

@@ -70,7 +70,7 @@ pub(super) fn write_pairs(
     path: &std::path::Path,
     rows: &Rows,
     found: &[Candidate],
-    cross: &[f32],
+    cross: &[Option<f32>],
     threshold: f32,
 ) -> Result<()> {
     let columns: Vec<(&str, ArrayRef)> = vec![
@@ -106,12 +106,12 @@ pub(super) fn write_pairs(
         ),
         (
             "cross_score",
-            Arc::new(Float32Array::from_iter_values(cross.iter().copied())),
+            Arc::new(Float32Array::from_iter(cross.iter().copied())),
         ),
         (
             "verified",
             Arc::new(BooleanArray::from_iter(
-                cross.iter().map(|&s| Some(s >= threshold)),
+                cross.iter().map(|s| s.map(|s| s >= threshold)),
             )),
         ),
     ];

@@ -12,12 +12,7 @@ use std::sync::Arc;
 use crossflow::head::probabilities;
 use crossflow::{CrossEncoder, Head};
 
-use super::candidates::Candidate;
-use crate::progress::PairProgress;
 use crate::{JobError, Result};
-
-/// Pairs scored per engine call.
-const CHUNK: usize = 4096;
 
 /// How a candidate pair's score is computed.
 pub(super) enum Verifier {
@@ -60,21 +55,8 @@ impl Verifier {
         }
     }
 
-    /// One score per candidate pair of rows, with a progress bar.
-    pub fn scores(&self, texts: &[Option<String>], found: &[Candidate]) -> Result<Vec<f32>> {
-        let progress = PairProgress::new(Some(found.len() as u64), "verifying");
-        let text = |row: usize| texts[row].as_deref().unwrap_or_default();
-        let mut scores = Vec::with_capacity(found.len());
-        for chunk in found.chunks(CHUNK) {
-            let pairs: Vec<(&str, &str)> = chunk.iter().map(|c| (text(c.a), text(c.b))).collect();
-            scores.extend(self.score_pairs(&pairs)?);
-            progress.inc(chunk.len() as u64);
-        }
-        progress.finish();
-        Ok(scores)
-    }
-
-    fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+    /// One score per pair of texts (the first text is the earlier row's).
+    pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         match self {
             Verifier::Score(model) => {
                 let predictions = model.predict_pairs(pairs)?;
