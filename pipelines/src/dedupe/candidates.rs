@@ -57,6 +57,7 @@ pub fn exact_top_k(
     if k == 0 || n < 2 {
         return Vec::new();
     }
+    let k = k.min(n - 1);
     let pairs = in_parallel(n, threads, |rows| {
         neighbours(vectors, dim, valid, rows, k, min_cosine)
     });
@@ -98,11 +99,16 @@ fn neighbours(
     out
 }
 
-/// Keeps neighbour `j` in a top-`k` heap if the heap has room or `cosine`
-/// beats the weakest kept (the caller checks the minimum cosine first: the
-/// hot loops reject most scores on it).
+/// Keeps neighbour `j` in a top-`k` heap if the heap has room or it beats
+/// the weakest kept (higher cosine; equal cosine: lower row, whatever the
+/// order rows are offered in). The caller checks the minimum cosine first:
+/// the hot loops reject most scores on it.
 pub(super) fn offer(heap: &mut BinaryHeap<Scored>, k: usize, cosine: f32, j: usize) {
-    if heap.len() < k || heap.peek().is_some_and(|w| cosine > w.0) {
+    if heap.len() < k
+        || heap
+            .peek()
+            .is_some_and(|weakest| Scored(cosine, j) < *weakest)
+    {
         heap.push(Scored(cosine, j));
         if heap.len() > k {
             heap.pop();
@@ -183,6 +189,7 @@ pub fn approximate_top_k(
     if k == 0 || rows.len() < 2 {
         return Vec::new();
     }
+    let k = k.min(rows.len() - 1);
     let points: Vec<Vector> = rows
         .iter()
         .map(|&i| Vector(vectors[i * dim..(i + 1) * dim].to_vec()))

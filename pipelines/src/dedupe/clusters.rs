@@ -84,6 +84,8 @@ struct Linking<'a> {
     /// Indices of the pairs of each group.
     of_group: Vec<Vec<usize>>,
     scores: Vec<Option<f32>>,
+    /// Pairs already taken into a window (scored or being scored).
+    queued: Vec<bool>,
     assigned: Vec<bool>,
     clusters: Clusters,
 }
@@ -101,6 +103,7 @@ impl<'a> Linking<'a> {
             pairs,
             of_group,
             scores: vec![None; pairs.len()],
+            queued: vec![false; pairs.len()],
             assigned: vec![false; n],
             clusters: Clusters {
                 centre: (0..n).collect(),
@@ -115,9 +118,9 @@ impl<'a> Linking<'a> {
         if a == g { b } else { a }
     }
 
-    /// From `order[next..]`, the groups whose unscored pairs to unclustered
+    /// From `order[next..]`, the groups whose unqueued pairs to unclustered
     /// groups make up about `size` pairs: the end of the window and the pairs.
-    fn window(&self, order: &[usize], next: usize, size: usize) -> (usize, Vec<usize>) {
+    fn window(&mut self, order: &[usize], next: usize, size: usize) -> (usize, Vec<usize>) {
         let mut wanted = Vec::new();
         let mut end = next;
         while end < order.len() && (end == next || wanted.len() < size) {
@@ -126,15 +129,13 @@ impl<'a> Linking<'a> {
             if self.assigned[g] {
                 continue;
             }
-            wanted.extend(
-                self.of_group[g]
-                    .iter()
-                    .copied()
-                    .filter(|&p| self.scores[p].is_none() && !self.assigned[self.other(p, g)]),
-            );
+            for &p in &self.of_group[g] {
+                if !self.queued[p] && !self.assigned[self.other(p, g)] {
+                    self.queued[p] = true;
+                    wanted.push(p);
+                }
+            }
         }
-        wanted.sort_unstable();
-        wanted.dedup();
         (end, wanted)
     }
 
@@ -283,6 +284,40 @@ mod tests {
             [Some(0.9), None, None, Some(0.9), Some(0.3), Some(0.9)],
             "1~2 and 1~3 are never scored"
         );
+    }
+
+    proptest::proptest! {
+        /// Any window size, any cap, any visiting order: lazy scoring gives
+        /// the clusters of scoring every pair first.
+        #[test]
+        fn windows_change_what_is_scored_not_the_clusters(
+            sizes in proptest::collection::vec(1usize..4, 1..12),
+            raw in proptest::collection::vec((0usize..12, 0usize..12, 0.0f32..1.0), 0..40),
+            max_rows in proptest::option::of(1usize..8),
+            window in 1usize..6,
+            rotate in 0usize..12,
+            reverse: bool,
+        ) {
+            let n = sizes.len();
+            let mut seen = std::collections::HashSet::new();
+            let pairs: Vec<(usize, usize, f32)> = raw
+                .into_iter()
+                .map(|(a, b, s)| (a % n, b % n, s))
+                .filter(|&(a, b, _)| a < b && seen.insert((a, b)))
+                .collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.rotate_left(rotate % n);
+            if reverse {
+                order.reverse();
+            }
+            let (eager, every) = link_in_windows(&sizes, &pairs, &order, max_rows, usize::MAX);
+            let (lazy, some) = link_in_windows(&sizes, &pairs, &order, max_rows, window);
+            proptest::prop_assert_eq!(lazy, eager);
+            proptest::prop_assert!(every.iter().all(Option::is_some));
+            for (lazy, eager) in some.iter().zip(&every) {
+                proptest::prop_assert!(lazy.is_none() || lazy == eager);
+            }
+        }
     }
 
     #[test]

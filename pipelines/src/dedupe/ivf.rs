@@ -24,12 +24,15 @@ const ITERATIONS: usize = 10;
 /// How many lists the index has and how many of them each row searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IvfShape {
+    /// Lists (k-means centroids) the vectors are cut into.
     pub lists: usize,
+    /// Lists each row is searched in: those of its nearest centroids.
     pub probes: usize,
 }
 
 impl IvfShape {
-    /// `lists` (default: 4·√rows, at least 1) and `probes` for `rows` vectors.
+    /// The shape for `rows` vectors: `lists` (default 4·√rows) clamped to
+    /// `1..=rows`, `probes` to `1..=lists`.
     pub fn for_rows(rows: usize, lists: Option<usize>, probes: usize) -> Self {
         let lists = lists.unwrap_or_else(|| (4.0 * (rows as f64).sqrt()).round() as usize);
         let lists = lists.clamp(1, rows.max(1));
@@ -57,6 +60,7 @@ pub fn ivf_top_k(
     if k == 0 || rows.len() < 2 {
         return Vec::new();
     }
+    let k = k.min(rows.len() - 1);
     let shape = IvfShape::for_rows(rows.len(), Some(shape.lists), shape.probes);
     let all = ArrayView2::from_shape((valid.len(), dim), &vectors).expect("vectors are n × dim");
     let centroids = train(all, &rows, shape.lists, threads);
@@ -208,10 +212,11 @@ fn nearest_centroids(
             let queries = all.select(Axis(0), &rows[block]);
             let scores = queries.dot(&centroids.t());
             for row in scores.outer_iter() {
+                // A NaN score (from a NaN input) ranks last, not first.
                 let mut ranked: Vec<(f32, u32)> = row
                     .iter()
                     .enumerate()
-                    .map(|(l, &c)| (c, l as u32))
+                    .map(|(l, &c)| (if c.is_nan() { f32::NEG_INFINITY } else { c }, l as u32))
                     .collect();
                 let best_first =
                     |x: &(f32, u32), y: &(f32, u32)| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1));
@@ -242,6 +247,7 @@ fn permute_rows(data: &mut [f32], dim: usize, source: &[usize]) {
         loop {
             done[p] = true;
             let from = source[p];
+            assert!(from == start || !done[from], "source is a permutation");
             if from == start {
                 data[p * dim..(p + 1) * dim].copy_from_slice(&scratch);
                 break;
@@ -284,6 +290,38 @@ mod tests {
         let mut data: Vec<f32> = (0..10).map(|x| x as f32).collect();
         permute_rows(&mut data, 2, &[3, 0, 2, 4, 1]);
         assert_eq!(data, [6.0, 7.0, 0.0, 1.0, 4.0, 5.0, 8.0, 9.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn tiny_and_degenerate_inputs() {
+        let two = [unit(&[1.0, 0.0]), unit(&[0.9, 0.1])].concat();
+        let shape = IvfShape {
+            lists: 5,
+            probes: 9,
+        };
+        let found = ivf_top_k(two.clone(), 2, &[true, true], 100, 0.5, shape, 2);
+        assert_eq!(
+            found.iter().map(|c| (c.a, c.b)).collect::<Vec<_>>(),
+            [(0, 1)]
+        );
+        assert!(ivf_top_k(two.clone(), 2, &[true, true], 0, 0.5, shape, 2).is_empty());
+        assert!(ivf_top_k(two.clone(), 2, &[false, true], 3, 0.5, shape, 2).is_empty());
+        assert!(ivf_top_k(Vec::new(), 2, &[], 3, 0.5, shape, 2).is_empty());
+        // Identical vectors leave lists empty; every copy is still found.
+        let same: Vec<f32> = (0..6).flat_map(|_| unit(&[0.6, 0.8])).collect();
+        let found = ivf_top_k(
+            same,
+            2,
+            &[true; 6],
+            5,
+            0.5,
+            IvfShape {
+                lists: 3,
+                probes: 1,
+            },
+            2,
+        );
+        assert_eq!(found.len(), 15, "all pairs of six copies");
     }
 
     #[test]

@@ -278,7 +278,8 @@ fn verify_and_link(
         window: VERIFY_WINDOW,
     };
     let text = |row: usize| rows.texts[row].as_deref().unwrap_or_default();
-    let progress = PairProgress::new(Some(found.len() as u64), "verifying");
+    // No total: pairs that cannot change a cluster are never scored.
+    let progress = PairProgress::new(None, "verifying");
     let linked = centre_clusters(&groups.sizes, &pairs, &order, linkage, |wanted| {
         let texts: Vec<(&str, &str)> = wanted
             .iter()
