@@ -105,55 +105,18 @@ async fn exact_copies_and_paraphrases_cluster_and_the_rest_stay_alone() {
         );
     }
 
-    let hnsw = dir.path().join("hnsw.parquet");
-    dedupe(&[
-        "--input",
-        &s(&input),
-        "--text-column",
-        "body",
-        "--id-column",
-        "doc_id",
-        "--output",
-        &s(&hnsw),
-        "--min-cosine",
-        "0.5",
-        "--search",
-        "hnsw",
-    ])
-    .await
-    .unwrap();
-    assert_eq!(
-        clusters_of(&read_parquet(&hnsw)),
-        cluster,
-        "the HNSW index finds the same clusters here"
-    );
-
-    let ivf = dir.path().join("ivf.parquet");
-    dedupe(&[
-        "--input",
-        &s(&input),
-        "--text-column",
-        "body",
-        "--id-column",
-        "doc_id",
-        "--output",
-        &s(&ivf),
-        "--min-cosine",
-        "0.5",
-        "--search",
-        "ivf",
-        "--ivf-lists",
-        "2",
-        "--ivf-probes",
-        "2",
-    ])
-    .await
-    .unwrap();
-    assert_eq!(
-        clusters_of(&read_parquet(&ivf)),
-        cluster,
-        "the IVF index probing both its lists finds the same clusters"
-    );
+    // The indexes find the same clusters here (IVF probing both its lists).
+    for search in [
+        &["--search", "hnsw"][..],
+        &["--search", "ivf", "--ivf-lists", "2", "--ivf-probes", "2"],
+    ] {
+        let out = dir.path().join(format!("{}.parquet", search[1]));
+        let flags = job_flags(&input, &out);
+        dedupe_with(&flags, &[&["--min-cosine", "0.5"][..], search].concat())
+            .await
+            .unwrap();
+        assert_eq!(clusters_of(&read_parquet(&out)), cluster, "{search:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,16 @@ where
     })
 }
 
+/// The valid rows and `k` clamped to their number less one; `None` when
+/// there is nothing to search (`k` = 0 or fewer than two valid rows).
+pub(super) fn searchable(valid: &[bool], k: usize) -> Option<(Vec<usize>, usize)> {
+    let rows: Vec<usize> = (0..valid.len()).filter(|&i| valid[i]).collect();
+    (k > 0 && rows.len() >= 2).then(|| {
+        let k = k.min(rows.len() - 1);
+        (rows, k)
+    })
+}
+
 /// Sorts pairs by (a, b) and keeps one of each (both rows may have found the other).
 pub(super) fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
     pairs.sort_by_key(|x| (x.a, x.b));
@@ -185,11 +195,9 @@ pub fn approximate_top_k(
     ef: usize,
     threads: usize,
 ) -> Vec<Candidate> {
-    let rows: Vec<usize> = (0..valid.len()).filter(|&i| valid[i]).collect();
-    if k == 0 || rows.len() < 2 {
+    let Some((rows, k)) = searchable(valid, k) else {
         return Vec::new();
-    }
-    let k = k.min(rows.len() - 1);
+    };
     let points: Vec<Vector> = rows
         .iter()
         .map(|&i| Vector(vectors[i * dim..(i + 1) * dim].to_vec()))
@@ -244,8 +252,24 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// At least `share` of the `exact` pairs are in `found`.
+    pub(in crate::dedupe) fn assert_recall_at_least(
+        found: &[Candidate],
+        exact: &[Candidate],
+        share: f64,
+    ) {
+        let exact: std::collections::HashSet<(usize, usize)> =
+            exact.iter().map(|c| (c.a, c.b)).collect();
+        let kept = found.iter().filter(|c| exact.contains(&(c.a, c.b))).count();
+        assert!(
+            kept as f64 >= share * exact.len() as f64,
+            "recall {kept}/{}",
+            exact.len()
+        );
+    }
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -334,17 +358,7 @@ mod tests {
         let valid = vec![true; n];
         let exact = exact_top_k(&vectors, 4, &valid, 3, 0.9, 2);
         let approximate = approximate_top_k(&vectors, 4, &valid, 3, 0.9, 64, 2);
-        let exact_set: std::collections::HashSet<(usize, usize)> =
-            exact.iter().map(|c| (c.a, c.b)).collect();
-        let found = approximate
-            .iter()
-            .filter(|c| exact_set.contains(&(c.a, c.b)))
-            .count();
-        assert!(
-            found as f64 >= 0.9 * exact_set.len() as f64,
-            "recall {found}/{}",
-            exact_set.len()
-        );
+        assert_recall_at_least(&approximate, &exact, 0.9);
         assert!(approximate.iter().all(|c| c.a < c.b && c.cosine >= 0.9));
     }
 

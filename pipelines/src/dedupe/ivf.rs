@@ -13,7 +13,7 @@ use std::collections::BinaryHeap;
 use ndarray::{Array2, ArrayView2, Axis, s};
 
 use super::candidates::{
-    BLOCK, Candidate, Scored, TILE, in_parallel, offer, pairs_of, ranges, unique_pairs,
+    BLOCK, Candidate, Scored, TILE, in_parallel, offer, pairs_of, ranges, searchable, unique_pairs,
 };
 
 /// Sampled rows per list that train the centroids.
@@ -56,11 +56,9 @@ pub fn ivf_top_k(
     shape: IvfShape,
     threads: usize,
 ) -> Vec<Candidate> {
-    let rows: Vec<usize> = (0..valid.len()).filter(|&i| valid[i]).collect();
-    if k == 0 || rows.len() < 2 {
+    let Some((rows, k)) = searchable(valid, k) else {
         return Vec::new();
-    }
-    let k = k.min(rows.len() - 1);
+    };
     let shape = IvfShape::for_rows(rows.len(), Some(shape.lists), shape.probes);
     let all = ArrayView2::from_shape((valid.len(), dim), &vectors).expect("vectors are n × dim");
     let centroids = train(all, &rows, shape.lists, threads);
@@ -262,6 +260,7 @@ fn permute_rows(data: &mut [f32], dim: usize, source: &[usize]) {
 mod tests {
     use super::*;
     use crate::dedupe::candidates::exact_top_k;
+    use crate::dedupe::candidates::tests::assert_recall_at_least;
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -356,17 +355,7 @@ mod tests {
             }
         );
         let ivf = ivf_top_k(vectors.clone(), 5, &valid, 5, 0.8, shape, 2);
-        let exact_set: std::collections::HashSet<(usize, usize)> =
-            exact.iter().map(|c| (c.a, c.b)).collect();
-        let found = ivf
-            .iter()
-            .filter(|c| exact_set.contains(&(c.a, c.b)))
-            .count();
-        assert!(
-            found as f64 >= 0.9 * exact_set.len() as f64,
-            "recall {found}/{}",
-            exact_set.len()
-        );
+        assert_recall_at_least(&ivf, &exact, 0.9);
         let dot = |i: usize, j: usize| -> f32 {
             (0..5)
                 .map(|d| vectors[i * 5 + d] * vectors[j * 5 + d])
