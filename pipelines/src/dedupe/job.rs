@@ -1,25 +1,20 @@
 //! The dedupe job: read, group exact duplicates, embed, find candidates,
 //! verify, cluster, write.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use crossflow::{BiEncoder, EngineOptions};
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::candidates::{Candidate, approximate_top_k, exact_top_k};
 use super::clusters::{Clusters, Linkage, Representative, centre_clusters, centre_order};
+use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
-use super::normalize::normalize;
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
 use crate::Result;
-use crate::columns;
 use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
 use crate::progress::PairProgress;
 
@@ -111,23 +106,6 @@ pub struct DedupeSummary {
     /// Clusters that left a verified match out because of --max-cluster-size.
     pub capped_clusters: usize,
     pub stage_seconds: Vec<(&'static str, f64)>,
-}
-
-/// The input as read, with the texts and ids of its rows in the same order.
-pub(super) struct Rows {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-    pub texts: Vec<Option<String>>,
-    pub ids: Vec<Option<String>>,
-}
-
-/// Rows grouped by normalised text (null and empty texts are in no group).
-/// A group's head is the row embedded, verified and named for the whole group:
-/// its first row, or its longest text under `--representative longest`.
-struct Groups {
-    of_row: Vec<Option<usize>>,
-    head: Vec<usize>,
-    sizes: Vec<usize>,
 }
 
 /// Per row: the representative row of its cluster, the row it matches
@@ -293,11 +271,6 @@ fn verify_and_link(
     linked
 }
 
-/// The group of a row that was embedded (an invariant: candidates are group heads).
-fn group_of(groups: &Groups, row: usize) -> usize {
-    groups.of_row[row].expect("candidate rows have a non-empty text")
-}
-
 /// Cluster, match and score of every row from the clusters of its group.
 fn assign(groups: &Groups, clusters: &Clusters) -> Assignment {
     let n = groups.of_row.len();
@@ -351,71 +324,6 @@ fn warn_capped(clusters: &Clusters, groups: &Groups, rows: &Rows, max: Option<u6
             ""
         }
     );
-}
-
-/// Reads the whole input once; the output is these batches with columns added,
-/// so every result row is attached to the row it was computed from.
-async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result<Rows> {
-    let df = ctx
-        .read_parquet(&args.input, ParquetReadOptions::default())
-        .await?;
-    let schema = df.schema().inner().clone();
-    let text_index = columns::index_of(&schema, &args.text_column, &args.input)?;
-    let id_index = match &args.id_column {
-        Some(column) => Some(columns::index_of(&schema, column, &args.input)?),
-        None => None,
-    };
-    let mut rows = Rows {
-        schema,
-        batches: df.collect().await?,
-        texts: Vec::new(),
-        ids: Vec::new(),
-    };
-    for batch in &rows.batches {
-        let text = columns::text_array(batch.column(text_index), &args.text_column, &args.input)?;
-        rows.texts.extend(columns::owned_texts(&text)?);
-        match id_index {
-            Some(index) => {
-                let ids = cast(batch.column(index), &DataType::Utf8)?;
-                rows.ids
-                    .extend(ids.as_string::<i32>().iter().map(|v| v.map(str::to_owned)));
-            }
-            None => {
-                let start = rows.ids.len();
-                rows.ids
-                    .extend((start..start + batch.num_rows()).map(|i| Some(i.to_string())));
-            }
-        }
-    }
-    Ok(rows)
-}
-
-/// Groups rows whose normalised texts are equal, in order of first
-/// appearance. Null and empty texts are in no group.
-fn exact_groups(texts: &[Option<String>], rule: Representative) -> Groups {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups = Groups {
-        of_row: vec![None; texts.len()],
-        head: Vec::new(),
-        sizes: Vec::new(),
-    };
-    for (row, text) in texts.iter().enumerate() {
-        let Some(key) = text.as_deref().map(normalize).filter(|k| !k.is_empty()) else {
-            continue;
-        };
-        let group = *index.entry(key).or_insert_with(|| {
-            groups.head.push(row);
-            groups.sizes.push(0);
-            groups.head.len() - 1
-        });
-        groups.sizes[group] += 1;
-        groups.of_row[row] = Some(group);
-        let chars = |r: usize| texts[r].as_ref().map_or(0, |t| t.chars().count());
-        if rule == Representative::Longest && chars(row) > chars(groups.head[group]) {
-            groups.head[group] = row;
-        }
-    }
-    groups
 }
 
 fn embed(dir: &std::path::Path, options: &EngineOptions, texts: &[&str]) -> Result<Vec<f32>> {

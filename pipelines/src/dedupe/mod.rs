@@ -5,6 +5,7 @@
 
 pub mod candidates;
 pub mod clusters;
+mod input;
 pub mod ivf;
 mod job;
 pub mod normalize;

@@ -10,7 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 
 use super::candidates::Candidate;
-use super::job::{Assignment, DedupeArgs, Rows};
+use super::input::Rows;
+use super::job::{Assignment, DedupeArgs};
 use crate::{JobError, Result};
 
 /// Writes every input row, as read, with cluster_id, is_duplicate,
