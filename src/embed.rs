@@ -7,25 +7,28 @@
 //! pooling over the attention mask) and, when `modules.json` lists a
 //! `Normalize` module, L2 normalisation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::batching;
 use crate::model::{ModelConfig, ModelFiles, graph};
-use crate::options::{EngineOptions, invariance, session_settings};
-use crate::runner::Run;
-use crate::session::{OrtModel, Output};
+use crate::options::{EngineOptions, invariance, queue_limits, session_settings};
+use crate::queue::{self, Scheduler};
+use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::Texts;
-use crate::tokenize::{EncodedPair, PairTokenizer};
+use crate::tokenize::PairTokenizer;
 use crate::{Error, Result};
 
 /// Texts of different lengths that check a rewritten graph at load time.
-const PROBES: [&str; 3] = [
+const PROBES: [&str; 6] = [
     "A man is playing a guitar on the stage.",
     "Yes.",
     "The quick brown fox jumps over the lazy dog near the river bank.",
+    "How do I reset my password?",
+    "A",
+    "The committee postponed the vote on the new budget until next Thursday, citing missing figures.",
 ];
 
 /// How token vectors become one sentence vector.
@@ -63,14 +66,19 @@ struct SentenceBertConfig {
 #[derive(Debug)]
 pub struct BiEncoder {
     name: String,
-    onnx: std::path::PathBuf,
     tokenizer: PairTokenizer,
-    model: OrtModel,
+    scheduler: Scheduler,
+    dimension: usize,
+    stats: Arc<Stats>,
+}
+
+/// How one batch's graph output becomes one vector per text.
+#[derive(Debug, Clone)]
+struct Pooler {
+    onnx: PathBuf,
     pooling: Pooling,
     normalize: bool,
     dimension: usize,
-    limits: batching::BatchLimits,
-    stats: Stats,
 }
 
 /// Embeddings of a set of rows: `dimension` floats per row; null rows are zeros.
@@ -132,25 +140,38 @@ impl BiEncoder {
             || tokenizer.encode_texts(&PROBES),
             tokenizer.pad_id(),
         )?;
-        let model = prepared.model;
         let mut limits = options.limits;
         if prepared.one_pair_per_batch {
             limits.max_batch_pairs = 1;
         }
-        Ok(Self {
-            name: files
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+        let name = files
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dimension = pooling_config.word_embedding_dimension;
+        let pooler = Pooler {
             onnx: files.onnx,
-            tokenizer,
-            model,
             pooling,
             normalize,
-            dimension: pooling_config.word_embedding_dimension,
-            limits,
-            stats: Stats::default(),
+            dimension,
+        };
+        let sessions = prepared.model.into_sessions();
+        let stats = Arc::new(Stats::default());
+        let config = queue::Config {
+            name: name.clone(),
+            batches: limits,
+            queue: queue_limits(options, limits, sessions.len()),
+            pad_id: tokenizer.pad_id(),
+            width: dimension,
+            rows: Box::new(move |out, lengths| pooler.pool(out, lengths)),
+        };
+        Ok(Self {
+            name,
+            tokenizer,
+            scheduler: Scheduler::start(sessions, config, stats.clone())?,
+            dimension,
+            stats,
         })
     }
 
@@ -197,20 +218,11 @@ impl BiEncoder {
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         self.stats.record_call(texts.len(), 0);
         self.stats.record_run(texts.len(), truncated);
-        let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
-        let run = Run {
-            model: &self.model,
-            encoded: &encoded,
-            pad_id: self.tokenizer.pad_id(),
-            stats: &self.stats,
-            width: self.dimension,
-        };
-        run.all(&batching::plan(&lengths, self.limits), |batch, out| {
-            let lengths: Vec<usize> = batch.indices.iter().map(|&i| encoded[i].len()).collect();
-            self.pool(out, &lengths)
-        })
+        self.scheduler.run(encoded)
     }
+}
 
+impl Pooler {
     /// Pools one batch's output into one vector per row.
     fn pool(&self, out: Output, lengths: &[usize]) -> Result<Vec<f32>> {
         let dim = self.dimension;

@@ -1,37 +1,38 @@
 //! [`CrossEncoder`]: a loaded model that scores text pairs.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{BooleanArray, Float32Array};
 
-use crate::batching::{self, BatchLimits};
+use crate::batching::BatchLimits;
 use crate::cache::{Key, PairCache};
 use crate::head::Head;
 use crate::model::graph;
 use crate::model::{ModelConfig, ModelFiles};
-use crate::options::{EngineOptions, invariance, session_settings};
+use crate::options::{EngineOptions, invariance, queue_limits, session_settings};
 use crate::output::{self, ClassifiedArrays};
-use crate::runner::Run;
-use crate::session::OrtModel;
+use crate::queue::{self, Scheduler};
+use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
 use crate::tokenize::PairTokenizer;
 use crate::{Error, Result};
 
-/// A cross-encoder ready to score pairs. Cheap to share (`Arc`); concurrent
-/// callers share one ONNX Runtime session.
+/// A cross-encoder ready to score pairs. Share it (`Arc`): concurrent callers
+/// go through one queue to the model's sessions, and share micro-batches.
 pub struct CrossEncoder {
     name: String,
     files: ModelFiles,
     config: ModelConfig,
     head: Head,
     tokenizer: PairTokenizer,
-    model: OrtModel,
+    scheduler: Scheduler,
     limits: BatchLimits,
     batch_invariant: bool,
     cache: Option<PairCache>,
-    stats: Stats,
+    stats: Arc<Stats>,
 }
 
 /// Raw model outputs for a set of rows: `num_labels` logits per row, and
@@ -107,17 +108,28 @@ impl CrossEncoder {
             cache_pairs = options.cache_pairs, cpu = %crate::CpuInfo::host(), "model loaded");
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
+        let sessions = model.into_sessions();
+        let stats = Arc::new(Stats::default());
+        let queue = queue::Config {
+            name: name.clone(),
+            batches: limits,
+            queue: queue_limits(options, limits, sessions.len()),
+            pad_id: tokenizer.pad_id(),
+            width: head.num_labels(),
+            rows: Box::new(logits_of_batch(files.onnx.clone(), head.num_labels())),
+        };
+        let scheduler = Scheduler::start(sessions, queue, stats.clone())?;
         Ok(Self {
             name,
             files,
             head,
             config,
             tokenizer,
-            model,
+            scheduler,
             limits,
             batch_invariant,
             cache,
-            stats: Stats::default(),
+            stats,
         })
     }
 
@@ -160,7 +172,7 @@ impl CrossEncoder {
 
     /// Number of ONNX Runtime sessions micro-batches are spread over.
     pub fn sessions(&self) -> usize {
-        self.model.workers()
+        self.scheduler.workers()
     }
 
     /// Counters since the model was loaded.
@@ -267,36 +279,13 @@ impl CrossEncoder {
         Ok(logits)
     }
 
-    /// Tokenizes, batches and runs distinct pairs; returns their logits in
-    /// input order.
+    /// Tokenizes distinct pairs and runs them through the model's queue;
+    /// returns their logits in input order.
     fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         self.stats.record_run(pairs.len(), truncated);
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
-        let labels = self.head.num_labels();
-        let run = Run {
-            model: &self.model,
-            encoded: &encoded,
-            pad_id: self.tokenizer.pad_id(),
-            stats: &self.stats,
-            width: labels,
-        };
-        let logits = run.all(&batching::plan(&lengths, self.limits), |batch, out| {
-            let width = out.shape.get(1).copied().unwrap_or(1);
-            if out.shape.len() > 2 || width != labels {
-                return Err(Error::InvalidModel {
-                    path: self.files.onnx.clone(),
-                    reason: format!(
-                        "the graph's output has shape {:?} for {} pairs; config.json names {labels} labels",
-                        out.shape,
-                        batch.indices.len()
-                    ),
-                });
-            }
-            Ok(out.data)
-        })?;
-        Ok(logits)
+        self.scheduler.run(encoded)
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {
@@ -317,7 +306,7 @@ impl CrossEncoder {
 }
 
 /// Pairs of different lengths that check a rewritten graph at load time.
-const PROBES: [(&str, &str); 3] = [
+const PROBES: [(&str, &str); 8] = [
     (
         "A man is playing a guitar on the stage.",
         "Someone plays an instrument.",
@@ -327,7 +316,46 @@ const PROBES: [(&str, &str); 3] = [
         "The quick brown fox jumps over the lazy dog near the river bank.",
         "A fox jumps.",
     ),
+    (
+        "How do I reset my password?",
+        "Steps to change a forgotten password",
+    ),
+    (
+        "Two dogs run through the snow.",
+        "Two dogs are running outside in winter.",
+    ),
+    (
+        "I love this film!",
+        "I hated every minute of that movie and left early.",
+    ),
+    ("A", "B"),
+    (
+        "The committee postponed the vote on the new budget until next Thursday, citing missing figures.",
+        "The budget vote was delayed.",
+    ),
 ];
+
+/// Reads one batch's logits: `labels` per row, else the graph does not
+/// match its config.
+fn logits_of_batch(
+    onnx: PathBuf,
+    labels: usize,
+) -> impl Fn(Output, &[usize]) -> Result<Vec<f32>> + Send + Sync {
+    move |out, lengths| {
+        let width = out.shape.get(1).copied().unwrap_or(1);
+        if out.shape.len() > 2 || width != labels {
+            return Err(Error::InvalidModel {
+                path: onnx.clone(),
+                reason: format!(
+                    "the graph's output has shape {:?} for {} pairs; config.json names {labels} labels",
+                    out.shape,
+                    lengths.len()
+                ),
+            });
+        }
+        Ok(out.data)
+    }
+}
 
 fn model_name(dir: &Path) -> String {
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());

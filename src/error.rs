@@ -55,6 +55,11 @@ pub enum Error {
         has: String,
     },
 
+    /// A model's scheduler could not answer (its workers stopped, or a
+    /// worker failed in a way that is a bug).
+    #[error("model scheduler: {0}")]
+    Scheduler(String),
+
     /// Building an Arrow array failed.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),

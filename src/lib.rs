@@ -5,6 +5,8 @@
 //! `[CLS] a [SEP] b [SEP]`, runs them through ONNX Runtime in length-sorted,
 //! token-budgeted micro-batches and applies the head the model's config
 //! describes (a relevance / similarity score, or a classification such as NLI).
+//! Each loaded model has one scheduler: a bounded queue in front of worker
+//! threads that own its sessions, shared by every caller (see `QueueLimits`).
 //!
 //! The crate knows nothing about SQL or Kafka: it takes Arrow string arrays
 //! (or constants) in and gives Arrow arrays out.
@@ -32,7 +34,7 @@ pub mod install;
 pub mod model;
 mod options;
 mod output;
-mod runner;
+mod queue;
 pub mod runtime;
 mod session;
 pub mod stats;
@@ -47,6 +49,7 @@ pub use head::{Activation, Head};
 pub use model::{ModelConfig, ModelFiles};
 pub use options::EngineOptions;
 pub use output::{ClassifiedArrays, at_least, probability_fields};
+pub use queue::{QueueLimits, QueueOptions};
 pub use runtime::Device;
 pub use stats::StatsSnapshot;
 pub use texts::Texts;

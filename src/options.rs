@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::batching::BatchLimits;
 use crate::head::Activation;
 use crate::model::graph::Invariance;
+use crate::queue::{QueueLimits, QueueOptions};
 use crate::runtime::Device;
 use crate::session::SessionSettings;
 
@@ -47,6 +48,18 @@ pub struct EngineOptions {
     /// Distinct pairs whose outputs are kept across calls, so a pair seen
     /// again is not run again (0, the default: no cache). See [`crate::cache`].
     pub cache_pairs: usize,
+    /// Bounds of the model's queue (default: [`crate::QueueLimits::for_workers`]).
+    pub queue: QueueOptions,
+}
+
+/// The queue bounds in force for a model whose batches have `limits` and
+/// which runs `workers` sessions.
+pub(crate) fn queue_limits(
+    options: &EngineOptions,
+    limits: BatchLimits,
+    workers: usize,
+) -> QueueLimits {
+    options.queue.resolve(options.device, limits, workers)
 }
 
 /// How the options ask for batch-invariant results.

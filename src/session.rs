@@ -1,8 +1,8 @@
-//! The ONNX Runtime sessions of one model: a small pool, one session per
-//! worker, shared by all callers.
+//! The ONNX Runtime sessions of one model: one per worker of the model's
+//! [`crate::queue::Scheduler`], which owns them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use ort::ep::CUDA;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
@@ -23,10 +23,22 @@ pub(crate) struct SessionSettings {
     pub ort_library: Option<PathBuf>,
 }
 
-/// A loaded graph and what its inputs / output are called.
+/// A loaded graph: its sessions, before they go to the scheduler's workers.
 #[derive(Debug)]
 pub(crate) struct OrtModel {
-    sessions: Vec<Mutex<Session>>,
+    sessions: Vec<OrtSession>,
+}
+
+/// One ONNX Runtime session, owned by one worker thread.
+#[derive(Debug)]
+pub(crate) struct OrtSession {
+    session: Session,
+    signature: Arc<Signature>,
+}
+
+/// What the graph's inputs and output are called and typed.
+#[derive(Debug)]
+struct Signature {
     ids_type: TensorElementType,
     has_token_type_ids: bool,
     output: String,
@@ -139,42 +151,68 @@ impl OrtModel {
                 }
             },
         };
-        Ok(Self {
-            sessions: sessions.into_iter().map(Mutex::new).collect(),
+        let signature = Arc::new(Signature {
             ids_type,
             has_token_type_ids,
             output,
-        })
+        });
+        let sessions = sessions
+            .into_iter()
+            .map(|session| OrtSession {
+                session,
+                signature: signature.clone(),
+            })
+            .collect();
+        Ok(Self { sessions })
     }
 
-    /// Number of sessions in the pool.
-    pub fn workers(&self) -> usize {
-        self.sessions.len()
+    /// The sessions, one per worker.
+    pub fn into_sessions(self) -> Vec<OrtSession> {
+        self.sessions
     }
 
-    /// Runs one batch on session `worker`; returns the output, row-major.
-    pub fn run(&self, worker: usize, batch: &PaddedBatch) -> Result<Output> {
+    /// Whether every row of one padded batch of `probes`, run here, gets
+    /// exactly (bit for bit) the output `reference` gives it alone.
+    pub fn agrees_batched_with(
+        &mut self,
+        reference: &mut OrtModel,
+        probes: &[EncodedPair],
+        pad_id: u32,
+    ) -> Result<bool> {
+        self.sessions[0].agrees_batched_with(&mut reference.sessions[0], probes, pad_id)
+    }
+}
+
+impl OrtSession {
+    /// Runs one batch; returns the output, row-major.
+    pub fn run(&mut self, batch: &PaddedBatch) -> Result<Output> {
         let shape = [batch.rows, batch.cols];
+        let signature = &*self.signature;
         let mut inputs: Vec<(&str, SessionInputValue)> = vec![
-            ("input_ids", self.tensor(shape, &batch.input_ids)?),
-            ("attention_mask", self.tensor(shape, &batch.attention_mask)?),
+            ("input_ids", signature.tensor(shape, &batch.input_ids)?),
+            (
+                "attention_mask",
+                signature.tensor(shape, &batch.attention_mask)?,
+            ),
         ];
-        if self.has_token_type_ids {
-            inputs.push(("token_type_ids", self.tensor(shape, &batch.token_type_ids)?));
+        if signature.has_token_type_ids {
+            inputs.push((
+                "token_type_ids",
+                signature.tensor(shape, &batch.token_type_ids)?,
+            ));
         }
-        let mut session = self.sessions[worker % self.sessions.len()]
-            .lock()
-            .map_err(|_| Error::ort("running a batch", "a previous run panicked"))?;
-        let outputs = session
+        let outputs = self
+            .session
             .run(inputs)
             .map_err(|e| Error::ort("running a batch", e))?;
-        let (shape, data) = outputs[self.output.as_str()]
+        let output = signature.output.as_str();
+        let (shape, data) = outputs[output]
             .try_extract_tensor::<f32>()
-            .map_err(|e| Error::ort(format!("reading output {:?}", self.output), e))?;
+            .map_err(|e| Error::ort(format!("reading output {output:?}"), e))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         if shape.first() != Some(&batch.rows) {
             return Err(Error::ort(
-                format!("reading output {:?}", self.output),
+                format!("reading output {output:?}"),
                 format!("expected {} rows, got shape {shape:?}", batch.rows),
             ));
         }
@@ -184,35 +222,30 @@ impl OrtModel {
         })
     }
 
-    /// Whether every row of one padded batch of `probes`, run here, gets the
-    /// output `reference` gives it alone (within 1e-4).
-    pub fn agrees_batched_with(
-        &self,
-        reference: &OrtModel,
+    fn agrees_batched_with(
+        &mut self,
+        reference: &mut OrtSession,
         probes: &[EncodedPair],
         pad_id: u32,
     ) -> Result<bool> {
         let members: Vec<&EncodedPair> = probes.iter().collect();
         let longest = probes.iter().map(EncodedPair::len).max().unwrap_or(0);
-        let batched = self.run(0, &PaddedBatch::new(&members, longest, pad_id))?;
+        let batched = self.run(&PaddedBatch::new(&members, longest, pad_id))?;
         let width = batched.data.len() / probes.len().max(1);
         for (row, probe) in members.iter().enumerate() {
-            let alone = reference.run(0, &PaddedBatch::new(&[probe], probe.len(), pad_id))?;
+            let alone = reference.run(&PaddedBatch::new(&[probe], probe.len(), pad_id))?;
             // A token-level output ([rows, tokens, hidden]) compares over the
             // pair's own tokens: the batched row continues with padding.
             let got = &batched.data[row * width..(row + 1) * width];
-            if alone.data.len() > width
-                || got
-                    .iter()
-                    .zip(&alone.data)
-                    .any(|(a, b)| (a - b).abs() > 1e-4)
-            {
+            if alone.data.len() > width || got[..alone.data.len()] != alone.data[..] {
                 return Ok(false);
             }
         }
         Ok(true)
     }
+}
 
+impl Signature {
     /// An input tensor in the element type the graph declares for its ids.
     fn tensor(&self, shape: [usize; 2], values: &[i64]) -> Result<SessionInputValue<'static>> {
         let value = match self.ids_type {

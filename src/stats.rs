@@ -16,6 +16,10 @@ pub struct Stats {
     inference_nanos: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    queue_depth: AtomicU64,
+    queue_wait_nanos: AtomicU64,
+    merged_batches: AtomicU64,
+    admission_waits: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -41,6 +45,15 @@ pub struct StatsSnapshot {
     pub cache_hits: u64,
     /// Distinct pairs looked up in the cache and not found (0 without a cache).
     pub cache_misses: u64,
+    /// Pairs waiting in the model's queue now (a gauge: `since` keeps the
+    /// later value, `+` adds the models' depths).
+    pub queue_depth: u64,
+    /// Time pairs waited in the queue before a worker took them, summed over pairs.
+    pub queue_wait_time: Duration,
+    /// Micro-batches that held pairs of more than one call.
+    pub merged_batches: u64,
+    /// Times a caller waited for room in a full queue.
+    pub admission_waits: u64,
 }
 
 impl StatsSnapshot {
@@ -63,6 +76,10 @@ impl StatsSnapshot {
             inference_time: self.inference_time.saturating_sub(earlier.inference_time),
             cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
             cache_misses: self.cache_misses.saturating_sub(earlier.cache_misses),
+            queue_depth: self.queue_depth,
+            queue_wait_time: self.queue_wait_time.saturating_sub(earlier.queue_wait_time),
+            merged_batches: self.merged_batches.saturating_sub(earlier.merged_batches),
+            admission_waits: self.admission_waits.saturating_sub(earlier.admission_waits),
         }
     }
 }
@@ -82,6 +99,10 @@ impl std::ops::Add for StatsSnapshot {
             inference_time: self.inference_time + other.inference_time,
             cache_hits: self.cache_hits + other.cache_hits,
             cache_misses: self.cache_misses + other.cache_misses,
+            queue_depth: self.queue_depth + other.queue_depth,
+            queue_wait_time: self.queue_wait_time + other.queue_wait_time,
+            merged_batches: self.merged_batches + other.merged_batches,
+            admission_waits: self.admission_waits + other.admission_waits,
         }
     }
 }
@@ -114,6 +135,21 @@ impl Stats {
             .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn set_queue_depth(&self, pairs: usize) {
+        self.queue_depth.store(pairs as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_queued(&self, waited: Duration, merged: bool) {
+        self.queue_wait_nanos
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        self.merged_batches
+            .fetch_add(u64::from(merged), Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_admission_wait(&self) {
+        self.admission_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Reads all counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -128,6 +164,10 @@ impl Stats {
             inference_time: Duration::from_nanos(get(&self.inference_nanos)),
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
+            queue_depth: get(&self.queue_depth),
+            queue_wait_time: Duration::from_nanos(get(&self.queue_wait_nanos)),
+            merged_batches: get(&self.merged_batches),
+            admission_waits: get(&self.admission_waits),
         }
     }
 }

@@ -1,7 +1,12 @@
 //! Text inputs: any Arrow string array, or one constant for every row.
 
-use arrow::array::{Array, AsArray, LargeStringArray, StringArray, StringViewArray};
-use arrow::datatypes::DataType;
+use arrow::array::{
+    Array, AsArray, LargeStringArray, PrimitiveArray, StringArray, StringViewArray,
+};
+use arrow::datatypes::{
+    ArrowDictionaryKeyType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
+};
 
 use crate::{Error, Result};
 
@@ -15,21 +20,33 @@ pub enum Texts<'a> {
     LargeUtf8(&'a LargeStringArray),
     /// `Utf8View` array.
     Utf8View(&'a StringViewArray),
+    /// Dictionary-encoded strings (any integer key type).
+    Dictionary(DictionaryTexts<'a>),
     /// The same text (or null) for every row.
     Scalar(Option<&'a str>),
 }
 
 impl<'a> Texts<'a> {
-    /// Views an Arrow array as texts; other types than Utf8, LargeUtf8 and
-    /// Utf8View are an error naming the type.
+    /// Views an Arrow array as texts without copying it: Utf8, LargeUtf8,
+    /// Utf8View, or a dictionary of one of them. Other types are an error
+    /// naming the type.
     pub fn from_array(array: &'a dyn Array) -> Result<Self> {
         match array.data_type() {
             DataType::Utf8 => Ok(Texts::Utf8(array.as_string::<i32>())),
             DataType::LargeUtf8 => Ok(Texts::LargeUtf8(array.as_string::<i64>())),
             DataType::Utf8View => Ok(Texts::Utf8View(array.as_string_view())),
-            other => Err(Error::InvalidInput(format!(
-                "expected a string array (Utf8, LargeUtf8 or Utf8View), got {other}"
-            ))),
+            DataType::Dictionary(key, value) if is_plain_string(value) => {
+                let keys = Keys::of(array, key).ok_or_else(|| not_texts(array.data_type()))?;
+                let values = match array.as_any_dictionary_opt() {
+                    Some(dictionary) => Texts::from_array(dictionary.values().as_ref())?,
+                    None => return Err(not_texts(array.data_type())),
+                };
+                Ok(Texts::Dictionary(DictionaryTexts {
+                    keys,
+                    values: Strings::of(values).ok_or_else(|| not_texts(array.data_type()))?,
+                }))
+            }
+            other => Err(not_texts(other)),
         }
     }
 
@@ -39,6 +56,7 @@ impl<'a> Texts<'a> {
             Texts::Utf8(a) => Some(a.len()),
             Texts::LargeUtf8(a) => Some(a.len()),
             Texts::Utf8View(a) => Some(a.len()),
+            Texts::Dictionary(d) => Some(d.keys.len()),
             Texts::Scalar(_) => None,
         }
     }
@@ -54,9 +72,126 @@ impl<'a> Texts<'a> {
             Texts::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             Texts::LargeUtf8(a) => a.is_valid(i).then(|| a.value(i)),
             Texts::Utf8View(a) => a.is_valid(i).then(|| a.value(i)),
+            Texts::Dictionary(d) => d.keys.get(i).and_then(|k| d.values.get(k)),
             Texts::Scalar(s) => s,
         }
     }
+}
+
+/// Dictionary-encoded strings: a key per row into a string array.
+#[derive(Debug, Clone, Copy)]
+pub struct DictionaryTexts<'a> {
+    keys: Keys<'a>,
+    values: Strings<'a>,
+}
+
+/// A dictionary's values.
+#[derive(Debug, Clone, Copy)]
+enum Strings<'a> {
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
+}
+
+impl<'a> Strings<'a> {
+    fn of(texts: Texts<'a>) -> Option<Self> {
+        match texts {
+            Texts::Utf8(a) => Some(Strings::Utf8(a)),
+            Texts::LargeUtf8(a) => Some(Strings::LargeUtf8(a)),
+            Texts::Utf8View(a) => Some(Strings::Utf8View(a)),
+            Texts::Dictionary(_) | Texts::Scalar(_) => None,
+        }
+    }
+
+    /// Value `k`; `None` where null or out of range (a key Arrow validated
+    /// is never out of range).
+    fn get(&self, k: usize) -> Option<&'a str> {
+        match *self {
+            Strings::Utf8(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
+            Strings::LargeUtf8(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
+            Strings::Utf8View(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
+        }
+    }
+}
+
+/// A dictionary's keys, whatever their integer type.
+#[derive(Debug, Clone, Copy)]
+enum Keys<'a> {
+    I8(&'a PrimitiveArray<Int8Type>),
+    I16(&'a PrimitiveArray<Int16Type>),
+    I32(&'a PrimitiveArray<Int32Type>),
+    I64(&'a PrimitiveArray<Int64Type>),
+    U8(&'a PrimitiveArray<UInt8Type>),
+    U16(&'a PrimitiveArray<UInt16Type>),
+    U32(&'a PrimitiveArray<UInt32Type>),
+    U64(&'a PrimitiveArray<UInt64Type>),
+}
+
+impl<'a> Keys<'a> {
+    fn of(array: &'a dyn Array, key: &DataType) -> Option<Self> {
+        fn keys<K: ArrowDictionaryKeyType>(array: &dyn Array) -> Option<&PrimitiveArray<K>> {
+            array.as_dictionary_opt::<K>().map(|d| d.keys())
+        }
+        Some(match key {
+            DataType::Int8 => Keys::I8(keys(array)?),
+            DataType::Int16 => Keys::I16(keys(array)?),
+            DataType::Int32 => Keys::I32(keys(array)?),
+            DataType::Int64 => Keys::I64(keys(array)?),
+            DataType::UInt8 => Keys::U8(keys(array)?),
+            DataType::UInt16 => Keys::U16(keys(array)?),
+            DataType::UInt32 => Keys::U32(keys(array)?),
+            DataType::UInt64 => Keys::U64(keys(array)?),
+            _ => return None,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.array().len()
+    }
+
+    fn array(&self) -> &'a dyn Array {
+        match *self {
+            Keys::I8(k) => k,
+            Keys::I16(k) => k,
+            Keys::I32(k) => k,
+            Keys::I64(k) => k,
+            Keys::U8(k) => k,
+            Keys::U16(k) => k,
+            Keys::U32(k) => k,
+            Keys::U64(k) => k,
+        }
+    }
+
+    /// Key of row `i`, `None` where the row is null.
+    fn get(&self, i: usize) -> Option<usize> {
+        if self.array().is_null(i) {
+            return None;
+        }
+        let key = match *self {
+            Keys::I8(k) => usize::try_from(k.value(i)).ok(),
+            Keys::I16(k) => usize::try_from(k.value(i)).ok(),
+            Keys::I32(k) => usize::try_from(k.value(i)).ok(),
+            Keys::I64(k) => usize::try_from(k.value(i)).ok(),
+            Keys::U8(k) => Some(usize::from(k.value(i))),
+            Keys::U16(k) => Some(usize::from(k.value(i))),
+            Keys::U32(k) => usize::try_from(k.value(i)).ok(),
+            Keys::U64(k) => usize::try_from(k.value(i)).ok(),
+        };
+        key
+    }
+}
+
+fn is_plain_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+fn not_texts(data_type: &DataType) -> Error {
+    Error::InvalidInput(format!(
+        "expected a string array (Utf8, LargeUtf8, Utf8View or a dictionary of them), got {data_type}"
+    ))
 }
 
 /// Number of rows of a pair of inputs: the arrays' common length, 1 when both are constants.
@@ -88,6 +223,30 @@ mod tests {
                 (Some("a"), None, Some(""))
             );
         }
+    }
+
+    #[test]
+    fn dictionary_strings_are_read_through_their_keys() {
+        use arrow::array::{DictionaryArray, Int8Array, UInt16Array};
+        let values = StringArray::from(vec![Some("x"), None, Some("yy")]);
+        let keys = Int8Array::from(vec![Some(2), Some(0), None, Some(1), Some(2)]);
+        let signed = DictionaryArray::new(keys, std::sync::Arc::new(values));
+        let view = StringViewArray::from(vec!["p", "q"]);
+        let unsigned =
+            DictionaryArray::new(UInt16Array::from(vec![1, 1, 0]), std::sync::Arc::new(view));
+        let texts = Texts::from_array(&signed).unwrap();
+        assert_eq!(texts.len(), Some(5));
+        let rows: Vec<_> = (0..5).map(|i| texts.get(i)).collect();
+        assert_eq!(rows, [Some("yy"), Some("x"), None, None, Some("yy")]);
+        let texts = Texts::from_array(&unsigned).unwrap();
+        let rows: Vec<_> = (0..3).map(|i| texts.get(i)).collect();
+        assert_eq!(rows, [Some("q"), Some("q"), Some("p")]);
+        let numbers = DictionaryArray::new(
+            Int8Array::from(vec![0]),
+            std::sync::Arc::new(Int8Array::from(vec![5])),
+        );
+        let err = Texts::from_array(&numbers).unwrap_err().to_string();
+        assert!(err.contains("Dictionary(Int8, Int8)"), "{err}");
     }
 
     #[test]

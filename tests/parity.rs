@@ -175,6 +175,44 @@ fn fp32_results_do_not_depend_on_batch_limits_or_sessions() {
     }
 }
 
+/// Callers on several threads share one model's queue (and its batches) and
+/// each gets exactly the logits of its own pairs, in its order.
+#[test]
+fn concurrent_callers_share_the_queue_and_get_their_own_logits() {
+    let reference = stored();
+    let pairs = reference_pairs(&reference);
+    let model = sts_int8(EngineOptions {
+        batch_invariant: Some(true),
+        per_pair_scales: Some(true),
+        cache_pairs: 0,
+        ..EngineOptions::default()
+    });
+    let alone: Vec<Vec<f32>> = pairs
+        .iter()
+        .map(|&pair| model.predict_pairs(&[pair]).unwrap().logits(0).to_vec())
+        .collect();
+    let before = model.stats();
+    std::thread::scope(|scope| {
+        for caller in 0..6 {
+            let (model, pairs, alone) = (&model, &pairs, &alone);
+            scope.spawn(move || {
+                let mine: Vec<usize> = (caller..pairs.len()).step_by(6).collect();
+                for chunk in mine.chunks(7) {
+                    let asked: Vec<(&str, &str)> = chunk.iter().map(|&i| pairs[i]).collect();
+                    let got = model.predict_pairs(&asked).unwrap();
+                    for (row, &i) in chunk.iter().enumerate() {
+                        assert_eq!(got.logits(row), alone[i], "caller {caller}, pair {i}");
+                    }
+                }
+            });
+        }
+    });
+    let during = model.stats().since(&before);
+    assert_eq!(during.unique_pairs as usize, pairs.len());
+    assert_eq!(during.queue_depth, 0, "nothing left in the queue");
+    println!("{during:?}");
+}
+
 #[test]
 fn nulls_give_nulls_and_repeats_are_scored_once() {
     let model = load(&sts_model_dir());

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use crossflow::batching::BatchLimits;
-use crossflow::{Activation, CrossEncoder, Device, EngineOptions};
+use crossflow::{Activation, CrossEncoder, Device, EngineOptions, QueueOptions};
 use crossflow_udfs::ModelSet;
 
 use crate::{JobError, Result};
@@ -77,6 +78,19 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 100_000, global = true)]
     pub cache_pairs: usize,
 
+    /// Pairs waiting in a model's queue at most; callers wait for room
+    /// [default: 8 micro-batches per session]
+    #[arg(long, global = true)]
+    pub queue_pairs: Option<usize>,
+
+    /// Tokens waiting in a model's queue at most [default: 8 micro-batch budgets per session]
+    #[arg(long, global = true)]
+    pub queue_tokens: Option<usize>,
+
+    /// Milliseconds a free session waits for its micro-batch to fill [default: 0 on CPU, 2 on CUDA]
+    #[arg(long, global = true)]
+    pub batch_wait_ms: Option<u64>,
+
     /// Path of libonnxruntime.so.1.31.1 [default: ORT_DYLIB_PATH, beside the binary,
     /// the onnxruntime Python package installed beside the binary]
     #[arg(long, global = true)]
@@ -122,6 +136,11 @@ impl ModelArgs {
             batch_invariant,
             per_pair_scales,
             cache_pairs: self.cache_pairs,
+            queue: QueueOptions {
+                max_pairs: self.queue_pairs,
+                max_tokens: self.queue_tokens,
+                max_wait: self.batch_wait_ms.map(Duration::from_millis),
+            },
         })
     }
 

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
+use super::onnx::{GRAPH_NODE, MODEL_GRAPH, Node};
 use super::per_pair;
+use super::proto::{self, ProtoError};
 use crate::session::{OrtModel, SessionSettings};
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
@@ -30,7 +32,10 @@ pub(crate) enum Invariance {
 
 /// Loads the graph at `onnx` for batch-invariant results as `invariance`
 /// asks. A rewritten graph is used only if one padded batch of `probes()`
-/// (made only then) gives each probe what the original graph gives it alone.
+/// (made only then) gives each probe exactly what the original graph gives it
+/// alone. A graph that cannot be rewritten, a rewrite ONNX Runtime refuses,
+/// and a probe check that fails or errors all run the original graph one pair
+/// per batch instead (logged).
 pub(crate) fn load(
     onnx: &Path,
     settings: &SessionSettings,
@@ -39,81 +44,226 @@ pub(crate) fn load(
     probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
     pad_id: u32,
 ) -> Result<Prepared> {
-    let plain = |one_pair_per_batch, batch_invariant| {
-        Ok(Prepared {
-            model: OrtModel::load(onnx, None, settings, wanted)?,
-            one_pair_per_batch,
-            batch_invariant,
-        })
+    let graph = Graph {
+        onnx,
+        settings,
+        wanted,
     };
-    let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
-    if !quantizes_dynamically(&bytes) {
-        return plain(false, true);
-    }
-    if invariance == Invariance::Off {
-        return plain(false, false);
-    }
-    if invariance == Invariance::OnePairPerBatch {
-        return plain(true, true);
-    }
-    let rewritten = match per_pair::rewrite(&bytes) {
-        Ok(Some(rewritten)) => rewritten,
-        Ok(None) => {
-            tracing::info!(onnx = %onnx.display(), "dynamic quantization of an unknown shape: one pair per batch");
-            return plain(true, true);
+    graph.load(invariance, probes, pad_id, per_pair::rewrite)
+}
+
+/// Where a graph is and how to make its sessions.
+struct Graph<'a> {
+    onnx: &'a Path,
+    settings: &'a SessionSettings,
+    wanted: &'a [&'a str],
+}
+
+/// Rewrites a graph's serialized bytes for per-pair scales.
+type Rewrite = fn(&[u8]) -> std::result::Result<Option<per_pair::Rewritten>, ProtoError>;
+
+impl Graph<'_> {
+    fn load(
+        &self,
+        invariance: Invariance,
+        probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
+        pad_id: u32,
+        rewrite: Rewrite,
+    ) -> Result<Prepared> {
+        let (onnx, settings, wanted) = (self.onnx, self.settings, self.wanted);
+        let plain = |one_pair_per_batch, batch_invariant| {
+            Ok(Prepared {
+                model: OrtModel::load(onnx, None, settings, wanted)?,
+                one_pair_per_batch,
+                batch_invariant,
+            })
+        };
+        let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
+        if !quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))? {
+            return plain(false, true);
         }
-        Err(e) => return Err(Error::corrupt(onnx, e)),
-    };
-    let model = OrtModel::load(onnx, Some(&rewritten.bytes), settings, wanted)?;
-    let single = SessionSettings {
-        sessions: 1,
-        ..settings.clone()
-    };
-    let reference = OrtModel::load(onnx, None, &single, wanted)?;
-    if !model.agrees_batched_with(&reference, &probes()?, pad_id)? {
-        tracing::warn!(onnx = %onnx.display(), "per-pair quantization changed the results: one pair per batch instead");
-        return plain(true, true);
+        match invariance {
+            Invariance::Off => plain(false, false),
+            Invariance::OnePairPerBatch => plain(true, true),
+            Invariance::PerPairScales => {
+                match self.per_pair_scales(&bytes, probes, pad_id, rewrite) {
+                    Ok(model) => Ok(Prepared {
+                        model,
+                        one_pair_per_batch: false,
+                        batch_invariant: true,
+                    }),
+                    Err(reason) => {
+                        tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
+                        plain(true, true)
+                    }
+                }
+            }
+        }
     }
-    tracing::info!(onnx = %onnx.display(), quantizers = rewritten.quantizers, "dynamic quantization rewritten to per-pair scales");
-    Ok(Prepared {
-        model,
-        one_pair_per_batch: false,
-        batch_invariant: true,
-    })
+
+    /// The rewritten graph's sessions, once a batch of probes gives each probe
+    /// exactly what the original graph gives it alone.
+    fn per_pair_scales(
+        &self,
+        bytes: &[u8],
+        probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
+        pad_id: u32,
+        rewrite: Rewrite,
+    ) -> std::result::Result<OrtModel, NoRewrite> {
+        let rewritten = rewrite(bytes)?.ok_or(NoRewrite::UnknownShape)?;
+        let mut model = OrtModel::load(
+            self.onnx,
+            Some(&rewritten.bytes),
+            self.settings,
+            self.wanted,
+        )?;
+        let single = SessionSettings {
+            sessions: 1,
+            ..self.settings.clone()
+        };
+        let mut reference = OrtModel::load(self.onnx, None, &single, self.wanted)?;
+        if !model.agrees_batched_with(&mut reference, &probes()?, pad_id)? {
+            return Err(NoRewrite::Changed);
+        }
+        tracing::info!(onnx = %self.onnx.display(), quantizers = rewritten.quantizers, "dynamic quantization rewritten to per-pair scales");
+        Ok(model)
+    }
+}
+
+/// Why a graph runs without per-pair scales.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoRewrite {
+    #[error("dynamic quantization of a shape the rewrite does not handle")]
+    UnknownShape,
+    #[error("the graph could not be rewritten: {0}")]
+    Malformed(#[from] super::proto::ProtoError),
+    #[error("ONNX Runtime refused the rewritten graph or its probe check failed: {0}")]
+    Refused(#[from] Error),
+    #[error("the rewritten graph changed the probe pairs' results")]
+    Changed,
 }
 
 /// Whether the graph quantizes activations dynamically (onnxruntime
-/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes).
+/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes in the main graph).
 ///
 /// Such a graph computes one int8 scale over the whole activation tensor of a
 /// batch, padding included, so a pair's logits depend on the other pairs in its
 /// batch (measured on the bundled int8 STS model: up to 0.57 logits between
 /// batch 1 and batch 32). [`load`] therefore rewrites these graphs to
-/// per-pair scales (or runs them one pair per micro-batch). The check looks
-/// for the operator name in the serialized graph: node op types are stored as
-/// plain strings.
+/// per-pair scales (or runs them one pair per micro-batch).
 pub fn uses_dynamic_quantization(onnx: &Path) -> Result<bool> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
-    Ok(quantizes_dynamically(&bytes))
+    quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))
 }
 
-fn quantizes_dynamically(graph: &[u8]) -> bool {
-    memchr::memmem::find(graph, b"DynamicQuantizeLinear").is_some()
+/// Reads the graph's nodes' operator types.
+fn quantizes_dynamically(model: &[u8]) -> std::result::Result<bool, ProtoError> {
+    let model = proto::parse(model)?;
+    let Some(graph) = model.iter().find(|f| f.number() == MODEL_GRAPH) else {
+        return Ok(false);
+    };
+    for field in proto::parse(graph.bytes().unwrap_or_default())? {
+        if field.number() == GRAPH_NODE
+            && Node::parse(field.bytes().unwrap_or_default())?.op == "DynamicQuantizeLinear"
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::onnx::{GRAPH_NODE, Node};
+    use super::super::proto::Field;
     use super::*;
 
+    fn bundled_int8() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx")
+    }
+
     #[test]
-    fn finds_the_operator_in_the_bundled_int8_graph_only() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let int8 = root.join("models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx");
-        assert!(uses_dynamic_quantization(&int8).unwrap());
+    fn quantization_is_read_from_the_nodes_not_from_any_bytes() {
+        assert!(uses_dynamic_quantization(&bundled_int8()).unwrap());
+        // The operator's name in a node *name* is not a quantizer.
+        let mut node = Node::new("MatMul", &["x", "w"], &["y"], Vec::new()).fields;
+        node.push(Field::Bytes(3, b"DynamicQuantizeLinear_1".to_vec()));
+        let graph = proto::encode(&[Field::Bytes(GRAPH_NODE, proto::encode(&node))]);
+        let model = proto::encode(&[Field::Bytes(MODEL_GRAPH, graph)]);
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain.onnx");
-        std::fs::write(&plain, b"\x08\x07MatMul Gemm Softmax").unwrap();
+        std::fs::write(&plain, &model).unwrap();
         assert!(!uses_dynamic_quantization(&plain).unwrap());
+        std::fs::write(&plain, b"\x0a\xff\xff").unwrap();
+        assert!(
+            uses_dynamic_quantization(&plain).is_err(),
+            "malformed graph"
+        );
         assert!(uses_dynamic_quantization(&dir.path().join("missing.onnx")).is_err());
+    }
+
+    fn load_int8(probes: impl FnOnce() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) -> Prepared {
+        let settings = SessionSettings {
+            sessions: 1,
+            intra_threads: Some(1),
+            ..SessionSettings::default()
+        };
+        let onnx = bundled_int8();
+        let graph = Graph {
+            onnx: &onnx,
+            settings: &settings,
+            wanted: &["logits"],
+        };
+        graph
+            .load(Invariance::PerPairScales, probes, 0, rewrite)
+            .expect("falls back, never fails")
+    }
+
+    fn probes() -> Result<Vec<EncodedPair>> {
+        Ok((3..9)
+            .map(|n| EncodedPair {
+                ids: (0..n).map(|i| 101 + i as u32 * 7).collect(),
+                type_ids: vec![0; n],
+                truncated: false,
+            })
+            .collect())
+    }
+
+    #[test]
+    fn a_rewrite_that_passes_its_probes_batches() {
+        let prepared = load_int8(probes, per_pair::rewrite);
+        assert!(!prepared.one_pair_per_batch && prepared.batch_invariant);
+    }
+
+    #[test]
+    fn every_failed_rewrite_runs_one_pair_per_batch() {
+        let failing_probes = || Err(Error::Tokenizer("probe tokenization failed".into()));
+        let not_handled: Rewrite = |_| Ok(None);
+        let malformed: Rewrite = |bytes| proto::parse(&bytes[..bytes.len() / 2]).map(|_| None);
+        let refused: Rewrite = |_| {
+            Ok(Some(per_pair::Rewritten {
+                bytes: b"not an onnx graph".to_vec(),
+                quantizers: 1,
+            }))
+        };
+        let changed: Rewrite = |bytes| {
+            // The original graph batched: its shared scale changes the results.
+            Ok(Some(per_pair::Rewritten {
+                bytes: bytes.to_vec(),
+                quantizers: 0,
+            }))
+        };
+        let cases: [(&str, Prepared); 5] = [
+            ("probe error", load_int8(failing_probes, per_pair::rewrite)),
+            ("unknown shape", load_int8(probes, not_handled)),
+            ("malformed", load_int8(probes, malformed)),
+            ("refused by ONNX Runtime", load_int8(probes, refused)),
+            ("changed results", load_int8(probes, changed)),
+        ];
+        for (case, prepared) in cases {
+            assert!(prepared.one_pair_per_batch, "{case}");
+            assert!(prepared.batch_invariant, "{case}");
+        }
     }
 }

@@ -204,23 +204,7 @@ impl ScalarUDFImpl for CrossUdf {
     }
 
     fn invoke_with_args(&self, call: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let name = &self.name;
-        let a = args::texts(name, &call.args[0])?;
-        let b = args::texts(name, &call.args[1])?;
-        let engine = |e: crossflow::Error| DataFusionError::Execution(format!("{name}: {e}"));
-        let model = &self.model;
-        let array: ArrayRef = match self.function {
-            CrossFunction::Score => Arc::new(model.score(&a, &b).map_err(engine)?),
-            CrossFunction::Paraphrase => {
-                let threshold = match call.args.get(2) {
-                    Some(value) => args::constant_threshold(name, value)?,
-                    None => None,
-                };
-                Arc::new(model.paraphrase(&a, &b, threshold).map_err(engine)?)
-            }
-            CrossFunction::NliLabel => Arc::new(model.classify(&a, &b).map_err(engine)?.labels),
-            CrossFunction::NliProbs => Arc::new(model.classify(&a, &b).map_err(engine)?.probs),
-        };
+        let array = off_async_threads(|| self.compute(&call.args))?;
         if args::all_scalar(&call.args) {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &array, 0,
@@ -228,5 +212,41 @@ impl ScalarUDFImpl for CrossUdf {
         } else {
             Ok(ColumnarValue::Array(array))
         }
+    }
+}
+
+impl CrossUdf {
+    /// Runs the model over the arguments' rows.
+    fn compute(&self, args: &[ColumnarValue]) -> DfResult<ArrayRef> {
+        let name = &self.name;
+        let a = args::texts(name, &args[0])?;
+        let b = args::texts(name, &args[1])?;
+        let engine = |e: crossflow::Error| DataFusionError::Execution(format!("{name}: {e}"));
+        let model = &self.model;
+        Ok(match self.function {
+            CrossFunction::Score => Arc::new(model.score(&a, &b).map_err(engine)?),
+            CrossFunction::Paraphrase => {
+                let threshold = match args.get(2) {
+                    Some(value) => args::constant_threshold(name, value)?,
+                    None => None,
+                };
+                Arc::new(model.paraphrase(&a, &b, threshold).map_err(engine)?)
+            }
+            CrossFunction::NliLabel => Arc::new(model.classify(&a, &b).map_err(engine)?.labels),
+            CrossFunction::NliProbs => Arc::new(model.classify(&a, &b).map_err(engine)?.probs),
+        })
+    }
+}
+
+/// Runs a call that waits for the model's workers. On a multi-threaded tokio
+/// runtime (DataFusion's) the thread first hands its other tasks to the
+/// runtime's other threads, so waiting for inference never stalls them.
+fn off_async_threads<T>(call: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
     }
 }

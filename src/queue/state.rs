@@ -1,0 +1,259 @@
+//! What waits in a model's queue, and how a worker's next micro-batch is cut
+//! from it. Pure bookkeeping under the scheduler's lock: no threads here.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use super::{Answer, QueueLimits};
+use crate::batching::BatchLimits;
+use crate::tokenize::EncodedPair;
+
+/// The pairs waiting, per call, in round-robin order.
+#[derive(Default)]
+pub(super) struct State {
+    calls: VecDeque<Call>,
+    pairs: usize,
+    tokens: usize,
+    pub shutdown: bool,
+}
+
+/// One caller's pairs not yet taken by a worker.
+struct Call {
+    id: u64,
+    reply: Sender<Answer>,
+    pending: VecDeque<Pending>,
+}
+
+struct Pending {
+    row: usize,
+    pair: EncodedPair,
+    queued: Instant,
+}
+
+/// A micro-batch taken from the queue: pairs in batch order, and which run
+/// of them answers which call.
+pub(super) struct Taken {
+    pub pairs: Vec<EncodedPair>,
+    pub padded_length: usize,
+    pub parts: Vec<Part>,
+    /// Time the pairs waited in the queue, summed.
+    pub waited: Duration,
+}
+
+/// Consecutive pairs of a [`Taken`] batch that belong to one call.
+pub(super) struct Part {
+    pub reply: Sender<Answer>,
+    /// The caller's row of each pair.
+    pub rows: Vec<usize>,
+}
+
+impl State {
+    /// Pairs waiting.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// Whether call `id` may add a pair of `tokens` tokens: when the queue has
+    /// room for it, or when the call has nothing waiting (so that no caller
+    /// starves behind a full queue; the queue then exceeds its bound by at
+    /// most one pair per caller).
+    pub fn admits(&self, id: u64, tokens: usize, limits: &QueueLimits) -> bool {
+        let room = self.pairs < limits.max_pairs && self.tokens + tokens <= limits.max_tokens;
+        room || !self.calls.iter().any(|c| c.id == id)
+    }
+
+    /// Adds one pair of call `id` (behind the call's other pairs).
+    pub fn push(&mut self, id: u64, reply: &Sender<Answer>, row: usize, pair: EncodedPair) {
+        self.pairs += 1;
+        self.tokens += pair.len();
+        let pending = Pending {
+            row,
+            pair,
+            queued: Instant::now(),
+        };
+        match self.calls.iter_mut().find(|c| c.id == id) {
+            Some(call) => call.pending.push_back(pending),
+            None => self.calls.push_back(Call {
+                id,
+                reply: reply.clone(),
+                pending: VecDeque::from([pending]),
+            }),
+        }
+    }
+
+    /// Drops every pair of call `id` still waiting (its caller gave up).
+    pub fn cancel(&mut self, id: u64) {
+        if let Some(at) = self.calls.iter().position(|c| c.id == id) {
+            let call = self.calls.remove(at).expect("position is in range");
+            self.pairs -= call.pending.len();
+            self.tokens -= call.pending.iter().map(|p| p.pair.len()).sum::<usize>();
+        }
+    }
+
+    /// Whether what waits fills a micro-batch (or nothing waits).
+    pub fn fills_a_batch(&self, limits: &BatchLimits) -> bool {
+        self.pairs >= limits.max_batch_pairs.max(1) || self.tokens >= limits.max_batch_tokens
+    }
+
+    /// How long the oldest waiting pair has waited.
+    pub fn oldest_wait(&self, now: Instant) -> Duration {
+        self.calls
+            .iter()
+            .filter_map(|c| c.pending.front())
+            .map(|p| now.saturating_duration_since(p.queued))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Cuts the next micro-batch: pairs of the call at the head, in the order
+    /// they were queued, while the batch stays within `limits` (padded to its
+    /// longest pair); then the next call's, and so on. A call whose pairs are
+    /// left over goes to the back; one that got nothing keeps its place.
+    /// `None` when nothing waits.
+    pub fn take(&mut self, limits: &BatchLimits, now: Instant) -> Option<Taken> {
+        let mut batch = Taken {
+            pairs: Vec::new(),
+            padded_length: 0,
+            parts: Vec::new(),
+            waited: Duration::ZERO,
+        };
+        while let Some(mut call) = self.calls.pop_front() {
+            let rows = self.take_from(&mut call, &mut batch, limits, now);
+            let served = !rows.is_empty();
+            if served {
+                batch.parts.push(Part {
+                    reply: call.reply.clone(),
+                    rows,
+                });
+            }
+            match (call.pending.is_empty(), served) {
+                (true, _) => continue,
+                (false, true) => self.calls.push_back(call),
+                (false, false) => self.calls.push_front(call),
+            }
+            break;
+        }
+        (!batch.pairs.is_empty()).then_some(batch)
+    }
+
+    /// Moves pairs of `call` into `batch` while they fit; returns their rows.
+    fn take_from(
+        &mut self,
+        call: &mut Call,
+        batch: &mut Taken,
+        limits: &BatchLimits,
+        now: Instant,
+    ) -> Vec<usize> {
+        let mut rows = Vec::new();
+        while let Some(next) = call.pending.front() {
+            let count = batch.pairs.len() + 1;
+            let padded = batch.padded_length.max(next.pair.len());
+            let fits =
+                count <= limits.max_batch_pairs.max(1) && count * padded <= limits.max_batch_tokens;
+            if !batch.pairs.is_empty() && !fits {
+                break;
+            }
+            let next = call.pending.pop_front().expect("front exists");
+            self.pairs -= 1;
+            self.tokens -= next.pair.len();
+            batch.padded_length = padded;
+            batch.waited += now.saturating_duration_since(next.queued);
+            rows.push(next.row);
+            batch.pairs.push(next.pair);
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn pair(len: usize) -> EncodedPair {
+        EncodedPair {
+            ids: vec![1; len],
+            type_ids: vec![0; len],
+            truncated: false,
+        }
+    }
+
+    fn limits(tokens: usize, pairs: usize) -> BatchLimits {
+        BatchLimits {
+            max_batch_tokens: tokens,
+            max_batch_pairs: pairs,
+        }
+    }
+
+    #[test]
+    fn batches_merge_calls_and_rotate_the_ones_left_over() {
+        let (reply, _answers) = mpsc::channel();
+        let mut state = State::default();
+        for row in 0..5 {
+            state.push(1, &reply, row, pair(10));
+        }
+        state.push(2, &reply, 0, pair(10));
+        state.push(3, &reply, 0, pair(10));
+        let now = Instant::now();
+        // Budget of 4 pairs: call 1's first four; call 1 goes to the back.
+        let first = state.take(&limits(1000, 4), now).unwrap();
+        assert_eq!(first.parts.len(), 1);
+        assert_eq!(first.parts[0].rows, [0, 1, 2, 3]);
+        // Calls 2 and 3 share the next batch, then call 1's last pair.
+        let second = state.take(&limits(1000, 4), now).unwrap();
+        let rows: Vec<_> = second.parts.iter().map(|p| p.rows.clone()).collect();
+        assert_eq!(rows, [vec![0], vec![0], vec![4]]);
+        assert_eq!(state.pairs(), 0);
+        assert!(state.take(&limits(1000, 4), now).is_none());
+    }
+
+    #[test]
+    fn batches_stay_within_the_token_budget_padded_to_their_longest_pair() {
+        let (reply, _answers) = mpsc::channel();
+        let mut state = State::default();
+        state.push(1, &reply, 0, pair(30));
+        state.push(1, &reply, 1, pair(20));
+        state.push(2, &reply, 0, pair(40));
+        let now = Instant::now();
+        let first = state.take(&limits(64, 8), now).unwrap();
+        assert_eq!((first.pairs.len(), first.padded_length), (2, 30));
+        // A pair over the budget still forms a batch of its own.
+        let second = state.take(&limits(32, 8), now).unwrap();
+        assert_eq!((second.pairs.len(), second.padded_length), (1, 40));
+    }
+
+    #[test]
+    fn a_call_that_got_nothing_keeps_its_place() {
+        let (reply, _answers) = mpsc::channel();
+        let mut state = State::default();
+        state.push(1, &reply, 0, pair(10));
+        state.push(2, &reply, 0, pair(50));
+        state.push(3, &reply, 0, pair(10));
+        let now = Instant::now();
+        let first = state.take(&limits(40, 8), now).unwrap();
+        assert_eq!(first.parts.len(), 1, "call 2's pair does not fit");
+        let second = state.take(&limits(40, 8), now).unwrap();
+        assert_eq!(second.padded_length, 50, "call 2 is served before call 3");
+    }
+
+    #[test]
+    fn the_bound_admits_a_call_with_nothing_waiting() {
+        let (reply, _answers) = mpsc::channel();
+        let bound = QueueLimits {
+            max_pairs: 2,
+            max_tokens: 100,
+            max_wait: Duration::ZERO,
+        };
+        let mut state = State::default();
+        assert!(state.admits(1, 60, &bound));
+        state.push(1, &reply, 0, pair(60));
+        assert!(!state.admits(1, 60, &bound), "tokens over the bound");
+        assert!(state.admits(2, 60, &bound), "call 2 has nothing waiting");
+        state.push(2, &reply, 0, pair(60));
+        state.cancel(1);
+        assert_eq!(state.pairs(), 1);
+        assert!(state.admits(2, 40, &bound));
+    }
+}
