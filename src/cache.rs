@@ -4,41 +4,32 @@
 //!
 //! Keys are 128-bit hashes of the pair (two SipHash runs with independent
 //! random keys), so an entry costs the same whatever the length of its texts
-//! and colliding inputs cannot be crafted. Eviction is by generations: new
-//! entries go to the current generation; when it holds half the capacity it
-//! becomes the previous one and the old previous one is dropped; a hit in the
-//! previous generation moves the entry to the current one. Recently used pairs
-//! stay, memory never exceeds the capacity, and every operation is O(1).
+//! and colliding inputs cannot be crafted. The entries live in a
+//! [`quick_cache`] concurrent cache (S3-FIFO eviction: pairs seen once leave
+//! first, so a scan of new pairs does not flush the ones asked for again).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
 
 /// A pair's cache key.
 pub(crate) type Key = u128;
 
 /// Logits of recently seen pairs, `width` floats per pair.
 pub(crate) struct PairCache {
-    half: usize,
     width: usize,
     hashers: (RandomState, RandomState),
-    generations: Mutex<Generations>,
-}
-
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Key, Box<[f32]>>,
-    previous: HashMap<Key, Box<[f32]>>,
+    entries: Cache<Key, Arc<[f32]>>,
 }
 
 impl PairCache {
-    /// A cache of at most `capacity` pairs (at least 2) of `width` logits each.
+    /// A cache of at most `capacity` pairs (at least 1) of `width` logits each.
     pub fn new(capacity: usize, width: usize) -> Self {
         Self {
-            half: (capacity / 2).max(1),
             width,
             hashers: (RandomState::new(), RandomState::new()),
-            generations: Mutex::new(Generations::default()),
+            entries: Cache::new(capacity.max(1)),
         }
     }
 
@@ -52,12 +43,9 @@ impl PairCache {
     /// Copies the logits of every cached key into its row of `out`
     /// (`keys.len() × width`); returns which keys were found.
     pub fn lookup(&self, keys: &[Key], out: &mut [f32]) -> Vec<bool> {
-        let Ok(mut generations) = self.generations.lock() else {
-            return vec![false; keys.len()];
-        };
         keys.iter()
             .zip(out.chunks_mut(self.width))
-            .map(|(key, row)| match generations.get(key, self.half) {
+            .map(|(key, row)| match self.entries.get(key) {
                 Some(logits) => {
                     row.copy_from_slice(&logits);
                     true
@@ -69,37 +57,15 @@ impl PairCache {
 
     /// Stores the logits of `keys`, row `i` of `logits` for `keys[i]`.
     pub fn store(&self, keys: &[Key], logits: &[f32]) {
-        let Ok(mut generations) = self.generations.lock() else {
-            return;
-        };
         for (key, row) in keys.iter().zip(logits.chunks(self.width)) {
-            generations.insert(*key, row.into(), self.half);
+            self.entries.insert(*key, row.into());
         }
     }
 
     /// Pairs held now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        let generations = self.generations.lock().expect("not poisoned");
-        generations.current.len() + generations.previous.len()
-    }
-}
-
-impl Generations {
-    fn get(&mut self, key: &Key, half: usize) -> Option<Box<[f32]>> {
-        if let Some(logits) = self.current.get(key) {
-            return Some(logits.clone());
-        }
-        let logits = self.previous.remove(key)?;
-        self.insert(*key, logits.clone(), half);
-        Some(logits)
-    }
-
-    fn insert(&mut self, key: Key, logits: Box<[f32]>, half: usize) {
-        if self.current.len() >= half && !self.current.contains_key(&key) {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(key, logits);
+        self.entries.len()
     }
 }
 
@@ -134,28 +100,26 @@ mod tests {
     }
 
     #[test]
-    fn size_stays_within_capacity_and_recent_pairs_survive() {
-        let texts: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    fn size_stays_within_capacity_and_the_newest_pair_is_kept() {
+        let texts: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
         let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (t.as_str(), "q")).collect();
-        let (cache, keys) = cache_with(10, &pairs);
-        assert!(cache.len() <= 10, "{} pairs held", cache.len());
+        let (cache, keys) = cache_with(100, &pairs);
+        assert!(cache.len() <= 100, "{} pairs held", cache.len());
         let mut out = vec![0.0; 2];
-        assert_eq!(cache.lookup(&keys[99..], &mut out), [true]);
-        assert_eq!(cache.lookup(&keys[..1], &mut out), [false]);
+        assert_eq!(cache.lookup(&keys[999..], &mut out), [true]);
+        assert_eq!(out, [1998.0, 1999.0]);
     }
 
     #[test]
-    fn a_hit_in_the_old_generation_keeps_the_pair() {
-        // Capacity 4: generations of 2. After a, b, c: previous {a, b}, current {c}.
-        let (cache, keys) = cache_with(4, &[("a", "1"), ("b", "1"), ("c", "1")]);
+    fn a_pair_asked_for_again_survives_a_scan_of_new_pairs() {
+        let (cache, keys) = cache_with(100, &[("hot", "1")]);
         let mut out = vec![0.0; 2];
-        assert_eq!(cache.lookup(&keys[..1], &mut out), [true]);
-        // a moved to the current generation; d turns it into the previous
-        // one and drops b, which nobody asked for.
-        let d = cache.key("d", "1");
-        cache.store(&[d], &[9.0, 9.0]);
-        assert_eq!(cache.lookup(&keys[..1], &mut out), [true]);
+        assert_eq!(cache.lookup(&keys, &mut out), [true]);
+        let texts: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let scan: Vec<(&str, &str)> = texts.iter().map(|t| (t.as_str(), "q")).collect();
+        let scan_keys: Vec<Key> = scan.iter().map(|(a, b)| cache.key(a, b)).collect();
+        cache.store(&scan_keys, &vec![0.5; scan_keys.len() * 2]);
+        assert_eq!(cache.lookup(&keys, &mut out), [true]);
         assert_eq!(out, [0.0, 1.0]);
-        assert_eq!(cache.lookup(&keys[1..2], &mut out), [false]);
     }
 }
