@@ -58,6 +58,10 @@ pub struct Metrics {
     cache_hits: Counter,
     cache_misses: Counter,
     cache_hit_ratio: Gauge<f64, AtomicU64>,
+    queue_depth: Gauge,
+    queue_wait_seconds: Counter<f64, AtomicU64>,
+    merged_batches: Counter,
+    queue_full_waits: Counter,
     lag: Family<PartitionLabels, Gauge>,
     lag_by_partition: Mutex<BTreeMap<(String, i32), i64>>,
     registry: Registry,
@@ -83,6 +87,18 @@ impl Default for Metrics {
             "crossflow_cache_hit_ratio",
             "Share of score-cache lookups that hit",
             cache_hit_ratio.clone(),
+        );
+        let queue_depth = Gauge::default();
+        r.register(
+            "crossflow_queue_depth",
+            "Pairs waiting in the models' queues",
+            queue_depth.clone(),
+        );
+        let queue_wait_seconds = Counter::<f64, AtomicU64>::default();
+        r.register(
+            "crossflow_queue_wait_seconds",
+            "Time pairs waited in the models' queues before a session took them, summed over pairs",
+            queue_wait_seconds.clone(),
         );
         let lag = Family::<PartitionLabels, Gauge>::default();
         r.register(
@@ -153,6 +169,18 @@ impl Default for Metrics {
                 &SECONDS,
             ),
             cache_hit_ratio,
+            queue_depth,
+            queue_wait_seconds,
+            merged_batches: counter(
+                &mut r,
+                "crossflow_merged_batches",
+                "Micro-batches that held pairs of more than one call",
+            ),
+            queue_full_waits: counter(
+                &mut r,
+                "crossflow_queue_full_waits",
+                "Times a caller waited for room in a model's full queue",
+            ),
             lag,
             lag_by_partition: Mutex::new(BTreeMap::new()),
             registry: r,
@@ -169,6 +197,15 @@ impl Metrics {
             self.cache_hit_ratio
                 .set(hits as f64 / (hits + misses) as f64);
         }
+    }
+
+    /// Counts what the models' queues did (`stats`: over one scored batch).
+    pub fn count_queue(&self, stats: &crossflow::StatsSnapshot) {
+        self.queue_depth.set(stats.queue_depth as i64);
+        self.queue_wait_seconds
+            .inc_by(stats.queue_wait_time.as_secs_f64());
+        self.merged_batches.inc_by(stats.merged_batches);
+        self.queue_full_waits.inc_by(stats.admission_waits);
     }
 
     /// Distinct pairs answered from the score cache so far.
@@ -284,6 +321,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("crossflow_cache_hit_ratio 0.25\n"), "{text}");
+        metrics.count_queue(&crossflow::StatsSnapshot {
+            queue_depth: 7,
+            queue_wait_time: Duration::from_millis(1500),
+            merged_batches: 2,
+            admission_waits: 1,
+            ..Default::default()
+        });
+        let text = metrics.render();
+        for line in [
+            "crossflow_queue_depth 7\n",
+            "crossflow_queue_wait_seconds_total 1.5\n",
+            "crossflow_merged_batches_total 2\n",
+            "crossflow_queue_full_waits_total 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(
             text.contains("crossflow_consumer_lag{topic=\"in\",partition=\"1\"} 42\n"),
             "{text}"

@@ -249,6 +249,7 @@ impl Job {
             .inc_by(scored.stats.truncated_pairs);
         self.metrics
             .count_cache(scored.stats.cache_hits, scored.stats.cache_misses);
+        self.metrics.count_queue(&scored.stats);
         scored.enrichments.clone()
     }
 
