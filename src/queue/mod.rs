@@ -6,9 +6,10 @@
 //! bi-encoder) submit their pairs longest first and block until their rows
 //! come back, in their order. A free worker cuts the next micro-batch from
 //! what waits (see [`state::State::take`]): the head call's pairs up to the
-//! token budget, then the next call's, so concurrent calls share batches; a
-//! call with pairs left over goes to the back, so a small call never waits
-//! behind the whole of a large one. The queue is bounded in pairs and tokens:
+//! token budget, then the next call's, so concurrent calls share batches. A
+//! new call goes to the head of the line, and a call's turn lasts one token
+//! budget, after which it goes to the back: a small call never waits behind
+//! the whole of a large one. The queue is bounded in pairs and tokens:
 //! a caller waits for room instead of growing memory. Inference runs only on
 //! the workers' threads, never on a caller's (an async runtime's) thread.
 
@@ -255,7 +256,7 @@ impl Shared {
     ) -> Result<()> {
         let limits = &self.config.queue;
         let mut state = self.lock();
-        for (row, pair) in pairs {
+        for (index, (row, pair)) in pairs.into_iter().enumerate() {
             while !state.admits(id, pair.len(), limits) {
                 if state.shutdown {
                     return Err(Error::Scheduler("the model is shutting down".into()));
@@ -264,7 +265,7 @@ impl Shared {
                 self.stats.record_admission_wait();
                 state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            state.push(id, reply, row, pair);
+            state.push(id, reply, (row, pair), index == 0);
             self.stats.set_queue_depth(state.pairs());
         }
         drop(state);

@@ -9,12 +9,15 @@ use super::{Answer, QueueLimits};
 use crate::batching::BatchLimits;
 use crate::tokenize::EncodedPair;
 
-/// The pairs waiting, per call, in round-robin order.
+/// The pairs waiting, per call, in round-robin order: the call at the head
+/// has the turn.
 #[derive(Default)]
 pub(super) struct State {
     calls: VecDeque<Call>,
     pairs: usize,
     tokens: usize,
+    /// Tokens the head call has had in its present turn.
+    turn: usize,
     pub shutdown: bool,
 }
 
@@ -63,8 +66,18 @@ impl State {
         room || !self.calls.iter().any(|c| c.id == id)
     }
 
-    /// Adds one pair of call `id` (behind the call's other pairs).
-    pub fn push(&mut self, id: u64, reply: &Sender<Answer>, row: usize, pair: EncodedPair) {
+    /// Adds one pair of call `id` (behind the call's other pairs). A call's
+    /// `first` pair puts the call at the head of the line (a new call is
+    /// served next, so a small query does not wait a round of the large
+    /// ones); a call that reappears after its waiting pairs ran out joins at
+    /// the back.
+    pub fn push(
+        &mut self,
+        id: u64,
+        reply: &Sender<Answer>,
+        (row, pair): (usize, EncodedPair),
+        first: bool,
+    ) {
         self.pairs += 1;
         self.tokens += pair.len();
         let pending = Pending {
@@ -72,13 +85,20 @@ impl State {
             pair,
             queued: Instant::now(),
         };
-        match self.calls.iter_mut().find(|c| c.id == id) {
-            Some(call) => call.pending.push_back(pending),
-            None => self.calls.push_back(Call {
-                id,
-                reply: reply.clone(),
-                pending: VecDeque::from([pending]),
-            }),
+        if let Some(call) = self.calls.iter_mut().find(|c| c.id == id) {
+            call.pending.push_back(pending);
+            return;
+        }
+        let call = Call {
+            id,
+            reply: reply.clone(),
+            pending: VecDeque::from([pending]),
+        };
+        if first {
+            self.calls.push_front(call);
+            self.turn = 0;
+        } else {
+            self.calls.push_back(call);
         }
     }
 
@@ -108,9 +128,10 @@ impl State {
 
     /// Cuts the next micro-batch: pairs of the call at the head, in the order
     /// they were queued, while the batch stays within `limits` (padded to its
-    /// longest pair); then the next call's, and so on. A call whose pairs are
-    /// left over goes to the back; one that got nothing keeps its place.
-    /// `None` when nothing waits.
+    /// longest pair); then the next call's, and so on. A call's turn lasts one
+    /// batch budget of tokens (`max_batch_tokens`), over several batches when
+    /// they are capped by pairs (one pair per batch): then, with pairs left
+    /// over, it goes to the back. `None` when nothing waits.
     pub fn take(&mut self, limits: &BatchLimits, now: Instant) -> Option<Taken> {
         let mut batch = Taken {
             pairs: Vec::new(),
@@ -119,7 +140,12 @@ impl State {
             waited: Duration::ZERO,
         };
         while let Some(mut call) = self.calls.pop_front() {
+            let before = batch.pairs.len();
             let rows = self.take_from(&mut call, &mut batch, limits, now);
+            self.turn += batch.pairs[before..]
+                .iter()
+                .map(EncodedPair::len)
+                .sum::<usize>();
             let served = !rows.is_empty();
             if served {
                 batch.parts.push(Part {
@@ -127,10 +153,15 @@ impl State {
                     rows,
                 });
             }
-            match (call.pending.is_empty(), served) {
-                (true, _) => continue,
-                (false, true) => self.calls.push_back(call),
-                (false, false) => self.calls.push_front(call),
+            let Some(next) = call.pending.front() else {
+                self.turn = 0;
+                continue;
+            };
+            if served && self.turn + next.pair.len() > limits.max_batch_tokens {
+                self.turn = 0;
+                self.calls.push_back(call);
+            } else {
+                self.calls.push_front(call);
             }
             break;
         }
@@ -187,35 +218,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn batches_merge_calls_and_rotate_the_ones_left_over() {
+    /// Pushes `count` pairs of `len` tokens of call `id`, rows from 0.
+    fn call(state: &mut State, id: u64, count: usize, len: usize, first: bool) {
         let (reply, _answers) = mpsc::channel();
-        let mut state = State::default();
-        for row in 0..5 {
-            state.push(1, &reply, row, pair(10));
+        for row in 0..count {
+            state.push(id, &reply, (row, pair(len)), first && row == 0);
         }
-        state.push(2, &reply, 0, pair(10));
-        state.push(3, &reply, 0, pair(10));
-        let now = Instant::now();
-        // Budget of 4 pairs: call 1's first four; call 1 goes to the back.
-        let first = state.take(&limits(1000, 4), now).unwrap();
-        assert_eq!(first.parts.len(), 1);
-        assert_eq!(first.parts[0].rows, [0, 1, 2, 3]);
-        // Calls 2 and 3 share the next batch, then call 1's last pair.
-        let second = state.take(&limits(1000, 4), now).unwrap();
-        let rows: Vec<_> = second.parts.iter().map(|p| p.rows.clone()).collect();
-        assert_eq!(rows, [vec![0], vec![0], vec![4]]);
+    }
+
+    /// (call, rows) of each part of the next batch.
+    fn next(state: &mut State, limits: BatchLimits) -> Vec<(usize, Vec<usize>)> {
+        let batch = state.take(&limits, Instant::now()).expect("a batch");
+        // Calls are told apart by their rows' lengths in these tests.
+        let mut at = 0;
+        batch
+            .parts
+            .iter()
+            .map(|part| {
+                let len = batch.pairs[at].len();
+                at += part.rows.len();
+                (len, part.rows.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_calls_go_first_and_small_calls_share_a_batch() {
+        let mut state = State::default();
+        call(&mut state, 1, 5, 10, true);
+        call(&mut state, 2, 1, 20, true);
+        call(&mut state, 3, 1, 30, true);
+        let limits = limits(1000, 4);
+        // Call 3 arrived last and goes first; the batch goes on with 2, then 1.
+        let first = next(&mut state, limits);
+        assert_eq!(first, [(30, vec![0]), (20, vec![0]), (10, vec![0, 1])]);
+        assert_eq!(next(&mut state, limits), [(10, vec![2, 3, 4])]);
         assert_eq!(state.pairs(), 0);
-        assert!(state.take(&limits(1000, 4), now).is_none());
+        assert!(state.take(&limits, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn a_turn_lasts_one_token_budget_then_the_call_goes_to_the_back() {
+        let mut state = State::default();
+        call(&mut state, 1, 4, 10, true);
+        call(&mut state, 2, 4, 11, false);
+        // One pair per batch, 25 tokens a turn: two pairs each, in turn.
+        let limits = limits(25, 1);
+        let order: Vec<(usize, Vec<usize>)> =
+            (0..8).flat_map(|_| next(&mut state, limits)).collect();
+        let expected = [
+            (10, 0),
+            (10, 1),
+            (11, 0),
+            (11, 1),
+            (10, 2),
+            (10, 3),
+            (11, 2),
+            (11, 3),
+        ];
+        let expected: Vec<_> = expected.iter().map(|&(l, r)| (l, vec![r])).collect();
+        assert_eq!(order, expected);
     }
 
     #[test]
     fn batches_stay_within_the_token_budget_padded_to_their_longest_pair() {
         let (reply, _answers) = mpsc::channel();
         let mut state = State::default();
-        state.push(1, &reply, 0, pair(30));
-        state.push(1, &reply, 1, pair(20));
-        state.push(2, &reply, 0, pair(40));
+        state.push(1, &reply, (0, pair(30)), true);
+        state.push(1, &reply, (1, pair(20)), false);
+        state.push(2, &reply, (0, pair(40)), false);
         let now = Instant::now();
         let first = state.take(&limits(64, 8), now).unwrap();
         assert_eq!((first.pairs.len(), first.padded_length), (2, 30));
@@ -226,16 +297,22 @@ mod tests {
 
     #[test]
     fn a_call_that_got_nothing_keeps_its_place() {
-        let (reply, _answers) = mpsc::channel();
         let mut state = State::default();
-        state.push(1, &reply, 0, pair(10));
-        state.push(2, &reply, 0, pair(50));
-        state.push(3, &reply, 0, pair(10));
-        let now = Instant::now();
-        let first = state.take(&limits(40, 8), now).unwrap();
-        assert_eq!(first.parts.len(), 1, "call 2's pair does not fit");
-        let second = state.take(&limits(40, 8), now).unwrap();
-        assert_eq!(second.padded_length, 50, "call 2 is served before call 3");
+        call(&mut state, 1, 1, 10, false);
+        call(&mut state, 2, 1, 50, false);
+        call(&mut state, 3, 1, 12, false);
+        let limits = limits(40, 8);
+        assert_eq!(
+            next(&mut state, limits),
+            [(10, vec![0])],
+            "call 2's pair does not fit"
+        );
+        assert_eq!(
+            next(&mut state, limits),
+            [(50, vec![0])],
+            "call 2 before call 3"
+        );
+        assert_eq!(next(&mut state, limits), [(12, vec![0])]);
     }
 
     #[test]
@@ -248,10 +325,10 @@ mod tests {
         };
         let mut state = State::default();
         assert!(state.admits(1, 60, &bound));
-        state.push(1, &reply, 0, pair(60));
+        state.push(1, &reply, (0, pair(60)), true);
         assert!(!state.admits(1, 60, &bound), "tokens over the bound");
         assert!(state.admits(2, 60, &bound), "call 2 has nothing waiting");
-        state.push(2, &reply, 0, pair(60));
+        state.push(2, &reply, (0, pair(60)), true);
         state.cancel(1);
         assert_eq!(state.pairs(), 1);
         assert!(state.admits(2, 40, &bound));
