@@ -245,7 +245,8 @@ impl CrossEncoder {
         output::classified(predictions, labels)
     }
 
-    fn wrong_head(&self, operation: &'static str, needs: &'static str) -> Error {
+    /// The error of an operation this model's head cannot serve.
+    pub(crate) fn wrong_head(&self, operation: &'static str, needs: &'static str) -> Error {
         Error::WrongHead {
             operation,
             needs,

@@ -48,7 +48,7 @@ pub use error::{Error, Result};
 pub use head::{Activation, Head};
 pub use model::{ModelConfig, ModelFiles};
 pub use options::EngineOptions;
-pub use output::{ClassifiedArrays, at_least, probability_fields};
+pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
 pub use queue::{QueueLimits, QueueOptions};
 pub use runtime::Device;
 pub use stats::StatsSnapshot;

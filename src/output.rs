@@ -7,7 +7,7 @@ use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields};
 
 use crate::Result;
-use crate::encoder::Predictions;
+use crate::encoder::{CrossEncoder, Predictions};
 use crate::head::{self, Head};
 
 /// A classifier's outputs: the winning label and every label's probability.
@@ -75,4 +75,91 @@ pub(crate) fn classified(predictions: &Predictions, labels: &[String]) -> Result
 /// `score >= threshold` per row, null where the score is null.
 pub fn at_least(scores: &Float32Array, threshold: f32) -> BooleanArray {
     scores.iter().map(|s| s.map(|s| s >= threshold)).collect()
+}
+
+/// The columns crossflow adds for a model, named and typed the same in the
+/// `score` job, the enrich job and SQL: `cross_score` (`Float32`), for a
+/// classifier `nli_label` (`Utf8`) and `nli_probs` (a struct of the labels'
+/// `Float32` probabilities), and `is_paraphrase` (`Boolean`) with a threshold.
+#[derive(Debug, Clone)]
+pub struct OutputColumns {
+    head: Head,
+    fields: Vec<Field>,
+    score: bool,
+    threshold: Option<f32>,
+}
+
+impl OutputColumns {
+    /// `cross_score`, the classes of a classifier, and `is_paraphrase` when
+    /// `threshold` is given (a one-label score model only).
+    pub fn for_model(model: &CrossEncoder, threshold: Option<f32>) -> Result<Self> {
+        let head = model.head();
+        if threshold.is_some() && matches!(head, Head::Classification { .. }) {
+            return Err(model.wrong_head("--threshold", "a one-label score model"));
+        }
+        let mut fields = vec![Field::new("cross_score", DataType::Float32, true)];
+        fields.extend(class_fields(head));
+        if threshold.is_some() {
+            fields.push(Field::new("is_paraphrase", DataType::Boolean, true));
+        }
+        Ok(Self {
+            head: head.clone(),
+            fields,
+            score: true,
+            threshold,
+        })
+    }
+
+    /// `nli_label` and `nli_probs` only; needs a classifier.
+    pub fn classes(model: &CrossEncoder) -> Result<Self> {
+        let head = model.head();
+        let fields = class_fields(head);
+        if fields.is_empty() {
+            return Err(model.wrong_head("labels", "a model with several labels"));
+        }
+        Ok(Self {
+            head: head.clone(),
+            fields,
+            score: false,
+            threshold: None,
+        })
+    }
+
+    /// The columns' fields, in order.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// The columns of `predictions`, in the order of [`OutputColumns::fields`].
+    pub fn arrays(&self, predictions: &Predictions) -> Result<Vec<ArrayRef>> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.fields.len());
+        let scores = self.score.then(|| scores(predictions, &self.head));
+        if let Some(scores) = &scores {
+            arrays.push(Arc::new(scores.clone()));
+        }
+        if let Head::Classification { labels } = &self.head {
+            let classes = classified(predictions, labels)?;
+            arrays.push(Arc::new(classes.labels));
+            arrays.push(Arc::new(classes.probs));
+        }
+        if let (Some(threshold), Some(scores)) = (self.threshold, &scores) {
+            arrays.push(Arc::new(at_least(scores, threshold)));
+        }
+        Ok(arrays)
+    }
+}
+
+/// `nli_label` and `nli_probs` for a classifier; nothing for a score model.
+fn class_fields(head: &Head) -> Vec<Field> {
+    match head {
+        Head::Classification { labels } => vec![
+            Field::new("nli_label", DataType::Utf8, true),
+            Field::new(
+                "nli_probs",
+                DataType::Struct(probability_fields(labels)),
+                true,
+            ),
+        ],
+        Head::Score { .. } => Vec::new(),
+    }
 }

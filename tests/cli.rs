@@ -99,6 +99,24 @@ async fn score_with_a_classifier_adds_label_and_probabilities_and_threshold_adds
         .unwrap()
         .as_string::<i32>();
     assert_eq!(labels.value(7), "contradiction");
+    let refused = crossflow(&[
+        "score",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&dir.path().join("refused.parquet")),
+        "--threshold",
+        "0.5",
+    ])
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("--threshold needs a one-label score model"),
+        "{refused}"
+    );
 
     let flagged = dir.path().join("flagged.parquet");
     crossflow(&[

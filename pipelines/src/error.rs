@@ -62,6 +62,11 @@ pub enum JobError {
     /// Invalid command-line arguments.
     #[error("{0}")]
     Usage(String),
+
+    /// A broken invariant of crossflow itself (a bug), reported rather than
+    /// papered over.
+    #[error("internal error (a bug in crossflow): {0}")]
+    Internal(String),
 }
 
 impl JobError {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use crossflow::{CrossEncoder, Head, Texts};
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use crossflow::{CrossEncoder, OutputColumns, Texts};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -70,7 +70,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         columns::index_of(&in_schema, &args.b, &input)?,
     ];
     let outputs = OutputColumns::for_model(model, args.threshold)?;
-    let out_schema = outputs.extend(&in_schema)?;
+    let out_schema = extend(&in_schema, &outputs)?;
     let reader = builder
         .with_batch_size(args.batch_size.max(1))
         .build()
@@ -92,7 +92,8 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         let a = columns::text_array(batch.column(columns[0]), &args.a, &input)?;
         let b = columns::text_array(batch.column(columns[1]), &args.b, &input)?;
         let mut arrays = batch.columns().to_vec();
-        arrays.extend(outputs.compute(model, &Texts::from_array(&a)?, &Texts::from_array(&b)?)?);
+        let predictions = model.predict(&Texts::from_array(&a)?, &Texts::from_array(&b)?)?;
+        arrays.extend(outputs.arrays(&predictions)?);
         let out = RecordBatch::try_new(out_schema.clone(), arrays)?;
         writer
             .write(&out)
@@ -111,68 +112,18 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     })
 }
 
-/// The columns a model adds: `cross_score`, plus `nli_label` / `nli_probs`
-/// for a classifier, plus `is_paraphrase` when a threshold is given.
-struct OutputColumns {
-    fields: Vec<Field>,
-    classify: bool,
-    threshold: Option<f32>,
-}
-
-impl OutputColumns {
-    fn for_model(model: &CrossEncoder, threshold: Option<f32>) -> Result<Self> {
-        let mut fields = vec![Field::new("cross_score", DataType::Float32, true)];
-        let classify = match model.head() {
-            Head::Classification { labels } => {
-                fields.push(Field::new("nli_label", DataType::Utf8, true));
-                let probs = crossflow::probability_fields(labels);
-                fields.push(Field::new("nli_probs", DataType::Struct(probs), true));
-                true
-            }
-            Head::Score { .. } => false,
-        };
-        if threshold.is_some() {
-            if classify {
-                return Err(JobError::Usage(
-                    "--threshold needs a one-label score model".into(),
-                ));
-            }
-            fields.push(Field::new("is_paraphrase", DataType::Boolean, true));
+/// The input schema with the model's output columns after its own; an
+/// output column the input already has is an error.
+fn extend(schema: &Schema, outputs: &OutputColumns) -> Result<SchemaRef> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for field in outputs.fields() {
+        if schema.index_of(field.name()).is_ok() {
+            return Err(JobError::ColumnExists(field.name().clone()));
         }
-        Ok(Self {
-            fields,
-            classify,
-            threshold,
-        })
+        fields.push(field.clone());
     }
-
-    fn extend(&self, schema: &Schema) -> Result<SchemaRef> {
-        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        for field in &self.fields {
-            if schema.index_of(field.name()).is_ok() {
-                return Err(JobError::ColumnExists(field.name().clone()));
-            }
-            fields.push(field.clone());
-        }
-        Ok(Arc::new(Schema::new_with_metadata(
-            fields,
-            schema.metadata().clone(),
-        )))
-    }
-
-    fn compute(&self, model: &CrossEncoder, a: &Texts, b: &Texts) -> Result<Vec<ArrayRef>> {
-        let predictions = model.predict(a, b)?;
-        let scores = model.scores_of(&predictions);
-        let flags = self.threshold.map(|t| crossflow::at_least(&scores, t));
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(scores)];
-        if self.classify {
-            let classified = model.classes_of(&predictions)?;
-            arrays.push(Arc::new(classified.labels));
-            arrays.push(Arc::new(classified.probs));
-        }
-        if let Some(flags) = flags {
-            arrays.push(Arc::new(flags));
-        }
-        Ok(arrays)
-    }
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }

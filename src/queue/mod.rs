@@ -10,7 +10,8 @@
 //! new call goes to the head of the line, and a call's turn lasts one token
 //! budget, after which it goes to the back: a small call never waits behind
 //! the whole of a large one. The queue is bounded in pairs and tokens:
-//! a caller waits for room instead of growing memory. Inference runs only on
+//! a caller waits for room instead of growing memory (a call may always have
+//! one turn's worth waiting, so a small call never waits for room). Inference runs only on
 //! the workers' threads, never on a caller's (an async runtime's) thread.
 
 mod state;
@@ -257,7 +258,7 @@ impl Shared {
         let limits = &self.config.queue;
         let mut state = self.lock();
         for (index, (row, pair)) in pairs.into_iter().enumerate() {
-            while !state.admits(id, pair.len(), limits) {
+            while !state.admits(id, pair.len(), limits, &self.config.batches) {
                 if state.shutdown {
                     return Err(Error::Scheduler("the model is shutting down".into()));
                 }

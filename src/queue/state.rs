@@ -26,6 +26,8 @@ struct Call {
     id: u64,
     reply: Sender<Answer>,
     pending: VecDeque<Pending>,
+    /// Tokens of `pending`.
+    tokens: usize,
 }
 
 struct Pending {
@@ -58,12 +60,24 @@ impl State {
     }
 
     /// Whether call `id` may add a pair of `tokens` tokens: when the queue has
-    /// room for it, or when the call has nothing waiting (so that no caller
-    /// starves behind a full queue; the queue then exceeds its bound by at
-    /// most one pair per caller).
-    pub fn admits(&self, id: u64, tokens: usize, limits: &QueueLimits) -> bool {
+    /// room for it, or while the call has less than one turn (`batches`'
+    /// token budget) waiting, so that a small call never waits for room
+    /// behind large ones and nobody starves. The queue then exceeds its
+    /// bound by at most one token budget per caller.
+    pub fn admits(
+        &self,
+        id: u64,
+        tokens: usize,
+        limits: &QueueLimits,
+        batches: &BatchLimits,
+    ) -> bool {
         let room = self.pairs < limits.max_pairs && self.tokens + tokens <= limits.max_tokens;
-        room || !self.calls.iter().any(|c| c.id == id)
+        let queued = self
+            .calls
+            .iter()
+            .find(|c| c.id == id)
+            .map_or(0, |c| c.tokens);
+        room || queued == 0 || queued + tokens <= batches.max_batch_tokens
     }
 
     /// Adds one pair of call `id` (behind the call's other pairs). A call's
@@ -85,14 +99,17 @@ impl State {
             pair,
             queued: Instant::now(),
         };
+        let tokens = pending.pair.len();
         if let Some(call) = self.calls.iter_mut().find(|c| c.id == id) {
             call.pending.push_back(pending);
+            call.tokens += tokens;
             return;
         }
         let call = Call {
             id,
             reply: reply.clone(),
             pending: VecDeque::from([pending]),
+            tokens,
         };
         if first {
             self.calls.push_front(call);
@@ -188,6 +205,7 @@ impl State {
             let next = call.pending.pop_front().expect("front exists");
             self.pairs -= 1;
             self.tokens -= next.pair.len();
+            call.tokens -= next.pair.len();
             batch.padded_length = padded;
             batch.waited += now.saturating_duration_since(next.queued);
             rows.push(next.row);
@@ -316,21 +334,32 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_admits_a_call_with_nothing_waiting() {
+    fn the_bound_admits_a_call_with_less_than_a_turn_waiting() {
         let (reply, _answers) = mpsc::channel();
         let bound = QueueLimits {
             max_pairs: 2,
             max_tokens: 100,
             max_wait: Duration::ZERO,
         };
+        let turn = limits(100, 1);
         let mut state = State::default();
-        assert!(state.admits(1, 60, &bound));
+        assert!(state.admits(1, 60, &bound, &turn));
         state.push(1, &reply, (0, pair(60)), true);
-        assert!(!state.admits(1, 60, &bound), "tokens over the bound");
-        assert!(state.admits(2, 60, &bound), "call 2 has nothing waiting");
+        assert!(
+            !state.admits(1, 60, &bound, &turn),
+            "over the bound and the turn"
+        );
+        assert!(
+            state.admits(1, 40, &bound, &turn),
+            "within one turn of its own"
+        );
+        assert!(
+            state.admits(2, 60, &bound, &turn),
+            "call 2 has nothing waiting"
+        );
         state.push(2, &reply, (0, pair(60)), true);
         state.cancel(1);
         assert_eq!(state.pairs(), 1);
-        assert!(state.admits(2, 40, &bound));
+        assert!(state.admits(2, 40, &bound, &turn));
     }
 }

@@ -136,11 +136,15 @@ fn expected(pairs: &[EncodedPair]) -> Vec<f32> {
         .collect()
 }
 
-/// Waits (up to a minute: a deadline, not a timing assertion) for `ready`.
-fn until(what: &str, mut ready: impl FnMut() -> bool) {
+/// Waits (up to a minute: a deadline, not a timing assertion) for `ready`;
+/// opens the gate before failing, so that held callers end.
+fn until(gate: &Gate, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
+        if Instant::now() > deadline {
+            gate.open();
+            panic!("never happened: {what}");
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -179,13 +183,15 @@ fn pairs_of_concurrent_calls_share_batches() {
     std::thread::scope(|scope| {
         // The worker takes the first call's pair and waits at the gate...
         let first = scope.spawn(|| scheduler.run(vec![pair(1, 3)]));
-        until("the worker holds a batch", || setup.gate.arrived() == 1);
+        until(&setup.gate, "the worker holds a batch", || {
+            setup.gate.arrived() == 1
+        });
         // ...while two more calls queue two pairs each.
         let calls: Vec<_> = [10, 20]
             .map(|id| scope.spawn(move || scheduler.run(vec![pair(id, 4), pair(id + 1, 2)])))
             .into_iter()
             .collect();
-        until("four pairs queued", || {
+        until(&setup.gate, "four pairs queued", || {
             setup.stats.snapshot().queue_depth == 4
         });
         setup.gate.open();
@@ -209,11 +215,11 @@ fn a_small_call_does_not_wait_behind_a_large_one() {
     let large: Vec<EncodedPair> = (0..40).map(|i| pair(100 + i, 5)).collect();
     std::thread::scope(|scope| {
         let large_call = scope.spawn(|| setup.scheduler.run(large.clone()));
-        until("the large call queued", || {
+        until(&setup.gate, "the large call queued", || {
             setup.stats.snapshot().queue_depth == 39
         });
         let small = scope.spawn(|| setup.scheduler.run(vec![pair(9, 5)]));
-        until("the small call queued", || {
+        until(&setup.gate, "the small call queued", || {
             setup.stats.snapshot().queue_depth == 40
         });
         setup.gate.open();
@@ -228,14 +234,19 @@ fn a_small_call_does_not_wait_behind_a_large_one() {
 
 #[test]
 fn a_full_queue_makes_the_caller_wait_instead_of_growing() {
-    let setup = start(1, batches(2), queue(4));
+    // A call may keep one turn (8 tokens) waiting beyond the bound of 4 pairs.
+    let limits = BatchLimits {
+        max_batch_tokens: 8,
+        max_batch_pairs: 2,
+    };
+    let setup = start(1, limits, queue(4));
     let pairs: Vec<EncodedPair> = (0..50).map(|i| pair(i, 1 + (i % 7) as usize)).collect();
     std::thread::scope(|scope| {
         let call = scope.spawn(|| setup.scheduler.run(pairs.clone()));
-        until("the caller waits for room", || {
+        until(&setup.gate, "the caller waits for room", || {
             setup.stats.snapshot().admission_waits > 0
         });
-        assert!(setup.stats.snapshot().queue_depth <= 4);
+        assert!(setup.stats.snapshot().queue_depth <= 4 + 8);
         setup.gate.open();
         assert_eq!(call.join().unwrap().unwrap(), expected(&pairs));
     });
@@ -268,4 +279,47 @@ fn no_pairs_give_no_rows_and_dropping_stops_the_workers() {
     assert!(setup.scheduler.run(Vec::new()).unwrap().is_empty());
     assert_eq!(setup.scheduler.workers(), 2);
     drop(setup.scheduler);
+}
+
+#[test]
+fn a_small_call_gets_in_and_through_a_queue_full_of_large_ones() {
+    let limits = BatchLimits {
+        max_batch_tokens: 100,
+        max_batch_pairs: 1,
+    };
+    let setup = start(1, limits, queue(4));
+    let scheduler = &setup.scheduler;
+    let large: Vec<Vec<EncodedPair>> = (0..3)
+        .map(|c| (0..50).map(|i| pair(1000 * (c + 1) + i, 10)).collect())
+        .collect();
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = large
+            .iter()
+            .map(|pairs| scope.spawn(move || scheduler.run(pairs.clone())))
+            .collect();
+        // The queue's bound is 4 pairs; each large call keeps one turn (10
+        // pairs) waiting and waits for room with the rest.
+        until(&setup.gate, "the large calls wait for room", || {
+            let stats = setup.stats.snapshot();
+            setup.gate.arrived() == 1 && stats.queue_depth == 30 && stats.admission_waits >= 3
+        });
+        let small = scope.spawn(|| scheduler.run(vec![pair(7, 10), pair(8, 10), pair(9, 10)]));
+        until(&setup.gate, "the small call is queued whole", || {
+            setup.stats.snapshot().queue_depth == 33
+        });
+        setup.gate.open();
+        assert_eq!(
+            small.join().unwrap().unwrap(),
+            expected(&[pair(7, 10), pair(8, 10), pair(9, 10)])
+        );
+        for (call, pairs) in calls.into_iter().zip(&large) {
+            assert_eq!(call.join().unwrap().unwrap(), expected(pairs));
+        }
+    });
+    let order: Vec<i64> = setup.log.lock().unwrap().iter().map(|b| b[0]).collect();
+    let small_at: Vec<usize> = (7..=9)
+        .map(|id| order.iter().position(|&first| first == id).unwrap())
+        .collect();
+    // The held batch, then the small call's three pairs.
+    assert_eq!(small_at, [1, 2, 3], "{order:?}");
 }

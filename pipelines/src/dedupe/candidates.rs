@@ -134,27 +134,28 @@ pub(super) fn ranges(
     range.step_by(size).map(move |s| s..(s + size).min(end))
 }
 
-/// Runs `work` over `0..n` split into one contiguous range per thread and
-/// concatenates the results in order.
+/// Runs `work` over `0..n` in contiguous ranges (four per thread, for
+/// balance) on a rayon pool of `threads` threads; concatenates the results
+/// in order.
 pub(super) fn in_parallel<T, F>(n: usize, threads: usize, work: F) -> Vec<T>
 where
     T: Send,
     F: Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
 {
-    let chunk = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let work = &work;
-                scope.spawn(move || work(start..(start + chunk).min(n)))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a candidate search thread panicked"))
-            .collect()
-    })
+    use rayon::prelude::*;
+    let threads = threads.max(1);
+    let chunk = n.div_ceil(threads * 4).max(1);
+    let ranges: Vec<_> = (0..n)
+        .step_by(chunk)
+        .map(|start| start..(start + chunk).min(n))
+        .collect();
+    let run = || ranges.into_par_iter().map(&work).collect::<Vec<Vec<T>>>();
+    let parts = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(run),
+        // No thread could be started for a pool of its own: rayon's global pool.
+        Err(_) => run(),
+    };
+    parts.into_iter().flatten().collect()
 }
 
 /// The valid rows and `k` clamped to their number less one; `None` when

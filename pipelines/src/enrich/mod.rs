@@ -33,13 +33,8 @@ pub fn prepare(
     let mut models = models.clone();
     let settings = args.resolve(&mut models)?;
     let score = models.load_score_model()?;
-    if settings.threshold.is_some() && score.head().num_labels() > 1 {
-        return Err(crate::JobError::Usage(format!(
-            "--threshold needs a one-label score model; {} {}",
-            score.name(),
-            score.head().describe()
-        )));
-    }
+    // Refuses a threshold on a classifier before anything is consumed.
+    crossflow::OutputColumns::for_model(&score, settings.threshold)?;
     let scorer = Scorer {
         score,
         nli: if settings.nli {

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use crossflow::{CrossEncoder, Head, StatsSnapshot, Texts};
-use datafusion::arrow::array::{Array, AsArray, StringArray};
-use datafusion::arrow::datatypes::Float32Type;
+use crossflow::{CrossEncoder, OutputColumns, StatsSnapshot, Texts};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StructArray};
+use datafusion::arrow::datatypes::{Field, Float32Type};
 
 use super::message::{Enrichment, PairMessage};
-use crate::Result;
+use crate::{JobError, Result};
 
 /// The models of an enrich job and what they add to each message.
 #[derive(Debug, Clone)]
@@ -35,17 +35,21 @@ impl Scorer {
         let (a, b) = (Texts::Utf8(&a), Texts::Utf8(&b));
         let before = self.stats();
         let mut enrichments = vec![Enrichment::default(); pairs.len()];
+        let columns = OutputColumns::for_model(&self.score, self.threshold)?;
         let predictions = self.score.predict(&a, &b)?;
-        let scores = self.score.scores_of(&predictions);
-        for (i, e) in enrichments.iter_mut().enumerate() {
-            e.cross_score = scores.is_valid(i).then(|| scores.value(i));
-            e.is_paraphrase = self.threshold.zip(e.cross_score).map(|(t, s)| s >= t);
-        }
-        if matches!(self.score.head(), Head::Classification { .. }) {
-            classify(&self.score, &predictions, &mut enrichments)?;
-        }
+        fill(
+            &mut enrichments,
+            columns.fields(),
+            &columns.arrays(&predictions)?,
+        )?;
         if let Some(nli) = &self.nli {
-            classify(nli, &nli.predict(&a, &b)?, &mut enrichments)?;
+            let columns = OutputColumns::classes(nli)?;
+            let predictions = nli.predict(&a, &b)?;
+            fill(
+                &mut enrichments,
+                columns.fields(),
+                &columns.arrays(&predictions)?,
+            )?;
         }
         Ok(Scored {
             enrichments,
@@ -62,33 +66,51 @@ impl Scorer {
     }
 }
 
-fn classify(
-    model: &CrossEncoder,
-    predictions: &crossflow::Predictions,
-    out: &mut [Enrichment],
-) -> Result<()> {
-    let classified = model.classes_of(predictions)?;
-    let fields = classified.probs.fields().clone();
-    for (i, e) in out.iter_mut().enumerate() {
-        if classified.labels.is_null(i) {
-            continue;
+/// Copies each row's output columns into its enrichment.
+fn fill(out: &mut [Enrichment], fields: &[Field], arrays: &[ArrayRef]) -> Result<()> {
+    for (field, array) in fields.iter().zip(arrays) {
+        let valid = |i: usize| array.is_valid(i);
+        match field.name().as_str() {
+            "cross_score" => {
+                let scores = array.as_primitive::<Float32Type>();
+                for (i, e) in out.iter_mut().enumerate() {
+                    e.cross_score = valid(i).then(|| scores.value(i));
+                }
+            }
+            "is_paraphrase" => {
+                let flags = array.as_boolean();
+                for (i, e) in out.iter_mut().enumerate() {
+                    e.is_paraphrase = valid(i).then(|| flags.value(i));
+                }
+            }
+            "nli_label" => {
+                let labels = array.as_string::<i32>();
+                for (i, e) in out.iter_mut().enumerate() {
+                    e.nli_label = valid(i).then(|| labels.value(i).to_string());
+                }
+            }
+            "nli_probs" => {
+                let probs = array.as_struct();
+                for (i, e) in out.iter_mut().enumerate() {
+                    e.nli_probs = valid(i).then(|| label_probabilities(probs, i));
+                }
+            }
+            other => {
+                return Err(JobError::Internal(format!(
+                    "no message field for output column {other:?}"
+                )));
+            }
         }
-        e.nli_label = Some(classified.labels.value(i).to_string());
-        let probs = fields
-            .iter()
-            .enumerate()
-            .map(|(c, f)| {
-                (
-                    f.name().clone(),
-                    classified
-                        .probs
-                        .column(c)
-                        .as_primitive::<Float32Type>()
-                        .value(i),
-                )
-            })
-            .collect();
-        e.nli_probs = Some(probs);
     }
     Ok(())
+}
+
+/// Row `i` of a probabilities struct as (label, probability) pairs.
+fn label_probabilities(probs: &StructArray, i: usize) -> Vec<(String, f32)> {
+    probs
+        .fields()
+        .iter()
+        .zip(probs.columns())
+        .map(|(f, c)| (f.name().clone(), c.as_primitive::<Float32Type>().value(i)))
+        .collect()
 }
