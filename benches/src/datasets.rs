@@ -22,8 +22,13 @@ pub struct PairSet {
     pub pairs: Vec<(String, String)>,
 }
 
-/// Loads `profile` (short, medium, long) with at most `limit` pairs.
+/// Loads `profile` (short, medium, long) with at most `limit` pairs, from
+/// the data folder, or from a pairs file (`crossflow-bench export-pairs`:
+/// JSON, profile → `[[a, b], ...]`) where `data` is a file.
 pub fn load(profile: &str, data: &Path, limit: usize) -> Result<PairSet> {
+    if data.is_file() {
+        return from_file(profile, data, limit);
+    }
     let raw = match profile {
         "short" => [
             sts(&data.join("stsbenchmark/sts-train.csv"))?,
@@ -63,6 +68,20 @@ pub fn load(profile: &str, data: &Path, limit: usize) -> Result<PairSet> {
         "profile {profile}: no pairs found under {}",
         data.display()
     );
+    Ok(PairSet {
+        name: profile.to_string(),
+        pairs,
+    })
+}
+
+/// A profile of a pairs file.
+fn from_file(profile: &str, path: &Path, limit: usize) -> Result<PairSet> {
+    let mut sets: BTreeMap<String, Vec<(String, String)>> = serde_json::from_str(&read(path)?)
+        .with_context(|| format!("{}: not a pairs file", path.display()))?;
+    let mut pairs = sets
+        .remove(profile)
+        .with_context(|| format!("{} has no profile {profile:?}", path.display()))?;
+    pairs.truncate(limit);
     Ok(PairSet {
         name: profile.to_string(),
         pairs,

@@ -33,6 +33,10 @@ enum Command {
     One(measure::OneArgs),
     /// Compare scores on a device (e.g. cuda) with the CPU's.
     Compare(compare::CompareArgs),
+    /// Write the CPU logits of the profiles' pairs (a reference for `compare`).
+    Reference(compare::ExportArgs),
+    /// Write the profiles' pairs to a file that `--data` can read.
+    ExportPairs(compare::ExportArgs),
     /// Memory over a long run of calls of random sizes and lengths.
     Soak(soak::SoakArgs),
 }
@@ -100,6 +104,8 @@ fn main() -> Result<()> {
     match cli.command {
         Some(Command::One(args)) => measure::one(&args),
         Some(Command::Compare(args)) => compare::compare(&args),
+        Some(Command::Reference(args)) => compare::reference(&args),
+        Some(Command::ExportPairs(args)) => compare::export_pairs(&args),
         Some(Command::Soak(args)) => soak::soak(&args),
         None => measure::run(&cli.run),
     }

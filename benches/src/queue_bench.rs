@@ -127,6 +127,7 @@ async fn main() -> Result<()> {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = small_calls_in(&ctx, args.small_calls).await?;
+    let direct = tokio::task::block_in_place(|| engine_calls(&model, args.small_calls))?;
     let finished_first = background.is_finished();
     background.await??;
     ensure!(
@@ -134,6 +135,10 @@ async fn main() -> Result<()> {
         "the SQL job ended before the small calls: use more --pairs"
     );
     print_latency("the SQL job runs", &busy);
+    print_latency(
+        "the SQL job runs (the 3 pairs straight to the engine, no SQL)",
+        &direct,
+    );
 
     if let (Some(before), Some(after)) = (&args.before, &args.after) {
         compare_builds(before, after, &single, &copy, count, args.rounds)?;
@@ -225,6 +230,25 @@ async fn small_calls_in(
         ensure!(rows == 3, "the small call returned {rows} rows");
     }
     Ok(times)
+}
+
+/// The small call's pairs through `CrossEncoder::predict_pairs`, timed.
+fn engine_calls(model: &CrossEncoder, calls: usize) -> Result<Vec<Duration>> {
+    let pairs = [
+        ("A man is playing a guitar.", "Someone plays music."),
+        ("The cat sleeps on the sofa.", "A dog runs in the park."),
+        (
+            "How do I reset my password?",
+            "Steps to change a forgotten password",
+        ),
+    ];
+    (0..calls)
+        .map(|_| {
+            let started = Instant::now();
+            model.predict_pairs(&pairs)?;
+            Ok(started.elapsed())
+        })
+        .collect()
 }
 
 fn print_latency(label: &str, times: &[Duration]) {
