@@ -167,7 +167,7 @@ impl<'a> Keys<'a> {
         if self.array().is_null(i) {
             return None;
         }
-        let key = match *self {
+        match *self {
             Keys::I8(k) => usize::try_from(k.value(i)).ok(),
             Keys::I16(k) => usize::try_from(k.value(i)).ok(),
             Keys::I32(k) => usize::try_from(k.value(i)).ok(),
@@ -176,8 +176,7 @@ impl<'a> Keys<'a> {
             Keys::U16(k) => Some(usize::from(k.value(i))),
             Keys::U32(k) => usize::try_from(k.value(i)).ok(),
             Keys::U64(k) => usize::try_from(k.value(i)).ok(),
-        };
-        key
+        }
     }
 }
 

@@ -101,7 +101,7 @@ pub fn reference(args: &ExportArgs) -> Result<()> {
 /// What the device's logits are compared with.
 enum Expected {
     Stored(Reference),
-    Cpu(CrossEncoder),
+    Cpu(Box<CrossEncoder>),
 }
 
 impl Expected {
@@ -135,10 +135,10 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
             serde_json::from_str(&std::fs::read_to_string(path)?)
                 .with_context(|| format!("{}: not a reference file", path.display()))?,
         ),
-        None => Expected::Cpu(CrossEncoder::load(
+        None => Expected::Cpu(Box::new(CrossEncoder::load(
             &args.model,
             &options("default", reference_file, Device::Cpu, None)?,
-        )?),
+        )?)),
     };
     let device = CrossEncoder::load(
         &args.model,
@@ -169,12 +169,15 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                     .collect::<Vec<_>>()
             })
             .fold(0.0f32, f32::max);
+        let against = match &args.reference {
+            Some(path) => format!("reference {}", path.display()),
+            None => format!("logit cpu ({})", reference_file.display()),
+        };
         println!(
-            "{profile}: {} pairs, max |logit {} ({}) - logit cpu ({})| = {worst:.2e}",
+            "{profile}: {} pairs, max |logit {} ({}) - {against}| = {worst:.2e}",
             pairs.len(),
             args.device,
             args.onnx_file.display(),
-            reference_file.display()
         );
         if let Some(tolerance) = args.tolerance.filter(|t| worst > *t) {
             bail!("{profile}: difference {worst:.2e} over the tolerance {tolerance:.0e}");
