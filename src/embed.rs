@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::model::{ModelConfig, ModelFiles, graph};
-use crate::options::{EngineOptions, invariance, queue_limits, session_settings};
-use crate::queue::{self, Scheduler};
+use crate::options::{EngineOptions, invariance, session_settings};
+use crate::queue::Scheduler;
 use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::Texts;
@@ -140,10 +140,6 @@ impl BiEncoder {
             || tokenizer.encode_texts(&PROBES),
             tokenizer.pad_id(),
         )?;
-        let mut limits = options.limits;
-        if prepared.one_pair_per_batch {
-            limits.max_batch_pairs = 1;
-        }
         let name = files
             .dir
             .file_name()
@@ -156,20 +152,19 @@ impl BiEncoder {
             normalize,
             dimension,
         };
-        let sessions = prepared.model.into_sessions();
-        let stats = Arc::new(Stats::default());
-        let config = queue::Config {
-            name: name.clone(),
-            batches: limits,
-            queue: queue_limits(options, limits, sessions.len()),
-            pad_id: tokenizer.pad_id(),
-            width: dimension,
-            rows: Box::new(move |out, lengths| pooler.pool(out, lengths)),
-        };
+        let rows = Box::new(move |out, lengths: &[usize]| pooler.pool(out, lengths));
+        let (scheduler, _) = Scheduler::for_graph(
+            &name,
+            prepared,
+            options,
+            (tokenizer.pad_id(), dimension),
+            rows,
+        )?;
+        let stats = scheduler.stats().clone();
         Ok(Self {
             name,
             tokenizer,
-            scheduler: Scheduler::start(sessions, config, stats.clone())?,
+            scheduler,
             dimension,
             stats,
         })

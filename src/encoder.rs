@@ -11,9 +11,9 @@ use crate::cache::{Key, PairCache};
 use crate::head::Head;
 use crate::model::graph;
 use crate::model::{ModelConfig, ModelFiles};
-use crate::options::{EngineOptions, invariance, queue_limits, session_settings};
+use crate::options::{EngineOptions, invariance, session_settings};
 use crate::output::{self, ClassifiedArrays};
-use crate::queue::{self, Scheduler};
+use crate::queue::Scheduler;
 use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
@@ -85,11 +85,7 @@ impl CrossEncoder {
         let config = ModelConfig::load(&files)?;
         let max_length = options.max_length.unwrap_or(config.max_length);
         let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
-        let graph::Prepared {
-            model,
-            one_pair_per_batch,
-            batch_invariant,
-        } = graph::load(
+        let prepared = graph::load(
             &files.onnx,
             &session_settings(options),
             &["logits"],
@@ -99,26 +95,22 @@ impl CrossEncoder {
         )?;
         let name = model_name(&files.dir);
         let head = config.head(options.activation);
-        let mut limits = options.limits;
-        if one_pair_per_batch {
-            limits.max_batch_pairs = 1;
-        }
+        let (one_pair_per_batch, batch_invariant) =
+            (prepared.one_pair_per_batch, prepared.batch_invariant);
+        let rows = Box::new(logits_of_batch(files.onnx.clone(), head.num_labels()));
+        let (scheduler, limits) = Scheduler::for_graph(
+            &name,
+            prepared,
+            options,
+            (tokenizer.pad_id(), head.num_labels()),
+            rows,
+        )?;
         tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
             max_length, one_pair_per_batch, batch_invariant, device = %options.device,
             cache_pairs = options.cache_pairs, cpu = %crate::CpuInfo::host(), "model loaded");
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
-        let sessions = model.into_sessions();
-        let stats = Arc::new(Stats::default());
-        let queue = queue::Config {
-            name: name.clone(),
-            batches: limits,
-            queue: queue_limits(options, limits, sessions.len()),
-            pad_id: tokenizer.pad_id(),
-            width: head.num_labels(),
-            rows: Box::new(logits_of_batch(files.onnx.clone(), head.num_labels())),
-        };
-        let scheduler = Scheduler::start(sessions, queue, stats.clone())?;
+        let stats = scheduler.stats().clone();
         Ok(Self {
             name,
             files,

@@ -84,11 +84,7 @@ pub fn reference(args: &ExportArgs) -> Result<()> {
     let mut reference = Reference::new();
     for profile in &args.profiles {
         let set = datasets::load(profile, &args.data, args.limit)?;
-        let pairs: Vec<(&str, &str)> = set
-            .pairs
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
+        let pairs = borrowed(&set.pairs);
         let predictions = model.predict_pairs(&pairs)?;
         let logits = (0..pairs.len())
             .map(|i| predictions.logits(i).to_vec())
@@ -146,11 +142,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     )?;
     for profile in &args.profiles {
         let set = datasets::load(profile, &args.data, args.limit)?;
-        let pairs: Vec<(&str, &str)> = set
-            .pairs
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
+        let pairs = borrowed(&set.pairs);
         let expected = expected.logits(profile, &pairs)?;
         ensure!(
             expected.len() == pairs.len(),
@@ -184,4 +176,12 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The pairs as string slices.
+fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
 }

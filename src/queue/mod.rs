@@ -25,6 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::batching::BatchLimits;
+use crate::model::graph::Prepared;
+use crate::options::{EngineOptions, queue_limits};
 use crate::runtime::Device;
 use crate::session::{OrtSession, Output, PaddedBatch};
 use crate::stats::Stats;
@@ -170,6 +172,37 @@ impl Scheduler {
             scheduler.workers.push(thread);
         }
         Ok(scheduler)
+    }
+
+    /// The scheduler of a loaded graph, with the options' batch and queue
+    /// limits (one pair per batch where the graph needs it); returns it with
+    /// the batch limits in force. `width` floats per row come out of `rows`.
+    pub fn for_graph(
+        name: &str,
+        prepared: Prepared,
+        options: &EngineOptions,
+        (pad_id, width): (u32, usize),
+        rows: Box<Rows>,
+    ) -> Result<(Self, BatchLimits)> {
+        let mut batches = options.limits;
+        if prepared.one_pair_per_batch {
+            batches.max_batch_pairs = 1;
+        }
+        let sessions = prepared.model.into_sessions();
+        let config = Config {
+            name: name.to_string(),
+            batches,
+            queue: queue_limits(options, batches, sessions.len()),
+            pad_id,
+            width,
+            rows,
+        };
+        Ok((Self::start(sessions, config, Arc::default())?, batches))
+    }
+
+    /// The counters its workers update.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
     }
 
     /// Number of workers (sessions).
