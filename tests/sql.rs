@@ -122,6 +122,26 @@ async fn a_constant_argument_scores_against_a_column() {
     );
 }
 
+/// Dictionary-encoded strings reach the engine as they are (no unpacking)
+/// and score like plain strings; nulls stay null.
+#[tokio::test]
+async fn dictionary_strings_score_like_plain_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, _) = ctx_with_pairs(dir.path()).await;
+    let sql = "SELECT cross_score(arrow_cast(a, 'Dictionary(Int32, Utf8)'), \
+               arrow_cast(b, 'Dictionary(UInt8, Utf8View)')) AS d, cross_score(a, b) AS s \
+               FROM t ORDER BY id";
+    let batch = query(&ctx, sql).await;
+    let (dict, plain) = (f32_column(&batch, "d"), f32_column(&batch, "s"));
+    assert!(plain.len() > 2);
+    for i in 0..plain.len() {
+        assert_eq!(dict.is_valid(i), plain.is_valid(i), "row {i}");
+        if plain.is_valid(i) {
+            assert_eq!(dict.value(i), plain.value(i), "row {i}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn nli_functions_use_the_nli_model_and_its_label_names() {
     let dir = tempfile::tempdir().unwrap();

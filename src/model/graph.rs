@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::onnx::{GRAPH_NODE, MODEL_GRAPH, Node};
+use super::onnx::{GRAPH_NODE, MODEL_GRAPH, NODE_ATTRIBUTE, NODE_OP_TYPE};
 use super::per_pair;
 use super::proto::{self, ProtoError};
 use crate::session::{OrtModel, SessionSettings};
@@ -144,7 +144,8 @@ pub(crate) enum NoRewrite {
 }
 
 /// Whether the graph quantizes activations dynamically (onnxruntime
-/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes in the main graph).
+/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes, searched in
+/// subgraphs and model-local functions too).
 ///
 /// Such a graph computes one int8 scale over the whole activation tensor of a
 /// batch, padding included, so a pair's logits depend on the other pairs in its
@@ -156,17 +157,52 @@ pub fn uses_dynamic_quantization(onnx: &Path) -> Result<bool> {
     quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))
 }
 
-/// Reads the graph's nodes' operator types.
+/// ONNX field numbers the check reads beyond [`super::onnx`]'s.
+const MODEL_FUNCTIONS: u32 = 25;
+const FUNCTION_NODE: u32 = 7;
+const ATTRIBUTE_GRAPH: u32 = 6;
+const ATTRIBUTE_GRAPHS: u32 = 11;
+/// Subgraphs nested deeper than this are not searched.
+const MAX_DEPTH: usize = 16;
+
+/// Whether any node of the model — main graph, subgraphs of control-flow
+/// nodes, model-local functions — is a `DynamicQuantizeLinear`. Reads the
+/// serialized model in place, without copying its weights.
 fn quantizes_dynamically(model: &[u8]) -> std::result::Result<bool, ProtoError> {
-    let model = proto::parse(model)?;
-    let Some(graph) = model.iter().find(|f| f.number() == MODEL_GRAPH) else {
-        return Ok(false);
-    };
-    for field in proto::parse(graph.bytes().unwrap_or_default())? {
-        if field.number() == GRAPH_NODE
-            && Node::parse(field.bytes().unwrap_or_default())?.op == "DynamicQuantizeLinear"
-        {
+    for graph in proto::payloads(model, MODEL_GRAPH)? {
+        if graph_quantizes(graph, 0)? {
             return Ok(true);
+        }
+    }
+    for function in proto::payloads(model, MODEL_FUNCTIONS)? {
+        if nodes_quantize(&proto::payloads(function, FUNCTION_NODE)?, 0)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn graph_quantizes(graph: &[u8], depth: usize) -> std::result::Result<bool, ProtoError> {
+    nodes_quantize(&proto::payloads(graph, GRAPH_NODE)?, depth)
+}
+
+fn nodes_quantize(nodes: &[&[u8]], depth: usize) -> std::result::Result<bool, ProtoError> {
+    for node in nodes {
+        let op = proto::payloads(node, NODE_OP_TYPE)?;
+        if op.first() == Some(&b"DynamicQuantizeLinear".as_slice()) {
+            return Ok(true);
+        }
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        for attribute in proto::payloads(node, NODE_ATTRIBUTE)? {
+            let mut graphs = proto::payloads(attribute, ATTRIBUTE_GRAPH)?;
+            graphs.extend(proto::payloads(attribute, ATTRIBUTE_GRAPHS)?);
+            for graph in graphs {
+                if graph_quantizes(graph, depth + 1)? {
+                    return Ok(true);
+                }
+            }
         }
     }
     Ok(false)
@@ -195,6 +231,33 @@ mod tests {
         let plain = dir.path().join("plain.onnx");
         std::fs::write(&plain, &model).unwrap();
         assert!(!uses_dynamic_quantization(&plain).unwrap());
+        // In the branch of an `If`, and in a model-local function.
+        let quantizer = Node::new(
+            "DynamicQuantizeLinear",
+            &["x"],
+            &["y", "s", "z"],
+            Vec::new(),
+        );
+        let branch = proto::encode(&[Field::Bytes(GRAPH_NODE, proto::encode(&quantizer.fields))]);
+        let attribute = proto::encode(&[
+            Field::Bytes(1, b"then_branch".to_vec()),
+            Field::Bytes(6, branch),
+        ]);
+        let mut control = Node::new("If", &["c"], &["out"], Vec::new()).fields;
+        control.push(Field::Bytes(NODE_ATTRIBUTE, attribute));
+        let graph = proto::encode(&[Field::Bytes(GRAPH_NODE, proto::encode(&control))]);
+        std::fs::write(&plain, proto::encode(&[Field::Bytes(MODEL_GRAPH, graph)])).unwrap();
+        assert!(uses_dynamic_quantization(&plain).unwrap(), "in a subgraph");
+        let function = proto::encode(&[Field::Bytes(
+            FUNCTION_NODE,
+            proto::encode(&quantizer.fields),
+        )]);
+        std::fs::write(
+            &plain,
+            proto::encode(&[Field::Bytes(MODEL_FUNCTIONS, function)]),
+        )
+        .unwrap();
+        assert!(uses_dynamic_quantization(&plain).unwrap(), "in a function");
         std::fs::write(&plain, b"\x0a\xff\xff").unwrap();
         assert!(
             uses_dynamic_quantization(&plain).is_err(),

@@ -40,8 +40,40 @@ impl Field {
     }
 }
 
+/// A field as it lies in a message: payloads are borrowed, not copied.
+enum Raw<'a> {
+    Varint(u64),
+    Fixed64(&'a [u8]),
+    Bytes(&'a [u8]),
+    Fixed32(&'a [u8]),
+}
+
 /// Splits a message into its fields.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Field>, ProtoError> {
+    Ok(raw_fields(bytes)?
+        .into_iter()
+        .map(|(number, raw)| match raw {
+            Raw::Varint(v) => Field::Varint(number, v),
+            Raw::Fixed64(b) => Field::Fixed64(number, b.try_into().unwrap_or_default()),
+            Raw::Bytes(b) => Field::Bytes(number, b.to_vec()),
+            Raw::Fixed32(b) => Field::Fixed32(number, b.try_into().unwrap_or_default()),
+        })
+        .collect())
+}
+
+/// The payloads of the length-delimited fields numbered `number`, borrowed
+/// from `bytes` (for reading a large message without copying it).
+pub fn payloads(bytes: &[u8], number: u32) -> Result<Vec<&[u8]>, ProtoError> {
+    Ok(raw_fields(bytes)?
+        .into_iter()
+        .filter_map(|(n, raw)| match raw {
+            Raw::Bytes(b) if n == number => Some(b),
+            _ => None,
+        })
+        .collect())
+}
+
+fn raw_fields(bytes: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ProtoError> {
     let mut fields = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -50,21 +82,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Field>, ProtoError> {
             at,
             what: "field number",
         })?;
-        let field = match key & 7 {
-            0 => Field::Varint(number, varint(bytes, &mut at)?),
-            1 => Field::Fixed64(
-                number,
-                take(bytes, &mut at, 8)?.try_into().unwrap_or_default(),
-            ),
+        let raw = match key & 7 {
+            0 => Raw::Varint(varint(bytes, &mut at)?),
+            1 => Raw::Fixed64(take(bytes, &mut at, 8)?),
             2 => {
                 let len = usize::try_from(varint(bytes, &mut at)?)
                     .map_err(|_| ProtoError { at, what: "length" })?;
-                Field::Bytes(number, take(bytes, &mut at, len)?.to_vec())
+                Raw::Bytes(take(bytes, &mut at, len)?)
             }
-            5 => Field::Fixed32(
-                number,
-                take(bytes, &mut at, 4)?.try_into().unwrap_or_default(),
-            ),
+            5 => Raw::Fixed32(take(bytes, &mut at, 4)?),
             _ => {
                 return Err(ProtoError {
                     at,
@@ -72,7 +98,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Field>, ProtoError> {
                 });
             }
         };
-        fields.push(field);
+        fields.push((number, raw));
     }
     Ok(fields)
 }

@@ -273,8 +273,9 @@ impl Drop for Scheduler {
 }
 
 impl Shared {
-    /// The queue's state. A panic never happens under the lock (the backend
-    /// runs outside it), so a poisoned lock still holds consistent state.
+    /// The queue's state. The backend runs outside the lock; what runs under
+    /// it only panics on a broken invariant of [`State`], which a poisoned
+    /// lock cannot make worse, so its state is used as it is.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -291,12 +292,14 @@ impl Shared {
         let limits = &self.config.queue;
         let mut state = self.lock();
         for (index, (row, pair)) in pairs.into_iter().enumerate() {
+            if !state.admits(id, pair.len(), limits, &self.config.batches) {
+                self.stats.record_admission_wait();
+            }
             while !state.admits(id, pair.len(), limits, &self.config.batches) {
                 if state.shutdown {
                     return Err(Error::Scheduler("the model is shutting down".into()));
                 }
                 self.work.notify_all();
-                self.stats.record_admission_wait();
                 state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
             }
             state.push(id, reply, (row, pair), index == 0);
@@ -307,13 +310,27 @@ impl Shared {
         Ok(())
     }
 
-    /// A worker's loop: take a batch, run it, answer its calls.
+    /// A worker's loop: take a batch, run it, answer its calls. A batch of
+    /// several calls that fails is run again call by call, so that one
+    /// call's bad pair never fails another call.
     fn work(&self, mut backend: impl Backend) {
         while let Some(batch) = self.next_batch() {
-            let result = catch_unwind(AssertUnwindSafe(|| self.run(&mut backend, &batch)))
-                .unwrap_or_else(|panic| Err(Error::Scheduler(panic_message(&*panic))));
-            answer(batch, result, self.config.width);
+            let result = self.run_caught(&mut backend, &batch);
+            if result.is_err() && batch.parts.len() > 1 {
+                for alone in batch.split() {
+                    let result = self.run_caught(&mut backend, &alone);
+                    answer(alone, result, self.config.width);
+                }
+            } else {
+                answer(batch, result, self.config.width);
+            }
         }
+    }
+
+    /// [`Shared::run`], with a panic turned into an error.
+    fn run_caught(&self, backend: &mut impl Backend, batch: &Taken) -> Result<Vec<f32>> {
+        catch_unwind(AssertUnwindSafe(|| self.run(backend, batch)))
+            .unwrap_or_else(|panic| Err(Error::Scheduler(panic_message(&*panic))))
     }
 
     /// Waits for pairs, and up to `max_wait` for a full batch; `None` at shutdown.
@@ -327,7 +344,7 @@ impl Shared {
             let now = Instant::now();
             if state.pairs() > 0 {
                 let waited = state.oldest_wait(now);
-                if waited >= max_wait || state.fills_a_batch(batches) {
+                if waited >= max_wait || state.fills_a_batch(batches, &self.config.queue) {
                     let taken = state.take(batches, now);
                     self.stats.set_queue_depth(state.pairs());
                     drop(state);

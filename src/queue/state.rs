@@ -28,7 +28,13 @@ struct Call {
     pending: VecDeque<Pending>,
     /// Tokens of `pending`.
     tokens: usize,
+    /// New calls put ahead of this one since its last turn.
+    jumped: usize,
 }
+
+/// How many new calls may go ahead of a waiting call between two of its
+/// turns: new calls are served first, and no call waits for ever.
+const MAX_JUMPS: usize = 8;
 
 struct Pending {
     row: usize,
@@ -44,6 +50,26 @@ pub(super) struct Taken {
     pub parts: Vec<Part>,
     /// Time the pairs waited in the queue, summed.
     pub waited: Duration,
+}
+
+impl Taken {
+    /// One batch per call, each with that call's pairs (their wait is
+    /// already counted in this batch's).
+    pub fn split(self) -> Vec<Taken> {
+        let mut pairs = self.pairs.into_iter();
+        self.parts
+            .into_iter()
+            .map(|part| {
+                let own: Vec<EncodedPair> = pairs.by_ref().take(part.rows.len()).collect();
+                Taken {
+                    padded_length: own.iter().map(EncodedPair::len).max().unwrap_or(0),
+                    pairs: own,
+                    parts: vec![part],
+                    waited: Duration::ZERO,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Consecutive pairs of a [`Taken`] batch that belong to one call.
@@ -81,10 +107,10 @@ impl State {
     }
 
     /// Adds one pair of call `id` (behind the call's other pairs). A call's
-    /// `first` pair puts the call at the head of the line (a new call is
-    /// served next, so a small query does not wait a round of the large
-    /// ones); a call that reappears after its waiting pairs ran out joins at
-    /// the back.
+    /// `first` pair puts the call at the head of the line, so a small query
+    /// does not wait a round of the large ones — ahead of every call that has
+    /// been passed over fewer than [`MAX_JUMPS`] times since its last turn. A
+    /// call that reappears after its waiting pairs ran out joins at the back.
     pub fn push(
         &mut self,
         id: u64,
@@ -110,27 +136,42 @@ impl State {
             reply: reply.clone(),
             pending: VecDeque::from([pending]),
             tokens,
+            jumped: 0,
         };
-        if first {
-            self.calls.push_front(call);
-            self.turn = 0;
-        } else {
+        if !first {
             self.calls.push_back(call);
+            return;
         }
+        let at = self
+            .calls
+            .iter()
+            .rposition(|c| c.jumped >= MAX_JUMPS)
+            .map_or(0, |last| last + 1);
+        if at == 0 {
+            self.turn = 0;
+        }
+        self.calls.iter_mut().skip(at).for_each(|c| c.jumped += 1);
+        self.calls.insert(at, call);
     }
 
     /// Drops every pair of call `id` still waiting (its caller gave up).
     pub fn cancel(&mut self, id: u64) {
         if let Some(at) = self.calls.iter().position(|c| c.id == id) {
+            if at == 0 {
+                self.turn = 0;
+            }
             let call = self.calls.remove(at).expect("position is in range");
             self.pairs -= call.pending.len();
             self.tokens -= call.pending.iter().map(|p| p.pair.len()).sum::<usize>();
         }
     }
 
-    /// Whether what waits fills a micro-batch (or nothing waits).
-    pub fn fills_a_batch(&self, limits: &BatchLimits) -> bool {
-        self.pairs >= limits.max_batch_pairs.max(1) || self.tokens >= limits.max_batch_tokens
+    /// Whether what waits fills a micro-batch, or is all the queue holds.
+    pub fn fills_a_batch(&self, limits: &BatchLimits, bound: &QueueLimits) -> bool {
+        self.pairs >= limits.max_batch_pairs.max(1)
+            || self.tokens >= limits.max_batch_tokens
+            || self.pairs >= bound.max_pairs
+            || self.tokens >= bound.max_tokens
     }
 
     /// How long the oldest waiting pair has waited.
@@ -165,6 +206,7 @@ impl State {
                 .sum::<usize>();
             let served = !rows.is_empty();
             if served {
+                call.jumped = 0;
                 batch.parts.push(Part {
                     reply: call.reply.clone(),
                     rows,
@@ -296,6 +338,26 @@ mod tests {
         ];
         let expected: Vec<_> = expected.iter().map(|&(l, r)| (l, vec![r])).collect();
         assert_eq!(order, expected);
+    }
+
+    #[test]
+    fn new_calls_pass_a_waiting_call_a_bounded_number_of_times() {
+        let mut state = State::default();
+        call(&mut state, 1, 2, 10, true);
+        let limits = limits(10, 1);
+        // Call 1 is served once, then new calls keep arriving.
+        assert_eq!(next(&mut state, limits), [(10, vec![0])]);
+        let mut served_before_call_1 = 0;
+        for id in 2.. {
+            call(&mut state, id, 1, 20, true);
+            let batch = next(&mut state, limits);
+            if batch[0].0 == 10 {
+                break;
+            }
+            served_before_call_1 += 1;
+            assert!(served_before_call_1 <= MAX_JUMPS, "call 1 starves");
+        }
+        assert_eq!(served_before_call_1, MAX_JUMPS);
     }
 
     #[test]

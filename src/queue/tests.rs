@@ -253,6 +253,37 @@ fn a_full_queue_makes_the_caller_wait_instead_of_growing() {
 }
 
 #[test]
+fn a_bad_pair_fails_its_own_call_not_the_calls_it_shared_a_batch_with() {
+    let setup = start(1, batches(8), queue(100));
+    let scheduler = &setup.scheduler;
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| scheduler.run(vec![pair(1, 3)]));
+        until(&setup.gate, "the worker holds a batch", || {
+            setup.gate.arrived() == 1
+        });
+        let bad = scope.spawn(|| scheduler.run(vec![pair(FAILS, 4)]));
+        until(&setup.gate, "the bad call queued", || {
+            setup.stats.snapshot().queue_depth == 1
+        });
+        let good = scope.spawn(|| scheduler.run(vec![pair(20, 4), pair(21, 2)]));
+        until(&setup.gate, "both calls queued", || {
+            setup.stats.snapshot().queue_depth == 3
+        });
+        setup.gate.open();
+        first.join().unwrap().unwrap();
+        assert!(bad.join().unwrap().is_err());
+        let got = good.join().unwrap().unwrap();
+        assert_eq!(got, expected(&[pair(20, 4), pair(21, 2)]));
+    });
+    // The held batch, the shared batch that failed, then each call alone.
+    let log = setup.log.lock().unwrap().clone();
+    let fails = i64::from(FAILS);
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log[1].len(), 3, "the two calls shared a batch: {log:?}");
+    assert!(log[2..].contains(&vec![fails]), "{log:?}");
+}
+
+#[test]
 fn a_failed_or_panicking_batch_fails_its_calls_only_and_the_worker_goes_on() {
     let setup = start(1, batches(1), queue(100));
     setup.gate.open();

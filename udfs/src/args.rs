@@ -6,9 +6,10 @@ use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::ColumnarValue;
 
-/// Checks text argument types at planning: strings stay as they are, `NULL`
-/// becomes `Utf8`, dictionary-encoded strings are unpacked, anything else is a
-/// plan error naming the function and argument.
+/// Checks text argument types at planning: strings and dictionary-encoded
+/// strings stay as they are (the engine reads both without copying), `NULL`
+/// becomes `Utf8`, anything else is a plan error naming the function and
+/// argument.
 pub(crate) fn coerce_text(
     function: &str,
     position: usize,
@@ -17,7 +18,7 @@ pub(crate) fn coerce_text(
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(data_type.clone()),
         DataType::Null => Ok(DataType::Utf8),
-        DataType::Dictionary(_, value) if value.is_string() => Ok(value.as_ref().clone()),
+        DataType::Dictionary(_, value) if value.is_string() => Ok(data_type.clone()),
         other => plan_err!(
             "{function}: argument {position} must be a string (Utf8, LargeUtf8 or Utf8View), got {other}; cast it with CAST(... AS VARCHAR) if that is intended"
         ),
