@@ -34,7 +34,7 @@ struct Call {
 
 /// How many new calls may go ahead of a waiting call between two of its
 /// turns: new calls are served first, and no call waits for ever.
-const MAX_JUMPS: usize = 8;
+const MAX_JUMPS: usize = 64;
 
 struct Pending {
     row: usize,
