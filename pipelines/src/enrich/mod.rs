@@ -33,16 +33,12 @@ pub fn prepare(
     let mut models = models.clone();
     let settings = args.resolve(&mut models)?;
     let score = models.load_score_model()?;
-    // Refuses a threshold on a classifier before anything is consumed.
-    crossflow::OutputColumns::for_model(&score, settings.threshold)?;
-    let scorer = Scorer {
-        score,
-        nli: if settings.nli {
-            Some(models.load_nli_model()?)
-        } else {
-            None
-        },
-        threshold: settings.threshold,
+    let nli = if settings.nli {
+        Some(models.load_nli_model()?)
+    } else {
+        None
     };
+    // Refuses a threshold on a classifier before anything is consumed.
+    let scorer = Scorer::new(score, nli, settings.threshold)?;
     Ok((settings, scorer))
 }

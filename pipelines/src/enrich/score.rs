@@ -9,15 +9,14 @@ use datafusion::arrow::datatypes::{Field, Float32Type};
 use super::message::{Enrichment, PairMessage};
 use crate::{JobError, Result};
 
-/// The models of an enrich job and what they add to each message.
+/// The models of an enrich job and the columns each adds to a message.
 #[derive(Debug, Clone)]
 pub struct Scorer {
-    /// Gives `cross_score` (and `nli_*` when it is a classifier).
-    pub score: Arc<CrossEncoder>,
+    /// Gives `cross_score` (and `nli_*` when it is a classifier), plus
+    /// `is_paraphrase` with a threshold.
+    score: (Arc<CrossEncoder>, OutputColumns),
     /// Gives `nli_label` / `nli_probs` when set.
-    pub nli: Option<Arc<CrossEncoder>>,
-    /// Adds `is_paraphrase` when set.
-    pub threshold: Option<f32>,
+    nli: Option<(Arc<CrossEncoder>, OutputColumns)>,
 }
 
 /// Outputs of one batch and what it cost.
@@ -28,6 +27,24 @@ pub struct Scored {
 }
 
 impl Scorer {
+    /// The scorer of `score` (with `is_paraphrase` at `threshold`, which
+    /// needs a one-label model) and, when given, the classifier `nli`.
+    pub fn new(
+        score: Arc<CrossEncoder>,
+        nli: Option<Arc<CrossEncoder>>,
+        threshold: Option<f32>,
+    ) -> Result<Self> {
+        let columns = OutputColumns::for_model(&score, threshold)?;
+        let nli = match nli {
+            Some(model) => Some((model.clone(), OutputColumns::classes(&model)?)),
+            None => None,
+        };
+        Ok(Self {
+            score: (score, columns),
+            nli,
+        })
+    }
+
     /// Scores `pairs` (blocking: run it off the async threads).
     pub fn score(&self, pairs: &[PairMessage]) -> Result<Scored> {
         let a = StringArray::from_iter_values(pairs.iter().map(|p| p.a.as_str()));
@@ -35,16 +52,8 @@ impl Scorer {
         let (a, b) = (Texts::Utf8(&a), Texts::Utf8(&b));
         let before = self.stats();
         let mut enrichments = vec![Enrichment::default(); pairs.len()];
-        let columns = OutputColumns::for_model(&self.score, self.threshold)?;
-        let predictions = self.score.predict(&a, &b)?;
-        fill(
-            &mut enrichments,
-            columns.fields(),
-            &columns.arrays(&predictions)?,
-        )?;
-        if let Some(nli) = &self.nli {
-            let columns = OutputColumns::classes(nli)?;
-            let predictions = nli.predict(&a, &b)?;
+        for (model, columns) in std::iter::once(&self.score).chain(&self.nli) {
+            let predictions = model.predict(&a, &b)?;
             fill(
                 &mut enrichments,
                 columns.fields(),
@@ -61,7 +70,7 @@ impl Scorer {
     fn stats(&self) -> StatsSnapshot {
         std::iter::once(&self.score)
             .chain(&self.nli)
-            .map(|m| m.stats())
+            .map(|(model, _)| model.stats())
             .fold(StatsSnapshot::default(), |sum, s| sum + s)
     }
 }
