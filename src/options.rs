@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::batching::BatchLimits;
 use crate::head::Activation;
 use crate::model::graph::Invariance;
-use crate::queue::{QueueLimits, QueueOptions};
+use crate::queue::QueueOptions;
 use crate::runtime::Device;
 use crate::session::SessionSettings;
 
@@ -50,16 +50,6 @@ pub struct EngineOptions {
     pub cache_pairs: usize,
     /// Bounds of the model's queue (default: [`crate::QueueLimits::for_workers`]).
     pub queue: QueueOptions,
-}
-
-/// The queue bounds in force for a model whose batches have `limits` and
-/// which runs `workers` sessions.
-pub(crate) fn queue_limits(
-    options: &EngineOptions,
-    limits: BatchLimits,
-    workers: usize,
-) -> QueueLimits {
-    options.queue.resolve(options.device, limits, workers)
 }
 
 /// How the options ask for batch-invariant results.

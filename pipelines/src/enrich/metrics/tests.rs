@@ -1,0 +1,112 @@
+//! Rendering and serving the enrich metrics.
+
+use super::*;
+
+#[test]
+fn renders_counters_histograms_and_lag() {
+    let metrics = Metrics::default();
+    metrics.messages_in.inc_by(3);
+    metrics.inference_seconds.observe(0.02);
+    metrics.inference_seconds.observe(2.0);
+    metrics.count_cache(1, 3);
+    metrics.set_lag("in", 1, 42);
+    let text = metrics.render();
+    assert!(text.contains("crossflow_messages_in_total 3\n"), "{text}");
+    assert!(
+        text.contains("crossflow_inference_seconds_bucket{le=\"0.025\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("crossflow_inference_seconds_bucket{le=\"+Inf\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("crossflow_cache_hit_ratio 0.25\n"), "{text}");
+    metrics.count_queue(&crossflow::StatsSnapshot {
+        queue_depth: 7,
+        queue_wait_time: Duration::from_millis(1500),
+        merged_batches: 2,
+        admission_waits: 1,
+        ..Default::default()
+    });
+    let text = metrics.render();
+    for line in [
+        "crossflow_queue_depth 7\n",
+        "crossflow_queue_wait_seconds_total 1.5\n",
+        "crossflow_merged_batches_total 2\n",
+        "crossflow_queue_full_waits_total 1\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(
+        text.contains("crossflow_consumer_lag{topic=\"in\",partition=\"1\"} 42\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    assert_eq!(metrics.total_lag(), 42);
+}
+
+#[test]
+fn a_revoked_partition_leaves_no_lag_gauge() {
+    let metrics = Metrics::default();
+    metrics.set_lag("in", 0, 5);
+    metrics.set_lag("in", 1, 7);
+    metrics.remove_lag("in", 1);
+    let text = metrics.render();
+    assert!(text.contains("partition=\"0\"} 5"), "{text}");
+    assert!(!text.contains("partition=\"1\""), "{text}");
+    assert_eq!(metrics.total_lag(), 5);
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn a_failed_accept_does_not_stop_the_endpoint() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    metrics.messages_out.inc_by(7);
+    let listener = Arc::new(listener);
+    let failures = Arc::new(AtomicU64::new(0));
+    let accept = {
+        let failures = Arc::clone(&failures);
+        move || {
+            let listener = Arc::clone(&listener);
+            let failures = Arc::clone(&failures);
+            async move {
+                let (stream, _) = listener.accept().await?;
+                // Every other accepted connection fails as an accept can
+                // (EMFILE): the stream is dropped and an error returned.
+                if failures
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    .is_multiple_of(2)
+                {
+                    drop(stream);
+                    return Err(std::io::Error::from_raw_os_error(24));
+                }
+                Ok(stream)
+            }
+        }
+    };
+    let server = tokio::spawn(accept_loop(accept, metrics));
+    let _refused = TcpStream::connect(addr).await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), scrape(addr))
+        .await
+        .expect("the endpoint answers after a failed accept");
+    assert!(response.starts_with("HTTP/1.0 200 OK"), "{response}");
+    assert!(response.contains(OPENMETRICS), "{response}");
+    assert!(
+        response.contains("crossflow_messages_out_total 7\n"),
+        "{response}"
+    );
+    server.abort();
+}
