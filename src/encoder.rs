@@ -10,7 +10,7 @@ use crate::batching::BatchLimits;
 use crate::cache::{Key, PairCache};
 use crate::head::Head;
 use crate::model::graph;
-use crate::model::{ModelConfig, ModelFiles};
+use crate::model::{Fingerprint, ModelConfig, ModelFiles};
 use crate::options::{EngineOptions, invariance, session_settings};
 use crate::output::{self, ClassifiedArrays};
 use crate::queue::Scheduler;
@@ -33,6 +33,7 @@ pub struct CrossEncoder {
     batch_invariant: bool,
     cache: Option<PairCache>,
     stats: Arc<Stats>,
+    fingerprint: Fingerprint,
 }
 
 /// Raw model outputs for a set of rows: `num_labels` logits per row, and
@@ -111,6 +112,11 @@ impl CrossEncoder {
         let cache = (options.cache_pairs > 0)
             .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
         let stats = scheduler.stats().clone();
+        let settings = format!(
+            "max_length={max_length};head={};batch_invariant={batch_invariant}",
+            head.describe()
+        );
+        let fingerprint = Fingerprint::of(&files, &settings)?;
         Ok(Self {
             name,
             files,
@@ -122,6 +128,7 @@ impl CrossEncoder {
             batch_invariant,
             cache,
             stats,
+            fingerprint,
         })
     }
 
@@ -140,6 +147,12 @@ impl CrossEncoder {
     /// What the model's logits mean.
     pub fn head(&self) -> &Head {
         &self.head
+    }
+
+    /// The hash of the model's files and result-changing settings, computed
+    /// at load: equal fingerprints mean equal scores on the same CPU.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
     }
 
     /// The model's configuration.

@@ -46,7 +46,7 @@ pub use embed::{BiEncoder, Embeddings};
 pub use encoder::{CrossEncoder, Predictions};
 pub use error::{Error, Result};
 pub use head::{Activation, Head};
-pub use model::{ModelConfig, ModelFiles};
+pub use model::{Fingerprint, ModelConfig, ModelFiles};
 pub use options::EngineOptions;
 pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
 pub use queue::{QueueLimits, QueueOptions};

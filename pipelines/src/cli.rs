@@ -4,6 +4,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+use crate::cluster::{ExecutorArgs, SchedulerArgs};
 use crate::dedupe::DedupeArgs;
 use crate::enrich::EnrichArgs;
 use crate::models::ModelArgs;
@@ -42,6 +43,10 @@ pub enum Command {
     Dedupe(DedupeArgs),
     /// Re-rank each query's candidate passages with the cross-encoder and keep the top k
     Rerank(RerankArgs),
+    /// Run a cluster scheduler (Ballista) for `sql --scheduler`
+    Scheduler(SchedulerArgs),
+    /// Run a cluster executor (Ballista) that scores with this node's models
+    Executor(ExecutorArgs),
 }
 
 /// Runs a parsed command line, writing results to `out` and a summary to stderr.
@@ -62,6 +67,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
+        Command::Scheduler(args) => crate::cluster::scheduler(args, &cli.models).await,
+        Command::Executor(args) => crate::cluster::executor(args, &cli.models).await,
         Command::Enrich(args) => {
             let (settings, scorer) = crate::enrich::prepare(&cli.models, args)?;
             let summary = crate::enrich::run(settings, scorer, shutdown_signal()).await?;

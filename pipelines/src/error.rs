@@ -59,6 +59,9 @@ pub enum JobError {
         context: String,
         source: rdkafka::error::KafkaError,
     },
+    /// A cluster node could not start or run.
+    #[error(transparent)]
+    Cluster(#[from] crossflow_cluster::ClusterError),
     /// Invalid command-line arguments.
     #[error("{0}")]
     Usage(String),

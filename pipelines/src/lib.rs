@@ -2,11 +2,13 @@
 //! (`crossflow`) and the SQL functions (`crossflow-udfs`).
 
 pub mod cli;
+pub mod cluster;
 mod columns;
 pub mod dedupe;
 pub mod enrich;
 mod error;
 pub mod format;
+pub mod metrics_http;
 pub mod models;
 pub mod progress;
 pub mod rerank;

@@ -8,8 +8,10 @@ use crossflow_udfs::{ModelSet, parse_table_spec, register_cross_functions, regis
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::Result;
+use crossflow_cluster::Node;
+
 use crate::format::{OutputFormat, write_batches};
+use crate::{JobError, Result};
 
 /// Arguments of `crossflow sql`.
 #[derive(Debug, Clone, Args)]
@@ -23,18 +25,49 @@ pub struct SqlArgs {
     /// How results are printed
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Run the statements on the Ballista cluster whose scheduler is at
+    /// df://HOST:PORT (see `crossflow scheduler` / `crossflow executor`);
+    /// the table paths must be readable at the same path on every executor
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub scheduler: Option<String>,
+    /// Scan partitions (tasks) a table is split into on a cluster: about the
+    /// executors' vcores in all [default: 16]
+    #[arg(long, requires = "scheduler")]
+    pub partitions: Option<usize>,
 }
 
 /// A DataFusion session with crossflow's functions and the given tables.
 pub async fn session(models: &ModelSet, tables: &[String]) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
     register_cross_functions(&ctx, models)?;
+    register_tables(&ctx, tables).await?;
+    Ok(ctx)
+}
+
+/// A session whose statements run on the cluster of `scheduler`.
+pub async fn cluster_session(
+    scheduler: &str,
+    partitions: Option<usize>,
+    models: &ModelSet,
+    tables: &[String],
+) -> Result<SessionContext> {
+    let functions = crate::cluster::functions(models, Node::Client)?;
+    let partitions = partitions.unwrap_or(crossflow_cluster::DEFAULT_PARTITIONS);
+    if partitions == 0 {
+        return Err(JobError::Usage("--partitions must be at least 1".into()));
+    }
+    let ctx = crossflow_cluster::remote_context(scheduler, functions, partitions).await?;
+    register_tables(&ctx, tables).await?;
+    Ok(ctx)
+}
+
+async fn register_tables(ctx: &SessionContext, tables: &[String]) -> Result<()> {
     for spec in tables {
         let (name, path) = parse_table_spec(spec)?;
-        let format = register_table(&ctx, name, path).await?;
+        let format = register_table(ctx, name, path).await?;
         tracing::info!(table = name, path, ?format, "table registered");
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// Runs each statement and collects its results.
@@ -48,7 +81,12 @@ pub async fn execute(ctx: &SessionContext, queries: &[String]) -> Result<Vec<Vec
 
 /// Runs the command, printing each statement's result to `out`.
 pub async fn run(args: &SqlArgs, models: &ModelSet, out: &mut dyn Write) -> Result<()> {
-    let ctx = session(models, &args.tables).await?;
+    let ctx = match &args.scheduler {
+        Some(scheduler) => {
+            cluster_session(scheduler, args.partitions, models, &args.tables).await?
+        }
+        None => session(models, &args.tables).await?,
+    };
     for batches in execute(&ctx, &args.queries).await? {
         write_batches(out, &batches, args.format)?;
     }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod files;
+mod fingerprint;
 pub mod graph;
 mod onnx;
 mod per_pair;
@@ -10,3 +11,4 @@ mod proto;
 
 pub use config::ModelConfig;
 pub use files::ModelFiles;
+pub use fingerprint::Fingerprint;

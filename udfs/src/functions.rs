@@ -147,8 +147,9 @@ pub struct ModelSet {
     pub nli: Option<Arc<CrossEncoder>>,
 }
 
-/// Registers `cross_score`, `is_paraphrase`, `nli_label` and `nli_probs`.
-pub fn register_cross_functions(ctx: &SessionContext, models: &ModelSet) -> Result<()> {
+/// `cross_score`, `is_paraphrase` (score models only), `nli_label` and
+/// `nli_probs` (when there is an NLI model), bound to `models`.
+pub fn cross_functions(models: &ModelSet) -> Result<Vec<ScalarUDF>> {
     let mut bindings = vec![(CrossFunction::Score, &models.score)];
     if matches!(models.score.head(), Head::Score { .. }) {
         bindings.push((CrossFunction::Paraphrase, &models.score));
@@ -157,12 +158,16 @@ pub fn register_cross_functions(ctx: &SessionContext, models: &ModelSet) -> Resu
         bindings.push((CrossFunction::NliLabel, nli));
         bindings.push((CrossFunction::NliProbs, nli));
     }
-    for (function, model) in bindings {
-        ctx.register_udf(cross_udf(
-            function,
-            function.default_name(),
-            Arc::clone(model),
-        )?);
+    bindings
+        .into_iter()
+        .map(|(function, model)| cross_udf(function, function.default_name(), Arc::clone(model)))
+        .collect()
+}
+
+/// Registers [`cross_functions`] in `ctx`.
+pub fn register_cross_functions(ctx: &SessionContext, models: &ModelSet) -> Result<()> {
+    for udf in cross_functions(models)? {
+        ctx.register_udf(udf);
     }
     Ok(())
 }
@@ -216,6 +221,11 @@ impl ScalarUDFImpl for CrossUdf {
 }
 
 impl CrossUdf {
+    /// The model the function runs.
+    pub fn model(&self) -> &Arc<CrossEncoder> {
+        &self.model
+    }
+
     /// Runs the model over the arguments' rows.
     fn compute(&self, args: &[ColumnarValue]) -> DfResult<ArrayRef> {
         let name = &self.name;

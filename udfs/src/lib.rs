@@ -20,5 +20,7 @@ mod functions;
 mod tables;
 
 pub use error::{Result, UdfError};
-pub use functions::{CrossFunction, CrossUdf, ModelSet, cross_udf, register_cross_functions};
+pub use functions::{
+    CrossFunction, CrossUdf, ModelSet, cross_functions, cross_udf, register_cross_functions,
+};
 pub use tables::{TableFormat, parse_table_spec, register_table};

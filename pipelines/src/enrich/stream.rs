@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::bisect::bisect;
 use super::kafka::{self, Consumer};
 use super::message::{self, Enrichment, PairMessage};
-use super::metrics::{self, Metrics};
+use super::metrics::Metrics;
 use super::outgoing::{self, Outgoing, Reason};
 use super::produce::{Refusal, Source};
 use super::score::Scorer;
@@ -42,7 +42,7 @@ pub async fn run(
     if let Some(addr) = settings.metrics_addr {
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            if let Err(error) = metrics::serve(addr, metrics).await {
+            if let Err(error) = crate::metrics_http::serve(addr, metrics).await {
                 tracing::error!(%addr, %error, "metrics server stopped");
             }
         });

@@ -3,39 +3,21 @@
 //! HTTP (hyper) at `--metrics-addr`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_TYPE;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::net::{TcpListener, TcpStream};
 
 const SECONDS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const PAIRS: [f64; 9] = [1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
 const TOKENS: [f64; 7] = [64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0];
-
-/// Content type of the OpenMetrics text format that `render` writes.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Pause after a failed `accept` (e.g. too many open files) before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The labels of a partition's lag gauge.
 type PartitionLabels = Vec<(String, String)>;
@@ -249,52 +231,9 @@ fn labels(topic: &str, partition: i32) -> PartitionLabels {
     ]
 }
 
-/// Serves the metrics at `addr` (any path) until the task is dropped. A failed
-/// `accept` is logged and the endpoint goes on.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics listening");
-    accept_loop(
-        || async { listener.accept().await.map(|(stream, _)| stream) },
-        metrics,
-    )
-    .await;
-    Ok(())
-}
-
-async fn accept_loop<A, F>(mut accept: A, metrics: Arc<Metrics>)
-where
-    A: FnMut() -> F,
-    F: Future<Output = std::io::Result<TcpStream>>,
-{
-    loop {
-        match accept().await {
-            Ok(stream) => {
-                tokio::spawn(respond(stream, Arc::clone(&metrics)));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "metrics endpoint: accept failed; going on");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-async fn respond(stream: TcpStream, metrics: Arc<Metrics>) {
-    let service = service_fn(move |_: Request<Incoming>| {
-        let body = metrics.render();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(CONTENT_TYPE, OPENMETRICS)
-                    .body(Full::new(Bytes::from(body)))
-                    .expect("a static header is valid"),
-            )
-        }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    if let Err(error) = connection.await {
-        tracing::debug!(%error, "metrics connection ended with an error");
+impl crate::metrics_http::Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
     }
 }
 

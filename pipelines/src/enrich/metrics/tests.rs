@@ -1,6 +1,13 @@
 //! Rendering and serving the enrich metrics.
 
 use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics_http::{OPENMETRICS, accept_loop};
 
 #[test]
 fn renders_counters_histograms_and_lag() {

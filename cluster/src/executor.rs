@@ -1,0 +1,117 @@
+//! `crossflow executor`: a Ballista executor that runs crossflow's functions
+//! with its own models, refusing plans made for other models.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista::prelude::SessionConfigExt;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use datafusion::prelude::SessionConfig;
+
+use crate::error::{ClusterError, Result};
+use crate::functions::ClusterFunctions;
+use crate::metrics::ExecutorMetrics;
+use crate::session::{codecs, node_state};
+use crate::tasks::CountingEngine;
+
+/// Where an executor listens and whom it works for.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    /// The scheduler, `HOST:PORT`.
+    pub scheduler: String,
+    /// Where the executor serves shuffle data (Arrow Flight) to the others.
+    pub bind: SocketAddr,
+    /// The host name the others reach it by [default: `bind`'s address, or
+    /// `localhost` when that is unspecified].
+    pub external_host: Option<String>,
+    /// Tasks run at once.
+    pub vcores: usize,
+    /// Where shuffle files go [default: a temporary directory].
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs an executor until SIGINT / SIGTERM or the scheduler stops it.
+pub async fn run_executor(
+    settings: &ExecutorSettings,
+    functions: Arc<ClusterFunctions>,
+    metrics: Arc<ExecutorMetrics>,
+) -> Result<()> {
+    let config = process_config(settings, functions, metrics)?;
+    tracing::info!(scheduler = %settings.scheduler, bind = %settings.bind,
+        vcores = settings.vcores, "crossflow executor starting");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(ClusterError::Ballista)
+}
+
+fn process_config(
+    settings: &ExecutorSettings,
+    functions: Arc<ClusterFunctions>,
+    metrics: Arc<ExecutorMetrics>,
+) -> Result<ExecutorProcessConfig> {
+    let (scheduler_host, scheduler_port) = split_host_port(&settings.scheduler)?;
+    let state = node_state(SessionConfig::new_with_ballista(), &functions)
+        .map_err(|e| ClusterError::Address(format!("executor session: {e}")))?;
+    let (logical, physical) = codecs(&functions);
+    let external_host = settings.external_host.clone().unwrap_or_else(|| {
+        if settings.bind.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            settings.bind.ip().to_string()
+        }
+    });
+    Ok(ExecutorProcessConfig {
+        bind_host: settings.bind.ip().to_string(),
+        port: settings.bind.port(),
+        external_host: Some(external_host),
+        scheduler_host,
+        scheduler_port,
+        scheduler_connect_timeout_seconds: 30,
+        vcores: settings.vcores,
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        work_dir: settings
+            .work_dir
+            .as_ref()
+            .map(|dir| dir.display().to_string()),
+        override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
+        override_logical_codec: Some(logical),
+        override_physical_codec: Some(physical),
+        override_execution_engine: Some(Arc::new(CountingEngine::new(metrics))),
+        ..ExecutorProcessConfig::default()
+    })
+}
+
+/// `HOST:PORT` (a name or an address) into its parts.
+pub fn split_host_port(address: &str) -> Result<(String, u16)> {
+    let bad = || ClusterError::Address(format!("{address:?}: expected HOST:PORT"));
+    let address = address.strip_prefix("df://").unwrap_or(address);
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_addresses_split_into_host_and_port() {
+        assert_eq!(
+            split_host_port("scheduler:50050").unwrap(),
+            ("scheduler".to_string(), 50050)
+        );
+        assert_eq!(
+            split_host_port("df://127.0.0.1:1").unwrap(),
+            ("127.0.0.1".to_string(), 1)
+        );
+        assert!(split_host_port("scheduler").is_err());
+        assert!(split_host_port(":80").is_err());
+        assert!(split_host_port("h:port").is_err());
+    }
+}

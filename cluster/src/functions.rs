@@ -1,0 +1,119 @@
+//! crossflow's functions as one node of a cluster holds them: each bound to a
+//! loaded model, with that model's fingerprint.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crossflow::Fingerprint;
+use crossflow_udfs::{CrossUdf, ModelSet, cross_functions};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::execution::registry::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
+
+/// The part a process plays in a cluster (named in fingerprint errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// `crossflow sql --scheduler`: plans and submits queries.
+    Client,
+    /// `crossflow scheduler`.
+    Scheduler,
+    /// `crossflow executor`.
+    Executor,
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Node::Client => "client",
+            Node::Scheduler => "scheduler",
+            Node::Executor => "executor",
+        })
+    }
+}
+
+/// One crossflow function and the model behind it.
+#[derive(Debug)]
+pub struct ClusterFunction {
+    /// The function, bound to this node's model.
+    pub udf: Arc<ScalarUDF>,
+    /// Its model's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its model's name.
+    pub model: String,
+}
+
+/// The crossflow functions of one node, by name.
+#[derive(Debug)]
+pub struct ClusterFunctions {
+    node: Node,
+    by_name: BTreeMap<String, ClusterFunction>,
+}
+
+impl ClusterFunctions {
+    /// The functions of `models` ([`cross_functions`]) on a `node`.
+    pub fn new(models: &ModelSet, node: Node) -> crossflow_udfs::Result<Self> {
+        let by_name = cross_functions(models)?
+            .into_iter()
+            .map(|udf| {
+                let model = udf
+                    .inner()
+                    .downcast_ref::<CrossUdf>()
+                    .expect("cross_functions builds CrossUdf functions")
+                    .model()
+                    .clone();
+                let function = ClusterFunction {
+                    udf: Arc::new(udf),
+                    fingerprint: model.fingerprint().clone(),
+                    model: model.name().to_string(),
+                };
+                (function.udf.name().to_string(), function)
+            })
+            .collect();
+        Ok(Self { node, by_name })
+    }
+
+    /// The function registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&ClusterFunction> {
+        self.by_name.get(name)
+    }
+
+    /// Every function.
+    pub fn udfs(&self) -> impl Iterator<Item = Arc<ScalarUDF>> + '_ {
+        self.by_name.values().map(|f| Arc::clone(&f.udf))
+    }
+
+    /// Registers every function in `state`.
+    pub fn register(&self, state: &mut SessionState) -> Result<()> {
+        for udf in self.udfs() {
+            state.register_udf(udf)?;
+        }
+        Ok(())
+    }
+
+    /// This node's `name`, if the plan's fingerprint `sent` is its model's.
+    pub fn checked(&self, name: &str, sent: Option<&str>) -> Result<Arc<ScalarUDF>> {
+        let node = self.node;
+        let function = self.get(name).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{name}: this crossflow {node} has no such function (it needs the model the plan was made with)"
+            ))
+        })?;
+        let sent = sent.and_then(Fingerprint::parse).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{name}: the plan carries a malformed model fingerprint"
+            ))
+        })?;
+        if sent != function.fingerprint {
+            return Err(DataFusionError::Plan(format!(
+                "{name}: model fingerprint mismatch: the plan was made with model fingerprint {sent}, \
+                 but this crossflow {node} loaded {} with fingerprint {}. Every node must run the same \
+                 crossflow version with the same model files and options (--model, --nli-model, \
+                 --onnx-file, --max-length, --activation, --batch-invariant)",
+                function.model, function.fingerprint
+            )));
+        }
+        Ok(Arc::clone(&function.udf))
+    }
+}

@@ -1,0 +1,112 @@
+//! An executor's metrics in the OpenMetrics text format: the pairs its models
+//! scored and the tasks it ran.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use crossflow::CrossEncoder;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The outcome label of `crossflow_executor_tasks_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// Counters of one executor; the model counters are read from the models'
+/// stats when the metrics are rendered.
+#[derive(Debug)]
+pub struct ExecutorMetrics {
+    models: Vec<Arc<CrossEncoder>>,
+    pairs_scored: Counter,
+    inference_seconds: Counter<f64, AtomicU64>,
+    tasks: Family<Outcome, Counter>,
+    running: Gauge,
+    registry: Mutex<Registry>,
+}
+
+impl ExecutorMetrics {
+    /// Metrics of an executor running `models`.
+    pub fn new(models: Vec<Arc<CrossEncoder>>) -> Self {
+        let metrics = Self {
+            models,
+            pairs_scored: Counter::default(),
+            inference_seconds: Counter::default(),
+            tasks: Family::default(),
+            running: Gauge::default(),
+            registry: Mutex::new(Registry::with_prefix("crossflow")),
+        };
+        metrics.register();
+        metrics
+    }
+
+    fn register(&self) {
+        let mut registry = self.registry.lock().expect("metrics registry poisoned");
+        registry.register(
+            "pairs_scored",
+            "Pairs run through the models on this executor (cache hits and nulls excluded)",
+            self.pairs_scored.clone(),
+        );
+        registry.register(
+            "inference_seconds",
+            "Seconds spent inside ONNX Runtime on this executor",
+            self.inference_seconds.clone(),
+        );
+        registry.register(
+            "executor_tasks",
+            "Ballista tasks by outcome: started, succeeded, failed",
+            self.tasks.clone(),
+        );
+        registry.register(
+            "executor_running_tasks",
+            "Ballista tasks running now",
+            self.running.clone(),
+        );
+    }
+
+    /// Pairs the models ran since the executor started.
+    pub fn pairs_scored(&self) -> u64 {
+        self.models.iter().map(|m| m.stats().unique_pairs).sum()
+    }
+
+    /// Tasks with `outcome` (`started`, `succeeded`, `failed`).
+    pub fn tasks(&self, outcome: &'static str) -> u64 {
+        self.tasks.get_or_create(&Outcome { outcome }).get()
+    }
+
+    pub(crate) fn task_started(&self) {
+        self.tasks
+            .get_or_create(&Outcome { outcome: "started" })
+            .inc();
+        self.running.inc();
+    }
+
+    pub(crate) fn task_finished(&self, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.tasks.get_or_create(&Outcome { outcome }).inc();
+        self.running.dec();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let registry = self.registry.lock().expect("metrics registry poisoned");
+        let pairs = self.pairs_scored();
+        self.pairs_scored
+            .inc_by(pairs.saturating_sub(self.pairs_scored.get()));
+        let seconds: f64 = self
+            .models
+            .iter()
+            .map(|m| m.stats().inference_time.as_secs_f64())
+            .sum();
+        self.inference_seconds
+            .inc_by((seconds - self.inference_seconds.get()).max(0.0));
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

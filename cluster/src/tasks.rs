@@ -1,0 +1,110 @@
+//! Counting the tasks an executor runs: Ballista's execution engine, wrapped.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ballista_core::JobId;
+use ballista_core::serde::protobuf::{
+    RuntimeStatsReport, ShuffleWritePartition, TaskColumnStats, WindowStateReport,
+};
+use ballista_executor::execution_engine::{
+    DefaultExecutionEngine, ExecutionEngine, QueryStageExecutor,
+};
+use datafusion::error::Result;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::prelude::SessionConfig;
+
+use crate::metrics::ExecutorMetrics;
+
+/// Ballista's default engine, counting each task's start and outcome.
+pub struct CountingEngine {
+    inner: DefaultExecutionEngine,
+    metrics: Arc<ExecutorMetrics>,
+}
+
+impl CountingEngine {
+    /// Counts into `metrics`.
+    pub fn new(metrics: Arc<ExecutorMetrics>) -> Self {
+        Self {
+            inner: DefaultExecutionEngine::new(),
+            metrics,
+        }
+    }
+}
+
+impl ExecutionEngine for CountingEngine {
+    fn create_query_stage_exec(
+        &self,
+        job_id: JobId,
+        stage_id: usize,
+        task_id: usize,
+        global_output_partition_ids: Vec<usize>,
+        plan: Arc<dyn ExecutionPlan>,
+        work_dir: &str,
+        config: &SessionConfig,
+    ) -> Result<Arc<dyn QueryStageExecutor>> {
+        let inner = self.inner.create_query_stage_exec(
+            job_id,
+            stage_id,
+            task_id,
+            global_output_partition_ids,
+            plan,
+            work_dir,
+            config,
+        )?;
+        Ok(Arc::new(CountedStage {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }))
+    }
+}
+
+/// One stage's executor whose runs are counted.
+struct CountedStage {
+    inner: Arc<dyn QueryStageExecutor>,
+    metrics: Arc<ExecutorMetrics>,
+}
+
+impl fmt::Debug for CountedStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Display for CountedStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl QueryStageExecutor for CountedStage {
+    async fn execute_query_stage(
+        &self,
+        task_id: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<Vec<ShuffleWritePartition>> {
+        self.metrics.task_started();
+        let result = self.inner.execute_query_stage(task_id, context).await;
+        self.metrics.task_finished(result.is_ok());
+        result
+    }
+
+    fn collect_plan_metrics(&self) -> Vec<MetricsSet> {
+        self.inner.collect_plan_metrics()
+    }
+
+    fn collect_runtime_stats_reports(&self) -> Vec<RuntimeStatsReport> {
+        self.inner.collect_runtime_stats_reports()
+    }
+
+    fn collect_window_state_reports(&self) -> Result<Vec<WindowStateReport>> {
+        self.inner.collect_window_state_reports()
+    }
+
+    fn collect_column_stats(&self) -> Vec<TaskColumnStats> {
+        self.inner.collect_column_stats()
+    }
+}

@@ -1,0 +1,90 @@
+//! `crossflow scheduler` and `crossflow executor`: the nodes of an Apache
+//! DataFusion Ballista cluster that runs `crossflow sql --scheduler` queries.
+//! Every node loads the models itself, with the model flags it is given.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use crossflow_cluster::{ClusterFunctions, ExecutorMetrics, ExecutorSettings, Node};
+use crossflow_udfs::ModelSet;
+
+use crate::models::ModelArgs;
+use crate::{JobError, Result};
+
+/// Arguments of `crossflow scheduler`.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// Address clients and executors reach the scheduler at
+    #[arg(long, default_value = "0.0.0.0:50050")]
+    pub bind: SocketAddr,
+}
+
+/// Arguments of `crossflow executor`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to take tasks from, HOST:PORT
+    #[arg(long, default_value = "localhost:50050")]
+    pub scheduler: String,
+    /// Address this executor serves its shuffle data on (Arrow Flight)
+    #[arg(long, default_value = "0.0.0.0:50051")]
+    pub bind: SocketAddr,
+    /// Host name or address the other nodes reach this executor by
+    /// [default: the --bind address, or localhost when it is 0.0.0.0]
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Tasks (scan partitions) run at once [default: the number of cores]
+    #[arg(long)]
+    pub vcores: Option<usize>,
+    /// Directory for shuffle files [default: a new temporary directory]
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (crossflow_pairs_scored_total, task counts) at HOST:PORT
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Runs a scheduler until the process is stopped.
+pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
+    let functions = functions(&models.load_model_set()?, Node::Scheduler)?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| JobError::io(args.bind, e))?;
+    crossflow_cluster::run_scheduler(listener, functions).await?;
+    Ok(())
+}
+
+/// Runs an executor until SIGINT / SIGTERM.
+pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
+    let models = models.load_model_set()?;
+    let functions = functions(&models, Node::Executor)?;
+    let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
+    let metrics = Arc::new(ExecutorMetrics::new(loaded.collect()));
+    if let Some(addr) = args.metrics_addr {
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            if let Err(error) = crate::metrics_http::serve(addr, metrics).await {
+                tracing::error!(%addr, %error, "executor metrics endpoint failed");
+            }
+        });
+    }
+    let settings = ExecutorSettings {
+        scheduler: args.scheduler.clone(),
+        bind: args.bind,
+        external_host: args.external_host.clone(),
+        vcores: args.vcores.unwrap_or_else(default_vcores),
+        work_dir: args.work_dir.clone(),
+    };
+    crossflow_cluster::run_executor(&settings, functions, metrics).await?;
+    Ok(())
+}
+
+/// The functions of `models` on a `node`.
+pub fn functions(models: &ModelSet, node: Node) -> Result<Arc<ClusterFunctions>> {
+    Ok(Arc::new(ClusterFunctions::new(models, node)?))
+}
+
+fn default_vcores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
