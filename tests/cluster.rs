@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_cluster::{ExecutorMetrics, ExecutorSettings, Node};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::{cluster_session, execute, session};
-use crossflow_tests::enrich_io::{free_port, metric, wait_for_metric};
+use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
 use crossflow_tests::{crossflow_binary, nli_model_dir, read_parquet, repo_root, sts_model_dir};
 use crossflow_udfs::ModelSet;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -157,6 +157,23 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
         assert!(executor.pairs_scored() > 0, "executor {i} scored no pair");
         assert!(executor.tasks("succeeded") > 0, "executor {i} ran no task");
     }
+    // COPY ... TO: the scoring is spread too, the executors write the file.
+    let before: Vec<u64> = executors.iter().map(|e| e.tasks("succeeded")).collect();
+    let output = dir.path().join("scored.parquet");
+    let copy = format!(
+        "COPY (SELECT id, cross_score(a, b) AS s FROM t) TO '{}' STORED AS PARQUET",
+        output.display()
+    );
+    run(&remote_ctx, &copy).await;
+    let written = read_parquet(&output);
+    assert_eq!(written.num_rows(), 48);
+    assert!(written.column_by_name("s").is_some());
+    for (i, executor) in executors.iter().enumerate() {
+        assert!(
+            executor.tasks("succeeded") > before[i],
+            "executor {i} ran none of the COPY's tasks"
+        );
+    }
     let rendered = executors[0].render();
     assert!(
         rendered.contains("crossflow_pairs_scored_total "),
@@ -248,15 +265,6 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(crossflow_binary())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crossflow")
 }
 
 fn crossflow(args: &[String]) -> String {

@@ -60,3 +60,66 @@ fn the_compose_enrich_command_parses_with_crossflows_cli() {
     assert_eq!(args.brokers.as_deref(), Some("kafka:19092"));
     assert_eq!(args.dlq_topic.as_deref(), Some("pairs-dlq"));
 }
+
+fn cluster_compose() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.cluster.yml"))
+        .expect("docker-compose.cluster.yml");
+    let mut doc: Value = serde_yaml::from_str(&text).expect("valid YAML");
+    doc.apply_merge().expect("merge keys");
+    doc
+}
+
+fn parse(command: &[String]) -> Cli {
+    Cli::try_parse_from(std::iter::once("crossflow".to_string()).chain(command.iter().cloned()))
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"))
+}
+
+#[test]
+fn the_cluster_compose_runs_a_scheduler_replicated_executors_and_a_client_on_one_volume() {
+    let doc = cluster_compose();
+    let services = &doc["services"];
+    for name in ["scheduler", "executor", "client"] {
+        assert_eq!(services[name]["build"].as_str(), Some("."), "{name}");
+        let volumes = services[name]["volumes"].as_sequence().expect("volumes");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.as_str().unwrap().ends_with(":/data")),
+            "{name} mounts the shared data volume"
+        );
+    }
+    assert!(services["executor"]["deploy"]["replicas"].as_u64().unwrap() >= 2);
+
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let Command::Scheduler(scheduler) = parse(&strings(&services["scheduler"]["command"])).command
+    else {
+        panic!("scheduler")
+    };
+    assert_eq!(scheduler.bind.port(), 50050);
+
+    // The executor runs through a shell to advertise its own address.
+    let shell = services["executor"]["command"][0].as_str().unwrap();
+    let words: Vec<String> = shell
+        .split_whitespace()
+        .skip_while(|w| !w.ends_with("/crossflow"))
+        .skip(1)
+        .map(|w| w.replace("\"$$(hostname -i)\"", "10.0.0.7"))
+        .collect();
+    let Command::Executor(executor) = parse(&words).command else {
+        panic!("executor: {shell}")
+    };
+    assert_eq!(executor.scheduler, "scheduler:50050");
+    assert_eq!(executor.external_host.as_deref(), Some("10.0.0.7"));
+    assert!(executor.metrics_addr.is_some());
+
+    let Command::Sql(client) = parse(&strings(&services["client"]["command"])).command else {
+        panic!("client")
+    };
+    assert_eq!(client.scheduler.as_deref(), Some("df://scheduler:50050"));
+}

@@ -13,6 +13,8 @@
 
 #[path = "datasets.rs"]
 mod datasets;
+#[path = "pairs_files.rs"]
+mod pairs_files;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,14 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use clap::Parser;
 use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_pipelines::score::{self, ScoreArgs};
 use crossflow_pipelines::sql;
 use crossflow_udfs::ModelSet;
-use parquet::arrow::ArrowWriter;
 
 /// Queue benchmark.
 #[derive(Debug, Parser)]
@@ -66,7 +65,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let set = datasets::load(&args.profile, &args.data, args.pairs)?;
     let dir = tempfile::tempdir()?;
-    let (single, table) = write_pairs(&set.pairs, dir.path())?;
+    let (single, table) = pairs_files::write_pairs(&set.pairs, FILES, dir.path())?;
     let count = set.pairs.len();
     println!("CPU: {}", crossflow::CpuInfo::host());
     println!("{count} {} pairs, {FILES} Parquet files\n", set.name);
@@ -143,45 +142,6 @@ async fn main() -> Result<()> {
     if let (Some(before), Some(after)) = (&args.before, &args.after) {
         compare_builds(before, after, &single, &copy, count, args.rounds)?;
     }
-    Ok(())
-}
-
-/// Writes the pairs as one Parquet file and as a table of `FILES` files.
-fn write_pairs(pairs: &[(String, String)], dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let single = dir.join("pairs.parquet");
-    write_parquet(pairs, 0, &single)?;
-    let table = dir.join("pairs");
-    std::fs::create_dir(&table)?;
-    let per_file = pairs.len().div_ceil(FILES);
-    for (i, chunk) in pairs.chunks(per_file).enumerate() {
-        write_parquet(
-            chunk,
-            (i * per_file) as i64,
-            &table.join(format!("part-{i}.parquet")),
-        )?;
-    }
-    Ok((single, table))
-}
-
-fn write_parquet(pairs: &[(String, String)], first_id: i64, path: &Path) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("a", DataType::Utf8, false),
-        Field::new("b", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(
-                first_id..first_id + pairs.len() as i64,
-            )),
-            Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| &p.0))),
-            Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| &p.1))),
-        ],
-    )?;
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path)?, schema, None)?;
-    writer.write(&batch)?;
-    writer.close()?;
     Ok(())
 }
 

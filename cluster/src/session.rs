@@ -56,7 +56,9 @@ pub fn node_state(config: SessionConfig, functions: &ClusterFunctions) -> Result
 
 /// A client session whose queries run on the cluster whose scheduler is at
 /// `scheduler` (`df://HOST:PORT` or `HOST:PORT`), split into `partitions`
-/// scan partitions, with crossflow's functions registered.
+/// scan partitions, with crossflow's functions registered. Ballista's
+/// adaptive planner is off: it runs a `COPY ... TO` (scan, model and sink)
+/// as one task on one executor, the static planner as one task per partition.
 pub async fn remote_context(
     scheduler: &str,
     functions: Arc<ClusterFunctions>,
@@ -68,7 +70,8 @@ pub async fn remote_context(
         .with_ballista_physical_extension_codec(physical)
         .with_target_partitions(partitions)
         .with_repartition_file_min_size(REPARTITION_FILE_MIN_SIZE)
-        .with_batch_size(CLUSTER_BATCH_SIZE);
+        .with_batch_size(CLUSTER_BATCH_SIZE)
+        .with_ballista_adaptive_query_planner(false);
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
