@@ -233,6 +233,27 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
         "{error}"
     );
 
+    // A plain Ballista client with crossflow's functions registered sends no
+    // fingerprint: refused too, not scored with whatever the nodes loaded.
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .build();
+    let plain = <datafusion::prelude::SessionContext as ballista::prelude::SessionContextExt>::remote_with_state(
+        &format!("df://{scheduler}"),
+        state,
+    )
+    .await
+    .unwrap();
+    crossflow_udfs::register_cross_functions(&plain, &standard).unwrap();
+    crossflow_udfs::register_table(&plain, "t", path.to_str().unwrap())
+        .await
+        .unwrap();
+    let error = execute(&plain, &["SELECT cross_score(a, b) FROM t".to_string()])
+        .await
+        .expect_err("a plan without fingerprint")
+        .to_string();
+    assert!(error.contains("no valid model fingerprint"), "{error}");
+
     // An executor with another model refuses the scheduler's tasks.
     let executor = start_executor(scheduler, models(Some(64)), &dir.path().join("w"));
     settle().await;

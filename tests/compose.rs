@@ -106,10 +106,11 @@ fn the_cluster_compose_runs_a_scheduler_replicated_executors_and_a_client_on_one
     // The executor runs through a shell to advertise its own address.
     let shell = services["executor"]["command"][0].as_str().unwrap();
     let words: Vec<String> = shell
+        .replace("\"$$(hostname -i)\"", "10.0.0.7")
         .split_whitespace()
         .skip_while(|w| !w.ends_with("/crossflow"))
         .skip(1)
-        .map(|w| w.replace("\"$$(hostname -i)\"", "10.0.0.7"))
+        .map(str::to_string)
         .collect();
     let Command::Executor(executor) = parse(&words).command else {
         panic!("executor: {shell}")

@@ -24,6 +24,8 @@ use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
+use crossflow_udfs::CrossUdf;
+
 use crate::functions::ClusterFunctions;
 
 /// What precedes the fingerprint in an encoded crossflow function.
@@ -43,22 +45,29 @@ impl<C: ?Sized> FingerprintCodec<C> {
         Self { inner, functions }
     }
 
-    /// Writes the fingerprint of a crossflow function; `false` for others.
+    /// Writes the fingerprint of the model a crossflow function is bound to;
+    /// `false` for other functions.
     fn encode_fingerprint(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
-        match self.functions.get(node.name()) {
-            Some(function) => {
+        match node.inner().downcast_ref::<CrossUdf>() {
+            Some(udf) => {
                 buf.extend_from_slice(TAG.as_bytes());
-                buf.extend_from_slice(function.fingerprint.as_str().as_bytes());
+                buf.extend_from_slice(udf.model().fingerprint().as_str().as_bytes());
                 true
             }
             None => false,
         }
     }
 
-    /// This node's function for a fingerprinted `buf`, after checking the
-    /// fingerprint; `None` when `buf` is not a crossflow function's.
+    /// This node's function `name` after checking the plan's fingerprint in
+    /// `buf` (missing or wrong: an error); `None` when `name` is not one of
+    /// crossflow's functions or `buf` is another codec's payload.
     fn decode_fingerprint(&self, name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-        let sent = std::str::from_utf8(buf.strip_prefix(TAG.as_bytes())?).ok();
+        self.functions.get(name)?;
+        let sent = match buf.strip_prefix(TAG.as_bytes()) {
+            Some(fingerprint) => std::str::from_utf8(fingerprint).ok(),
+            None if buf.is_empty() => None,
+            None => return None,
+        };
         Some(self.functions.checked(name, sent))
     }
 }

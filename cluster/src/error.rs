@@ -9,9 +9,6 @@ pub enum ClusterError {
     /// Ballista refused a setting or failed.
     #[error("ballista: {0}")]
     Ballista(#[source] ballista_core::error::BallistaError),
-    /// The models cannot serve crossflow's functions.
-    #[error(transparent)]
-    Functions(#[from] crossflow_udfs::UdfError),
     /// A bad `--scheduler` or `--bind` address.
     #[error("{0}")]
     Address(String),

@@ -5,16 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ballista::prelude::SessionConfigExt;
 use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
-use datafusion::prelude::SessionConfig;
 
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
 use crate::metrics::ExecutorMetrics;
-use crate::session::{codecs, node_state};
+use crate::session::codecs;
 use crate::tasks::CountingEngine;
 
 /// Where an executor listens and whom it works for.
@@ -24,8 +21,8 @@ pub struct ExecutorSettings {
     pub scheduler: String,
     /// Where the executor serves shuffle data (Arrow Flight) to the others.
     pub bind: SocketAddr,
-    /// The host name the others reach it by [default: `bind`'s address, or
-    /// `localhost` when that is unspecified].
+    /// The host name the others reach it by [default: `bind`'s address; for
+    /// an unspecified one, the address the scheduler sees it connect from].
     pub external_host: Option<String>,
     /// Tasks run at once.
     pub vcores: usize,
@@ -53,20 +50,19 @@ fn process_config(
     metrics: Arc<ExecutorMetrics>,
 ) -> Result<ExecutorProcessConfig> {
     let (scheduler_host, scheduler_port) = split_host_port(&settings.scheduler)?;
-    let state = node_state(SessionConfig::new_with_ballista(), &functions)
-        .map_err(|e| ClusterError::Address(format!("executor session: {e}")))?;
     let (logical, physical) = codecs(&functions);
-    let external_host = settings.external_host.clone().unwrap_or_else(|| {
-        if settings.bind.ip().is_unspecified() {
-            "localhost".to_string()
-        } else {
-            settings.bind.ip().to_string()
-        }
+    // Unspecified: the scheduler takes the address it sees the executor poll from.
+    let external_host = settings.external_host.clone().or_else(|| {
+        let ip = settings.bind.ip();
+        (!ip.is_unspecified()).then(|| match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        })
     });
     Ok(ExecutorProcessConfig {
         bind_host: settings.bind.ip().to_string(),
         port: settings.bind.port(),
-        external_host: Some(external_host),
+        external_host,
         scheduler_host,
         scheduler_port,
         scheduler_connect_timeout_seconds: 30,
@@ -76,7 +72,6 @@ fn process_config(
             .work_dir
             .as_ref()
             .map(|dir| dir.display().to_string()),
-        override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
         override_execution_engine: Some(Arc::new(CountingEngine::new(metrics))),
@@ -93,7 +88,7 @@ pub fn split_host_port(address: &str) -> Result<(String, u16)> {
     if host.is_empty() {
         return Err(bad());
     }
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
+    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -109,6 +104,10 @@ mod tests {
         assert_eq!(
             split_host_port("df://127.0.0.1:1").unwrap(),
             ("127.0.0.1".to_string(), 1)
+        );
+        assert_eq!(
+            split_host_port("[::1]:50050").unwrap(),
+            ("[::1]".to_string(), 50050)
         );
         assert!(split_host_port("scheduler").is_err());
         assert!(split_host_port(":80").is_err());

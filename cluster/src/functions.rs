@@ -8,8 +8,6 @@ use std::sync::Arc;
 use crossflow::Fingerprint;
 use crossflow_udfs::{CrossUdf, ModelSet, cross_functions};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionState;
-use datafusion::execution::registry::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 
 /// The part a process plays in a cluster (named in fingerprint errors).
@@ -84,15 +82,8 @@ impl ClusterFunctions {
         self.by_name.values().map(|f| Arc::clone(&f.udf))
     }
 
-    /// Registers every function in `state`.
-    pub fn register(&self, state: &mut SessionState) -> Result<()> {
-        for udf in self.udfs() {
-            state.register_udf(udf)?;
-        }
-        Ok(())
-    }
-
-    /// This node's `name`, if the plan's fingerprint `sent` is its model's.
+    /// This node's `name`, if the plan's fingerprint `sent` is its model's
+    /// (`None`: the plan carried none).
     pub fn checked(&self, name: &str, sent: Option<&str>) -> Result<Arc<ScalarUDF>> {
         let node = self.node;
         let function = self.get(name).ok_or_else(|| {
@@ -102,7 +93,8 @@ impl ClusterFunctions {
         })?;
         let sent = sent.and_then(Fingerprint::parse).ok_or_else(|| {
             DataFusionError::Plan(format!(
-                "{name}: the plan carries a malformed model fingerprint"
+                "{name}: the plan carries no valid model fingerprint: only a crossflow client \
+                 (`crossflow sql --scheduler`) can submit crossflow's functions to this {node}"
             ))
         })?;
         if sent != function.fingerprint {

@@ -59,7 +59,7 @@ impl ExecutorMetrics {
         );
         registry.register(
             "executor_tasks",
-            "Ballista tasks by outcome: started, succeeded, failed",
+            "Ballista tasks by outcome: started, succeeded, failed (errors, aborts and panics)",
             self.tasks.clone(),
         );
         registry.register(

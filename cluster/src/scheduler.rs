@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
-use crate::session::{codecs, node_state};
+use crate::session::codecs;
 
 /// Serves the scheduler on `listener` until the process ends. Executors poll
 /// it for work (Ballista's pull-staged scheduling), so it never connects to them.
@@ -23,7 +23,6 @@ pub async fn run_scheduler(listener: TcpListener, functions: Arc<ClusterFunction
         scheduling_policy: TaskSchedulingPolicy::PullStaged,
         bind_host: address.ip().to_string(),
         bind_port: address.port(),
-        override_session_builder: Some(Arc::new(move |config| node_state(config, &functions))),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
         ..SchedulerConfig::default()

@@ -1,13 +1,13 @@
-//! Sessions of the three kinds of node: the client's (plans and submits),
-//! and the scheduler's and executors' (decode plans with crossflow's functions).
+//! The client's session (plans and submits to the cluster) and the codecs of
+//! every node. The scheduler and executors keep Ballista's default sessions:
+//! crossflow's functions are not in them, so a plan can only name one through
+//! the codecs, which check its model fingerprint.
 
 use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
-use ballista_core::utils::default_session_builder;
 use datafusion::error::Result;
-use datafusion::execution::SessionState;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
@@ -45,13 +45,6 @@ pub fn codecs(
         Arc::new(FingerprintCodec::new(logical, Arc::clone(functions))),
         Arc::new(FingerprintCodec::new(physical, Arc::clone(functions))),
     )
-}
-
-/// A scheduler's or executor's session: Ballista's defaults and crossflow's functions.
-pub fn node_state(config: SessionConfig, functions: &ClusterFunctions) -> Result<SessionState> {
-    let mut state = default_session_builder(config)?;
-    functions.register(&mut state)?;
-    Ok(state)
 }
 
 /// A client session whose queries run on the cluster whose scheduler is at

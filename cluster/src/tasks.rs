@@ -79,6 +79,30 @@ impl fmt::Display for CountedStage {
     }
 }
 
+/// A task being run: counted as finished when dropped, so a task Ballista
+/// aborts (its job failed) or whose thread panics is counted as failed and
+/// leaves the running gauge.
+struct RunningTask<'a> {
+    metrics: &'a ExecutorMetrics,
+    succeeded: bool,
+}
+
+impl<'a> RunningTask<'a> {
+    fn start(metrics: &'a ExecutorMetrics) -> Self {
+        metrics.task_started();
+        Self {
+            metrics,
+            succeeded: false,
+        }
+    }
+}
+
+impl Drop for RunningTask<'_> {
+    fn drop(&mut self) {
+        self.metrics.task_finished(self.succeeded);
+    }
+}
+
 #[async_trait::async_trait]
 impl QueryStageExecutor for CountedStage {
     async fn execute_query_stage(
@@ -86,9 +110,9 @@ impl QueryStageExecutor for CountedStage {
         task_id: usize,
         context: Arc<TaskContext>,
     ) -> Result<Vec<ShuffleWritePartition>> {
-        self.metrics.task_started();
+        let mut running = RunningTask::start(&self.metrics);
         let result = self.inner.execute_query_stage(task_id, context).await;
-        self.metrics.task_finished(result.is_ok());
+        running.succeeded = result.is_ok();
         result
     }
 

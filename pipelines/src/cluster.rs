@@ -31,7 +31,8 @@ pub struct ExecutorArgs {
     #[arg(long, default_value = "0.0.0.0:50051")]
     pub bind: SocketAddr,
     /// Host name or address the other nodes reach this executor by
-    /// [default: the --bind address, or localhost when it is 0.0.0.0]
+    /// [default: the --bind address; for 0.0.0.0, the address the scheduler
+    /// sees this executor connect from]
     #[arg(long)]
     pub external_host: Option<String>,
     /// Tasks (scan partitions) run at once [default: the number of cores]
@@ -62,12 +63,13 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
     let metrics = Arc::new(ExecutorMetrics::new(loaded.collect()));
     if let Some(addr) = args.metrics_addr {
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            if let Err(error) = crate::metrics_http::serve(addr, metrics).await {
-                tracing::error!(%addr, %error, "executor metrics endpoint failed");
-            }
-        });
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| JobError::io(addr, e))?;
+        tokio::spawn(crate::metrics_http::serve_on(
+            listener,
+            Arc::clone(&metrics),
+        ));
     }
     let settings = ExecutorSettings {
         scheduler: args.scheduler.clone(),

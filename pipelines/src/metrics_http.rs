@@ -38,13 +38,20 @@ impl Exposition for crossflow_cluster::ExecutorMetrics {
 /// `accept` is logged and the endpoint goes on.
 pub async fn serve<M: Exposition>(addr: SocketAddr, metrics: Arc<M>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics listening");
+    serve_on(listener, metrics).await;
+    Ok(())
+}
+
+/// Serves the metrics on a bound `listener` until the task is dropped.
+pub async fn serve_on<M: Exposition>(listener: TcpListener, metrics: Arc<M>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
     accept_loop(
         || async { listener.accept().await.map(|(stream, _)| stream) },
         metrics,
     )
     .await;
-    Ok(())
 }
 
 pub(crate) async fn accept_loop<M, A, F>(mut accept: A, metrics: Arc<M>)

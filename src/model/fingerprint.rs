@@ -121,6 +121,9 @@ mod tests {
         assert_ne!(base, fingerprint(&model_dir(b"graph2", b"{}"), "s"));
         assert_ne!(base, fingerprint(&model_dir(b"graph", b"{ }"), "s"));
         assert_ne!(base, fingerprint(&model_dir(b"graph", b"{}"), "t"));
+        let other_tokenizer = model_dir(b"graph", b"{}");
+        std::fs::write(other_tokenizer.path().join("tokenizer.json"), b"{ }").unwrap();
+        assert_ne!(base, fingerprint(&other_tokenizer, "s"));
         let with_tokenizer_config = model_dir(b"graph", b"{}");
         std::fs::write(
             with_tokenizer_config.path().join("tokenizer_config.json"),
