@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use crossflow::{CrossEncoder, EngineOptions};
+use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
 use crossflow_cluster::{ExecutorMetrics, ExecutorSettings, Node};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::{cluster_session, execute, session};
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
-use crossflow_tests::{crossflow_binary, nli_model_dir, read_parquet, repo_root, sts_model_dir};
+use crossflow_tests::{
+    crossflow_binary, nli_model_dir, query, read_parquet, repo_root, sts_model_dir,
+};
 use crossflow_udfs::ModelSet;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -113,12 +115,33 @@ fn start_executor(
     metrics
 }
 
-async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> RecordBatch {
-    let batches = execute(ctx, &[sql.to_string()])
+/// Tasks each executor has run to success.
+fn succeeded(executors: &[Arc<ExecutorMetrics>]) -> Vec<u64> {
+    executors.iter().map(|e| e.tasks("succeeded")).collect()
+}
+
+/// Every executor ran more tasks than `before` (from [`succeeded`]).
+fn assert_each_ran_more(executors: &[Arc<ExecutorMetrics>], before: &[u64], what: &str) {
+    for (i, (now, before)) in succeeded(executors).iter().zip(before).enumerate() {
+        assert!(now > before, "executor {i} ran none of {what}");
+    }
+}
+
+/// The error of `SELECT cross_score(a, b) FROM t`, which must fail (`why`).
+async fn refused(ctx: &datafusion::prelude::SessionContext, why: &str) -> String {
+    execute(ctx, &["SELECT cross_score(a, b) FROM t".to_string()])
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .remove(0);
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
+        .expect_err(why)
+        .to_string()
+}
+
+/// A fingerprint mismatch naming both fingerprints.
+fn assert_mismatch(error: &str, ours: &Fingerprint, theirs: &Fingerprint) {
+    assert!(error.contains("fingerprint"), "{error}");
+    assert!(
+        error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
+        "{error}"
+    );
 }
 
 /// Waits until Ballista has had time to register both executors (their first poll).
@@ -146,11 +169,11 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
         write(&files.join(format!("part-{part}.parquet")), &rows, None);
     }
     let table = [format!("t={}", files.display())];
-    let local = run(&session(&client, &table).await.unwrap(), QUERY).await;
+    let local = query(&session(&client, &table).await.unwrap(), QUERY).await;
     let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), &client, &table)
         .await
         .expect("cluster session");
-    let remote = run(&remote_ctx, QUERY).await;
+    let remote = query(&remote_ctx, QUERY).await;
     assert_eq!(remote.num_rows(), 48);
     assert_eq!(local, remote, "the cluster's results are the local run's");
     for (i, executor) in executors.iter().enumerate() {
@@ -158,22 +181,17 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
         assert!(executor.tasks("succeeded") > 0, "executor {i} ran no task");
     }
     // COPY ... TO: the scoring is spread too, the executors write the file.
-    let before: Vec<u64> = executors.iter().map(|e| e.tasks("succeeded")).collect();
+    let before = succeeded(&executors);
     let output = dir.path().join("scored.parquet");
     let copy = format!(
         "COPY (SELECT id, cross_score(a, b) AS s FROM t) TO '{}' STORED AS PARQUET",
         output.display()
     );
-    run(&remote_ctx, &copy).await;
+    query(&remote_ctx, &copy).await;
     let written = read_parquet(&output);
     assert_eq!(written.num_rows(), 48);
     assert!(written.column_by_name("s").is_some());
-    for (i, executor) in executors.iter().enumerate() {
-        assert!(
-            executor.tasks("succeeded") > before[i],
-            "executor {i} ran none of the COPY's tasks"
-        );
-    }
+    assert_each_ran_more(&executors, &before, "the COPY's tasks");
     let rendered = executors[0].render();
     assert!(
         rendered.contains("crossflow_pairs_scored_total "),
@@ -191,20 +209,15 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
         std::fs::metadata(&one_file).unwrap().len()
             > crossflow_cluster::REPARTITION_FILE_MIN_SIZE as u64
     );
-    let before: Vec<u64> = executors.iter().map(|e| e.tasks("succeeded")).collect();
+    let before = succeeded(&executors);
     let table = [format!("t={}", one_file.display())];
     let count = "SELECT count(*) AS n, sum(CAST(is_paraphrase(a, b) AS INT)) AS k FROM t";
-    let local = run(&session(&client, &table).await.unwrap(), count).await;
+    let local = query(&session(&client, &table).await.unwrap(), count).await;
     let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), &client, &table)
         .await
         .unwrap();
-    assert_eq!(run(&remote_ctx, count).await, local);
-    for (i, executor) in executors.iter().enumerate() {
-        assert!(
-            executor.tasks("succeeded") > before[i],
-            "executor {i} ran none of the one file's tasks"
-        );
-    }
+    assert_eq!(query(&remote_ctx, count).await, local);
+    assert_each_ran_more(&executors, &before, "the one file's tasks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -223,15 +236,8 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     let ctx = cluster_session(&scheduler.to_string(), None, &shorter, &table)
         .await
         .unwrap();
-    let error = execute(&ctx, &["SELECT cross_score(a, b) FROM t".to_string()])
-        .await
-        .expect_err("a plan for another model")
-        .to_string();
-    assert!(error.contains("fingerprint"), "{error}");
-    assert!(
-        error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
-        "{error}"
-    );
+    let error = refused(&ctx, "a plan for another model").await;
+    assert_mismatch(&error, ours, theirs);
 
     // A plain Ballista client with crossflow's functions registered sends no
     // fingerprint: refused too, not scored with whatever the nodes loaded.
@@ -248,10 +254,7 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     crossflow_udfs::register_table(&plain, "t", path.to_str().unwrap())
         .await
         .unwrap();
-    let error = execute(&plain, &["SELECT cross_score(a, b) FROM t".to_string()])
-        .await
-        .expect_err("a plan without fingerprint")
-        .to_string();
+    let error = refused(&plain, "a plan without fingerprint").await;
     assert!(error.contains("no valid model fingerprint"), "{error}");
 
     // An executor with another model refuses the scheduler's tasks.
@@ -260,15 +263,8 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     let ctx = cluster_session(&scheduler.to_string(), None, &standard, &table)
         .await
         .unwrap();
-    let error = execute(&ctx, &["SELECT cross_score(a, b) FROM t".to_string()])
-        .await
-        .expect_err("an executor with another model")
-        .to_string();
-    assert!(error.contains("fingerprint"), "{error}");
-    assert!(
-        error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
-        "{error}"
-    );
+    let error = refused(&ctx, "an executor with another model").await;
+    assert_mismatch(&error, ours, theirs);
     assert_eq!(
         executor.pairs_scored(),
         0,

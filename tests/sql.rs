@@ -6,8 +6,8 @@ use arrow::array::{Array, AsArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
 use crossflow::Texts;
 use crossflow_pipelines::models::{DEFAULT_NLI_MODEL, DEFAULT_SCORE_MODEL, bundled_model_dir};
-use crossflow_pipelines::sql::{execute, session};
-use crossflow_tests::{PAIRS, load, read_parquet, write_pairs_parquet};
+use crossflow_pipelines::sql::session;
+use crossflow_tests::{PAIRS, load, query, read_parquet, write_pairs_parquet};
 use crossflow_udfs::ModelSet;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
@@ -29,17 +29,6 @@ async fn ctx_with_pairs(dir: &Path) -> (SessionContext, ModelSet) {
         .await
         .expect("session");
     (ctx, models)
-}
-
-async fn query(ctx: &SessionContext, sql: &str) -> RecordBatch {
-    let batches = execute(ctx, &[sql.to_string()])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .remove(0);
-    match batches.first() {
-        Some(first) => arrow::compute::concat_batches(&first.schema(), &batches).expect("concat"),
-        None => RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())),
-    }
 }
 
 fn f32_column<'a>(batch: &'a RecordBatch, name: &str) -> &'a Float32Array {

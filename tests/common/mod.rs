@@ -108,6 +108,27 @@ pub fn write_pairs_parquet(path: &Path) {
     );
 }
 
+/// Runs one statement as `crossflow sql` does and concatenates its result
+/// (an empty batch when there is none), panicking with the statement on error.
+pub async fn query(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::record_batch::RecordBatch;
+    let batches = crossflow_pipelines::sql::execute(ctx, &[sql.to_string()])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .remove(0);
+    match batches.first() {
+        Some(first) => {
+            datafusion::arrow::compute::concat_batches(&first.schema(), &batches).expect("concat")
+        }
+        None => RecordBatch::new_empty(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Schema::empty(),
+        )),
+    }
+}
+
 /// Reads a whole Parquet file into one batch.
 pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
