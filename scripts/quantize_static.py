@@ -24,6 +24,7 @@ from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
     QuantType,
+    quantize_dynamic,
     quantize_static,
 )
 from tokenizers import Tokenizer
@@ -100,8 +101,11 @@ def main():
                     help="also quantize the attention's activation x activation MatMuls "
                          "(QK^T, probabilities x V); the dynamic export leaves them in float")
     ap.add_argument("--exclude", default="",
-                    help="keep in float the MatMuls whose node name contains this text "
-                         "(e.g. /output/dense/ for every layer's FFN down-projection)")
+                    help="keep in float the MatMuls whose node name contains one of these "
+                         "comma-separated texts (e.g. /output/dense/ for every layer's FFN "
+                         "down-projection and attention output)")
+    ap.add_argument("--float-embeddings", dest="int8_embeddings", action="store_false",
+                    help="keep the embedding tables in float (default: int8 weights)")
     args = ap.parse_args()
     tokenizer = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
     tokenizer.enable_truncation(128)
@@ -112,12 +116,14 @@ def main():
     fp32 = os.path.join(args.model_dir, "onnx", "model.onnx")
     import onnx
 
+    patterns = [x for x in args.exclude.split(",") if x]
     excluded = [n.name for n in onnx.load(fp32).graph.node
-                if args.exclude and n.op_type == "MatMul" and args.exclude in n.name]
+                if n.op_type == "MatMul" and any(x in n.name for x in patterns)]
     started = time.perf_counter()
+    matmuls = args.out + ".matmuls.onnx" if args.int8_embeddings else args.out
     quantize_static(
         fp32,
-        args.out,
+        matmuls,
         Reader(tokenizer, calibration),
         quant_format=QuantFormat.QDQ if args.format == "qdq" else QuantFormat.QOperator,
         op_types_to_quantize=["MatMul"],
@@ -133,6 +139,13 @@ def main():
             "entropy": CalibrationMethod.Entropy,
         }[args.method],
     )
+    if args.int8_embeddings:
+        # int8 weights of the embedding tables (a Gather then a fixed-scale
+        # DequantizeLinear, per row: batch-invariant), as in the dynamic export.
+        quantize_dynamic(matmuls, args.out, op_types_to_quantize=["Gather"],
+                         weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        os.remove(matmuls)
     print(f"quantized in {time.perf_counter() - started:.0f}s: {len(calibration)} calibration pairs, "
           f"{args.method}, {args.format}, activation MatMuls {'int8' if args.activation_matmuls else 'float'}, "
           f"{len(excluded)} MatMuls excluded\n")

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Where one ONNX Runtime thread spends a one-pair run (issue 15).
+
+    crossflow-bench export-pairs --profiles short,long --limit 600 --out target/pairs.json
+    python3 benches/ort_one_pair.py profile GRAPH.onnx --pairs target/pairs.json --profile long
+    python3 benches/ort_one_pair.py options GRAPH.onnx --pairs target/pairs.json --profile short
+
+`profile`: ONNX Runtime's profiler over 60 pairs run one per `Run` (one intra-op
+thread, as each crossflow session on the CPU): the share of kernel time per
+operator type, and the time spent outside kernels.
+`options`: pairs/s one pair per run, one thread, for session options the issue
+names (memory pattern, arena, spinning, denormals), three interleaved rounds.
+`batches`: pairs/s of each graph given, one thread, pairs sorted by length in
+batches of 1, 4 and 16 (as crossflow's sessions run them), and the Python loop's
+way (two threads, batches of 32 in input order).
+Needs onnxruntime, numpy and tokenizers (e.g. .venv from scripts/setup --python).
+"""
+import argparse
+import collections
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+MODEL_DIR = "models/crossflow-sts-minilm-l6"
+OPTIONS = {
+    "default": {},
+    "no_mem_pattern": {"enable_mem_pattern": False},
+    "no_arena": {"enable_cpu_mem_arena": False},
+    "no_spinning": {"config:session.intra_op.allow_spinning": "0"},
+    "denormal_as_zero": {"config:session.set_denormal_as_zero": "1"},
+}
+
+
+def feeds(pairs, tokenizer):
+    """One input feed per pair, unpadded (as crossflow's one-pair runs)."""
+    out = []
+    for e in tokenizer.encode_batch(pairs):
+        ids = np.array([e.ids], dtype=np.int64)
+        out.append({"input_ids": ids, "attention_mask": np.ones_like(ids),
+                    "token_type_ids": np.array([e.type_ids], dtype=np.int64)})
+    return out
+
+
+def session(graph, settings=None, profile_dir=None):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    for key, value in (settings or {}).items():
+        if key.startswith("config:"):
+            options.add_session_config_entry(key[len("config:"):], value)
+        else:
+            setattr(options, key, value)
+    if profile_dir:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(profile_dir, "ort")
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def profile(graph, runs):
+    with tempfile.TemporaryDirectory() as tmp:
+        s = session(graph, profile_dir=tmp)
+        for feed in runs[:60]:
+            s.run(None, feed)
+        events = json.load(open(s.end_profiling()))
+    per_op, kernels = collections.Counter(), 0
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+            kernels += e["dur"]
+    total = sum(e["dur"] for e in events if e.get("name") == "model_run")
+    print(f"{len(runs[:60])} runs: {total / 1e3:.0f} ms in Run, {kernels / 1e3:.0f} ms in kernels "
+          f"({100 * (total - kernels) / total:.0f} % outside kernels)")
+    for op, us in per_op.most_common(14):
+        print(f"| {op} | {100 * us / kernels:.1f} % |")
+
+
+def options(graph, runs, rounds=3):
+    sessions = {name: session(graph, settings) for name, settings in OPTIONS.items()}
+    rates = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, s in sessions.items():
+            s.run(None, runs[0])
+            started = time.perf_counter()
+            for feed in runs:
+                s.run(None, feed)
+            rates[name].append(len(runs) / (time.perf_counter() - started))
+    for name, r in rates.items():
+        print(f"| {name} | {' / '.join(f'{x:.0f}' for x in r)} |")
+
+
+def padded(batch, tokenizer):
+    """One feed for `batch`, padded to its longest pair."""
+    enc = tokenizer.encode_batch(batch)
+    width = max(len(e.ids) for e in enc)
+    feed = {k: np.zeros((len(enc), width), dtype=np.int64)
+            for k in ("input_ids", "attention_mask", "token_type_ids")}
+    for i, e in enumerate(enc):
+        n = len(e.ids)
+        feed["input_ids"][i, :n] = e.ids
+        feed["attention_mask"][i, :n] = 1
+        feed["token_type_ids"][i, :n] = e.type_ids
+    return feed
+
+
+def batches(graph, pairs, tokenizer):
+    by_length = sorted(pairs, key=lambda p: len(p[0]) + len(p[1]))
+    rates = []
+    for threads, size, order in [(1, 1, by_length), (1, 4, by_length), (1, 16, by_length),
+                                 (2, 32, pairs)]:
+        s = session(graph, {"intra_op_num_threads": threads})
+        runs = [padded(order[i:i + size], tokenizer) for i in range(0, len(order), size)]
+        s.run(None, runs[0])
+        started = time.perf_counter()
+        for feed in runs:
+            s.run(None, feed)
+        rates.append(f"{len(order) / (time.perf_counter() - started):.0f}")
+    print(f"| {os.path.basename(graph)} | {' | '.join(rates)} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["profile", "options", "batches"])
+    ap.add_argument("graph", nargs="+")
+    ap.add_argument("--pairs", required=True, help="JSON from crossflow-bench export-pairs")
+    ap.add_argument("--profile", default="short")
+    ap.add_argument("--model-dir", default=MODEL_DIR, help="for tokenizer.json")
+    ap.add_argument("--max-length", type=int, default=128)
+    args = ap.parse_args()
+    tokenizer = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(args.max_length, strategy="longest_first")
+    pairs = [tuple(p[:2]) for p in json.load(open(args.pairs))[args.profile]]
+    if args.what == "batches":
+        for graph in args.graph:
+            batches(graph, pairs, tokenizer)
+        return
+    runs = feeds(pairs, tokenizer)
+    for graph in args.graph:
+        print(os.path.basename(graph))
+        (profile if args.what == "profile" else options)(graph, runs)
+
+
+if __name__ == "__main__":
+    main()
