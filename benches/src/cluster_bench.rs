@@ -147,7 +147,7 @@ impl Cluster {
     async fn run(&self, client: &ModelSet, table: &Path, out: &Path) -> Result<()> {
         let scheduler = self.scheduler.to_string();
         let ctx = sql::cluster_session(&scheduler, Some(FILES), client, &[]).await?;
-        sql::execute(&ctx, &statements(table, out)).await?;
+        sql::execute(&ctx, &pairs_files::copy_job(table, out, None)).await?;
         Ok(())
     }
 
@@ -161,26 +161,8 @@ impl Cluster {
 
 async fn run_local(models: &ModelSet, table: &Path, out: &Path) -> Result<()> {
     let ctx = sql::session(models, &[]).await?;
-    let mut statements = statements(table, out);
-    statements.insert(
-        0,
-        format!("SET datafusion.execution.target_partitions = {FILES}"),
-    );
-    sql::execute(&ctx, &statements).await?;
+    sql::execute(&ctx, &pairs_files::copy_job(table, out, Some(FILES))).await?;
     Ok(())
-}
-
-fn statements(table: &Path, out: &Path) -> Vec<String> {
-    vec![
-        format!(
-            "CREATE EXTERNAL TABLE pairs STORED AS PARQUET LOCATION '{}/'",
-            table.display()
-        ),
-        format!(
-            "COPY (SELECT id, cross_score(a, b) AS s FROM pairs) TO '{}' STORED AS PARQUET",
-            out.display()
-        ),
-    ]
 }
 
 async fn timed(job: impl Future<Output = Result<()>>) -> Result<f64> {

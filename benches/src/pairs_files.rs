@@ -30,6 +30,26 @@ pub fn write_pairs(
     Ok((single, table))
 }
 
+/// The SQL job the job benchmarks time: every pair of the table
+/// [`write_pairs`] made scored with `cross_score` and written to `out` with
+/// `COPY ... TO`, over `partitions` when given (a local session's
+/// `target_partitions`).
+pub fn copy_job(table: &Path, out: &Path, partitions: Option<usize>) -> Vec<String> {
+    let set = partitions.map(|n| format!("SET datafusion.execution.target_partitions = {n}"));
+    set.into_iter()
+        .chain([
+            format!(
+                "CREATE EXTERNAL TABLE pairs STORED AS PARQUET LOCATION '{}/'",
+                table.display()
+            ),
+            format!(
+                "COPY (SELECT id, cross_score(a, b) AS s FROM pairs) TO '{}' STORED AS PARQUET",
+                out.display()
+            ),
+        ])
+        .collect()
+}
+
 fn write_parquet(pairs: &[(String, String)], first_id: i64, path: &Path) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),

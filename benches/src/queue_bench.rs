@@ -82,7 +82,7 @@ async fn main() -> Result<()> {
         score: model.clone(),
         nli: None,
     };
-    let copy = copy_statement(&table, &dir.path().join("sql-out.parquet"));
+    let copy = pairs_files::copy_job(&table, &dir.path().join("sql-out.parquet"), Some(FILES));
     println!(
         "| round | score (1 caller) pairs/s | SQL, 8 partitions, pairs/s | merged batches (SQL) |"
     );
@@ -143,21 +143,6 @@ async fn main() -> Result<()> {
         compare_builds(before, after, &single, &copy, count, args.rounds)?;
     }
     Ok(())
-}
-
-/// The SQL job: every pair scored, written to Parquet, over 8 partitions.
-fn copy_statement(table: &Path, out: &Path) -> Vec<String> {
-    vec![
-        "SET datafusion.execution.target_partitions = 8".into(),
-        format!(
-            "CREATE EXTERNAL TABLE pairs STORED AS PARQUET LOCATION '{}/'",
-            table.display()
-        ),
-        format!(
-            "COPY (SELECT id, cross_score(a, b) AS s FROM pairs) TO '{}' STORED AS PARQUET",
-            out.display()
-        ),
-    ]
 }
 
 async fn run_sql(models: &ModelSet, statements: &[String]) -> Result<()> {
