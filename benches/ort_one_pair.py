@@ -20,11 +20,14 @@ import collections
 import json
 import os
 import tempfile
+import sys
 import time
 
-import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from quantize_static import encode  # noqa: E402  (padding to the batch's longest pair)
 
 MODEL_DIR = "models/crossflow-sts-minilm-l6"
 OPTIONS = {
@@ -38,12 +41,7 @@ OPTIONS = {
 
 def feeds(pairs, tokenizer):
     """One input feed per pair, unpadded (as crossflow's one-pair runs)."""
-    out = []
-    for e in tokenizer.encode_batch(pairs):
-        ids = np.array([e.ids], dtype=np.int64)
-        out.append({"input_ids": ids, "attention_mask": np.ones_like(ids),
-                    "token_type_ids": np.array([e.type_ids], dtype=np.int64)})
-    return out
+    return [encode(tokenizer, [pair]) for pair in pairs]
 
 
 def session(graph, settings=None, profile_dir=None):
@@ -92,27 +90,13 @@ def options(graph, runs, rounds=3):
         print(f"| {name} | {' / '.join(f'{x:.0f}' for x in r)} |")
 
 
-def padded(batch, tokenizer):
-    """One feed for `batch`, padded to its longest pair."""
-    enc = tokenizer.encode_batch(batch)
-    width = max(len(e.ids) for e in enc)
-    feed = {k: np.zeros((len(enc), width), dtype=np.int64)
-            for k in ("input_ids", "attention_mask", "token_type_ids")}
-    for i, e in enumerate(enc):
-        n = len(e.ids)
-        feed["input_ids"][i, :n] = e.ids
-        feed["attention_mask"][i, :n] = 1
-        feed["token_type_ids"][i, :n] = e.type_ids
-    return feed
-
-
 def batches(graph, pairs, tokenizer):
     by_length = sorted(pairs, key=lambda p: len(p[0]) + len(p[1]))
     rates = []
     for threads, size, order in [(1, 1, by_length), (1, 4, by_length), (1, 16, by_length),
                                  (2, 32, pairs)]:
         s = session(graph, {"intra_op_num_threads": threads})
-        runs = [padded(order[i:i + size], tokenizer) for i in range(0, len(order), size)]
+        runs = [encode(tokenizer, order[i:i + size]) for i in range(0, len(order), size)]
         s.run(None, runs[0])
         started = time.perf_counter()
         for feed in runs:
