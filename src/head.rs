@@ -107,6 +107,34 @@ impl Head {
         }
     }
 
+    /// The scores a threshold on this head's scores can be: any finite
+    /// number on raw logits, a probability in [0, 1] otherwise.
+    pub fn threshold_range(&self) -> std::ops::RangeInclusive<f32> {
+        match self {
+            Head::Score {
+                activation: Activation::Identity,
+            } => f32::MIN..=f32::MAX,
+            _ => 0.0..=1.0,
+        }
+    }
+
+    /// `threshold` if it is on this head's scale, else a message naming
+    /// `flag` and the range (NaN and infinities are never on it).
+    pub fn check_threshold(&self, flag: &str, threshold: f32) -> Result<f32, String> {
+        let range = self.threshold_range();
+        if range.contains(&threshold) {
+            return Ok(threshold);
+        }
+        let scale = if *range.end() == 1.0 {
+            "a probability in [0, 1]"
+        } else {
+            "a finite raw score"
+        };
+        Err(format!(
+            "{flag} {threshold}: this model's scores are {scale}"
+        ))
+    }
+
     /// The score of one row of logits: the activated logit for a score head,
     /// the probability of the winning label for a classifier.
     pub fn score(&self, logits: &[f32]) -> f32 {
@@ -158,6 +186,24 @@ fn softmax(row: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thresholds_off_the_head_scale_are_refused() {
+        let sigmoid = Head::Score {
+            activation: Activation::Sigmoid,
+        };
+        let raw = Head::Score {
+            activation: Activation::Identity,
+        };
+        assert_eq!(sigmoid.check_threshold("--threshold", 0.75), Ok(0.75));
+        for bad in [f32::NAN, -0.1, 1.5, f32::INFINITY] {
+            let message = sigmoid.check_threshold("--threshold", bad).unwrap_err();
+            assert!(message.starts_with("--threshold"), "{message}");
+        }
+        assert_eq!(raw.check_threshold("--threshold", -3.0), Ok(-3.0));
+        assert!(raw.check_threshold("--threshold", f32::NAN).is_err());
+        assert!(raw.check_threshold("--threshold", f32::NEG_INFINITY).is_err());
+    }
 
     #[test]
     fn activations_parse_from_sentence_transformers_class_paths() {

@@ -6,7 +6,7 @@ use arrow::array::{ArrayRef, BooleanArray, Float32Array, StringArray, StructArra
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields};
 
-use crate::Result;
+use crate::{Error, Result};
 use crate::encoder::{CrossEncoder, Predictions};
 use crate::head::{self, Head};
 
@@ -96,6 +96,10 @@ impl OutputColumns {
         let head = model.head();
         if threshold.is_some() && matches!(head, Head::Classification { .. }) {
             return Err(model.wrong_head("--threshold", "a one-label score model"));
+        }
+        if let Some(threshold) = threshold {
+            head.check_threshold("--threshold", threshold)
+                .map_err(Error::InvalidInput)?;
         }
         let mut fields = vec![Field::new("cross_score", DataType::Float32, true)];
         fields.extend(class_fields(head));

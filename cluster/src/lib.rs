@@ -22,6 +22,6 @@ pub use functions::{ClusterFunction, ClusterFunctions, Node};
 pub use metrics::ExecutorMetrics;
 pub use scheduler::run_scheduler;
 pub use session::{
-    CLUSTER_BATCH_SIZE, DEFAULT_PARTITIONS, REPARTITION_FILE_MIN_SIZE, codecs, remote_context,
-    scheduler_url,
+    CLUSTER_BATCH_SIZE, DEFAULT_PARTITIONS, REPARTITION_FILE_MIN_SIZE, codecs, is_remote,
+    remote_context, scheduler_url,
 };

@@ -76,6 +76,17 @@ pub async fn remote_context(
     Ok(ctx)
 }
 
+/// Whether `ctx` runs its statements on a cluster (made by [`remote_context`]):
+/// its files are written by the executors, not by this process.
+pub fn is_remote(ctx: &SessionContext) -> bool {
+    ctx.state()
+        .config()
+        .options()
+        .extensions
+        .get::<ballista_core::config::BallistaConfig>()
+        .is_some()
+}
+
 /// `df://HOST:PORT` as Ballista expects it, also from a bare `HOST:PORT`.
 pub fn scheduler_url(scheduler: &str) -> String {
     if scheduler.contains("://") {

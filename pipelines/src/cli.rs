@@ -51,6 +51,12 @@ pub enum Command {
 
 /// Runs a parsed command line, writing results to `out` and a summary to stderr.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    if matches!(
+        cli.command,
+        Command::Sql(_) | Command::Score(_) | Command::Dedupe(_) | Command::Rerank(_)
+    ) {
+        remove_outputs_on_signal();
+    }
     match &cli.command {
         Command::Sql(args) => {
             let models = cli.models.load_model_set()?;
@@ -133,6 +139,28 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// On SIGINT or SIGTERM, removes the outputs not yet complete and exits
+/// with 128 + the signal's number (the targets keep what they held).
+fn remove_outputs_on_signal() {
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = terminate.recv() => 143,
+        };
+        crate::output_file::remove_pending();
+        eprintln!("interrupted: outputs not written");
+        std::process::exit(code);
+    });
 }
 
 /// Turns true on the first SIGINT or SIGTERM.

@@ -15,6 +15,12 @@ pub enum JobError {
     /// A query failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// One statement of several failed.
+    #[error("statement {number}: {source}")]
+    Statement {
+        number: usize,
+        source: datafusion::error::DataFusionError,
+    },
     /// Reading or writing Parquet failed.
     #[error("{path}: {source}")]
     Parquet {

@@ -10,9 +10,11 @@ mod error;
 pub mod format;
 pub mod metrics_http;
 pub mod models;
+pub mod output_file;
 pub mod progress;
 pub mod rerank;
 pub mod score;
 pub mod sql;
+mod statements;
 
 pub use error::{JobError, Result};

@@ -16,6 +16,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::columns;
+use crate::output_file::{FlagPath, OutputFile, check_paths};
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
 
@@ -59,6 +60,10 @@ pub struct ScoreSummary {
 
 /// Runs the job.
 pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
+    check_paths(
+        &[FlagPath::new("--input", &args.input)],
+        &[FlagPath::new("--output", &args.output)],
+    )?;
     let input = args.input.display().to_string();
     let file = File::open(&args.input).map_err(|e| JobError::io(&input, e))?;
     let builder =
@@ -77,7 +82,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         .map_err(|e| JobError::parquet(&input, e))?;
 
     let output = args.output.display().to_string();
-    let out_file = File::create(&args.output).map_err(|e| JobError::io(&output, e))?;
+    let (pending, out_file) = OutputFile::create(&args.output)?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(65_536))
@@ -101,6 +106,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         progress.inc(batch.num_rows() as u64);
     }
     writer.close().map_err(|e| JobError::parquet(&output, e))?;
+    pending.commit()?;
     let elapsed = progress.finish();
     let stats = model.stats().since(&before);
     Ok(ScoreSummary {

@@ -5,12 +5,12 @@ use std::io::Write;
 
 use clap::Args;
 use crossflow_udfs::{ModelSet, parse_table_spec, register_cross_functions, register_table};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crossflow_cluster::Node;
 
 use crate::format::{OutputFormat, write_batches};
+pub use crate::statements::{execute, execute_with_params};
 use crate::{JobError, Result};
 
 /// Arguments of `crossflow sql`.
@@ -68,15 +68,6 @@ async fn register_tables(ctx: &SessionContext, tables: &[String]) -> Result<()> 
         tracing::info!(table = name, path, ?format, "table registered");
     }
     Ok(())
-}
-
-/// Runs each statement and collects its results.
-pub async fn execute(ctx: &SessionContext, queries: &[String]) -> Result<Vec<Vec<RecordBatch>>> {
-    let mut results = Vec::with_capacity(queries.len());
-    for query in queries {
-        results.push(ctx.sql(query).await?.collect().await?);
-    }
-    Ok(results)
 }
 
 /// Runs the command, printing each statement's result to `out`.

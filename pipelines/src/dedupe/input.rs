@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::clusters::Representative;
 use super::job::DedupeArgs;
 use super::normalize::normalize;
-use crate::Result;
 use crate::columns;
+use crate::{JobError, Result};
 
 /// The input as read, with the texts and ids of its rows in the same order.
 pub(super) struct Rows {
@@ -59,7 +59,7 @@ pub(super) async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result
         rows.texts.extend(columns::owned_texts(&text)?);
         match id_index {
             Some(index) => {
-                let ids = cast(batch.column(index), &DataType::Utf8)?;
+                let ids = id_strings(batch.column(index), args)?;
                 rows.ids
                     .extend(ids.as_string::<i32>().iter().map(|v| v.map(str::to_owned)));
             }
@@ -70,7 +70,43 @@ pub(super) async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result
             }
         }
     }
+    if args.id_column.is_some() {
+        refuse_duplicate_ids(&rows.ids, args)?;
+    }
     Ok(rows)
+}
+
+/// An id column as strings: any type with a text form (numbers, strings,
+/// dates); nested types are refused, naming the column.
+fn id_strings(column: &ArrayRef, args: &DedupeArgs) -> Result<ArrayRef> {
+    let name = args.id_column.as_deref().unwrap_or_default();
+    let data_type = column.data_type();
+    if data_type.is_nested() || !can_cast_types(data_type, &DataType::Utf8) {
+        return Err(JobError::ColumnType {
+            column: name.to_string(),
+            path: args.input.clone(),
+            found: data_type.to_string(),
+            expected: "a scalar id column (string, integer, date, ...)",
+        });
+    }
+    Ok(cast(column, &DataType::Utf8)?)
+}
+
+/// Ids name clusters and matches, so two rows may not share one.
+fn refuse_duplicate_ids(ids: &[Option<String>], args: &DedupeArgs) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    for (row, id) in ids.iter().enumerate() {
+        let Some(id) = id.as_deref() else { continue };
+        if let Some(first) = seen.insert(id, row) {
+            return Err(JobError::Usage(format!(
+                "{}: id {id:?} in column {:?} is on rows {first} and {row}; \
+                 ids must be unique (or leave out --id-column to use row numbers)",
+                args.input,
+                args.id_column.as_deref().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Groups rows whose normalised texts are equal, in order of first

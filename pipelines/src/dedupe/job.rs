@@ -14,7 +14,8 @@ use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
-use crate::Result;
+use crate::output_file::{FlagPath, OutputFile, check_paths};
+use crate::{JobError, Result};
 use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
 use crate::progress::PairProgress;
 
@@ -118,6 +119,17 @@ pub(super) struct Assignment {
 
 /// Runs the job.
 pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary> {
+    check_arguments(args)?;
+    if models.activation != "auto" {
+        tracing::warn!(activation = %models.activation,
+            "dedupe scores with the model's own activation; --activation is ignored");
+    }
+    // The verifier first: a threshold off its scale is refused before any work.
+    let verifier = Verifier::new(
+        models.load_score_model_as_configured()?,
+        args.duplicate_label.as_deref(),
+        args.threshold,
+    )?;
     let mut summary = DedupeSummary::default();
     let mut clock = Instant::now();
     let mut lap = |summary: &mut DedupeSummary, stage: &'static str| {
@@ -158,14 +170,6 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     summary.candidates = found.len();
     lap(&mut summary, "candidates");
 
-    if models.activation != "auto" {
-        tracing::warn!(activation = %models.activation,
-            "dedupe scores with the model's own activation; --activation is ignored");
-    }
-    let verifier = Verifier::new(
-        models.load_score_model_as_configured()?,
-        args.duplicate_label.as_deref(),
-    )?;
     let (clusters, cross_scores) = verify_and_link(args, &rows, &groups, &found, &verifier)?;
     summary.scored = cross_scores.iter().flatten().count();
     summary.verified = cross_scores
@@ -182,12 +186,46 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         .filter(|&r| assignment.cluster[r] == r)
         .count();
     summary.duplicates = summary.rows - summary.clusters;
-    write_output(args, &rows, &assignment)?;
-    if let Some(path) = &args.pairs_output {
-        write_pairs(path, &rows, &found, &cross_scores, args.threshold)?;
-    }
+    let output = write_output(args, &rows, &assignment)?;
+    let pairs = match &args.pairs_output {
+        Some(path) => Some(write_pairs(
+            path,
+            &rows,
+            &found,
+            &cross_scores,
+            args.threshold,
+        )?),
+        None => None,
+    };
+    output.commit()?;
+    pairs.map(OutputFile::commit).transpose()?;
     lap(&mut summary, "write");
     Ok(summary)
+}
+
+/// Refuses outputs that clash with the input or each other, and thresholds
+/// outside their scale, before anything is read.
+fn check_arguments(args: &DedupeArgs) -> Result<()> {
+    let mut outputs = vec![FlagPath::new("--output", &args.output)];
+    if let Some(pairs) = &args.pairs_output {
+        outputs.push(FlagPath::new("--pairs-output", pairs));
+    }
+    check_paths(
+        &[FlagPath::new("--input", std::path::Path::new(&args.input))],
+        &outputs,
+    )?;
+    if !(-1.0..=1.0).contains(&args.min_cosine) {
+        return Err(JobError::Usage(format!(
+            "--min-cosine {}: expected a cosine in [-1, 1]",
+            args.min_cosine
+        )));
+    }
+    if args.top_k == 0 {
+        return Err(JobError::Usage(
+            "--top-k 0: expected at least 1 candidate per text".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Candidate pairs of rows: neighbours of the distinct texts' vectors.

@@ -12,12 +12,17 @@ use datafusion::parquet::arrow::ArrowWriter;
 use super::candidates::Candidate;
 use super::input::Rows;
 use super::job::{Assignment, DedupeArgs};
+use crate::output_file::OutputFile;
 use crate::{JobError, Result};
 
 /// Writes every input row, as read, with cluster_id, is_duplicate,
-/// duplicate_of and match_score. An id column's null stays null in
-/// cluster_id / duplicate_of.
-pub(super) fn write_output(args: &DedupeArgs, rows: &Rows, assignment: &Assignment) -> Result<()> {
+/// duplicate_of and match_score, under a temporary name until committed. An
+/// id column's null stays null in cluster_id / duplicate_of.
+pub(super) fn write_output(
+    args: &DedupeArgs,
+    rows: &Rows,
+    assignment: &Assignment,
+) -> Result<OutputFile> {
     let added = [
         Field::new("cluster_id", DataType::Utf8, true),
         Field::new("is_duplicate", DataType::Boolean, false),
@@ -38,7 +43,7 @@ pub(super) fn write_output(args: &DedupeArgs, rows: &Rows, assignment: &Assignme
     }
     let schema = Arc::new(Schema::new(fields));
     let path = args.output.display().to_string();
-    let file = std::fs::File::create(&args.output).map_err(|e| JobError::io(&path, e))?;
+    let (pending, file) = OutputFile::create(&args.output)?;
     let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)
         .map_err(|e| JobError::parquet(&path, e))?;
     let id = |row: usize| rows.ids[row].as_deref();
@@ -64,16 +69,17 @@ pub(super) fn write_output(args: &DedupeArgs, rows: &Rows, assignment: &Assignme
             .map_err(|e| JobError::parquet(&path, e))?;
     }
     writer.close().map_err(|e| JobError::parquet(&path, e))?;
-    Ok(())
+    Ok(pending)
 }
 
+/// Writes the candidate pairs, under a temporary name until committed.
 pub(super) fn write_pairs(
     path: &std::path::Path,
     rows: &Rows,
     found: &[Candidate],
     cross: &[Option<f32>],
     threshold: f32,
-) -> Result<()> {
+) -> Result<OutputFile> {
     let columns: Vec<(&str, ArrayRef)> = vec![
         (
             "id_a",
@@ -118,12 +124,12 @@ pub(super) fn write_pairs(
     ];
     let batch = RecordBatch::try_from_iter(columns)?;
     let name = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(|e| JobError::io(&name, e))?;
+    let (pending, file) = OutputFile::create(path)?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None)
         .map_err(|e| JobError::parquet(&name, e))?;
     writer
         .write(&batch)
         .map_err(|e| JobError::parquet(&name, e))?;
     writer.close().map_err(|e| JobError::parquet(&name, e))?;
-    Ok(())
+    Ok(pending)
 }

@@ -28,7 +28,15 @@ pub(super) enum Verifier {
 impl Verifier {
     /// The verifier for `model`; a classifier needs `duplicate_label`, a score
     /// model must not have one.
-    pub fn new(model: Arc<CrossEncoder>, duplicate_label: Option<&str>) -> Result<Self> {
+    pub fn new(
+        model: Arc<CrossEncoder>,
+        duplicate_label: Option<&str>,
+        threshold: f32,
+    ) -> Result<Self> {
+        model
+            .head()
+            .check_threshold("--threshold", threshold)
+            .map_err(JobError::Usage)?;
         match (model.head(), duplicate_label) {
             (Head::Score { .. }, None) => Ok(Verifier::Score(model)),
             (Head::Score { .. }, Some(label)) => Err(JobError::Usage(format!(

@@ -1,0 +1,353 @@
+//! Outputs that appear whole or not at all.
+//!
+//! Every job that writes files writes under a temporary name in the target's
+//! directory and renames it over the target only once the job succeeded. A
+//! failed or interrupted job removes what it wrote (on drop, or from the
+//! signal handler through [`remove_pending`]), so an existing target is never
+//! replaced by a partial file. [`check_paths`] refuses, before anything is
+//! opened, an output that is one of the job's inputs or another output.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tempfile::{TempDir, TempPath};
+
+use crate::{JobError, Result};
+
+/// Temporary files and directories not yet renamed into place.
+static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn pending() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temporary output not yet renamed into place: for a signal
+/// handler that is about to end the process.
+pub fn remove_pending() {
+    for path in std::mem::take(&mut *pending()) {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(error) = removed {
+            tracing::warn!(path = %path.display(), %error, "could not remove a temporary output");
+        }
+    }
+}
+
+/// A temporary output's place in the pending set, for as long as it lives.
+#[derive(Debug)]
+struct Registration(PathBuf);
+
+impl Registration {
+    fn new(path: &Path) -> Self {
+        pending().insert(path.to_path_buf());
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        pending().remove(&self.0);
+    }
+}
+
+/// A file being written under a temporary name beside its target.
+#[derive(Debug)]
+pub struct OutputFile {
+    temp: TempPath,
+    target: PathBuf,
+    registration: Registration,
+}
+
+impl OutputFile {
+    /// Creates the temporary file beside `target` (links resolved) and opens it for writing.
+    pub fn create(target: &Path) -> Result<(Self, File)> {
+        let target = resolved(target);
+        let (dir, name) = split(&target)?;
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".crossflow-tmp")
+            .tempfile_in(dir)
+            .map_err(|e| JobError::io(target.display(), e))?;
+        let (file, temp) = file.into_parts();
+        let registration = Registration::new(&temp);
+        Ok((
+            Self {
+                temp,
+                target,
+                registration,
+            },
+            file,
+        ))
+    }
+
+    /// The file's final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the finished file over the target.
+    pub fn commit(self) -> Result<()> {
+        drop(self.registration);
+        let target = self.target;
+        self.temp
+            .persist(&target)
+            .map_err(|e| JobError::io(target.display(), e.error))
+    }
+}
+
+/// A `COPY ... TO` target staged in a temporary directory beside it: the
+/// statement writes [`staged`](Self::staged) (a file, or a directory of
+/// files), which [`commit`](Self::commit) moves into place.
+#[derive(Debug)]
+pub struct StagedOutput {
+    temp: TempDir,
+    name: std::ffi::OsString,
+    target: PathBuf,
+    registration: Registration,
+}
+
+impl StagedOutput {
+    /// Creates the temporary directory beside `target` (links resolved).
+    pub fn create(target: &Path) -> Result<Self> {
+        let target = resolved(target);
+        let (dir, name) = split(&target)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".crossflow-tmp")
+            .tempdir_in(dir)
+            .map_err(|e| JobError::io(target.display(), e))?;
+        Ok(Self {
+            name: name.into(),
+            registration: Registration::new(temp.path()),
+            temp,
+            target,
+        })
+    }
+
+    /// Where the statement writes until [`commit`](Self::commit).
+    pub fn staged(&self) -> PathBuf {
+        self.temp.path().join(&self.name)
+    }
+
+    /// Renames a written file over the target, or moves a written directory's
+    /// files into the target directory (created if missing, sub-directories
+    /// such as Hive partitions kept); nothing written leaves the target as it is.
+    pub fn commit(self) -> Result<()> {
+        let staged = self.staged();
+        if staged.is_dir() {
+            move_tree(&staged, &self.target)?;
+        } else if staged.exists() {
+            std::fs::rename(&staged, &self.target)
+                .map_err(|e| JobError::io(self.target.display(), e))?;
+        }
+        drop(self.registration);
+        self.temp
+            .close()
+            .map_err(|e| JobError::io(self.target.display(), e))
+    }
+}
+
+fn move_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| JobError::io(to.display(), e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| JobError::io(from.display(), e))? {
+        let entry = entry.map_err(|e| JobError::io(from.display(), e))?;
+        let destination = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            move_tree(&entry.path(), &destination)?;
+        } else {
+            std::fs::rename(entry.path(), &destination)
+                .map_err(|e| JobError::io(destination.display(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The directory and file name of a target path.
+fn split(target: &Path) -> Result<(&Path, String)> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| JobError::Usage(format!("{}: not a file name", target.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// `path` with its links resolved: the file itself when it exists, else its
+/// resolved directory and its name (as given when even that is missing).
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(path) = path.canonicalize() {
+        return path;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            dir.canonicalize()
+                .map(|dir| dir.join(name))
+                .unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// A path given by a flag.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagPath<'a> {
+    /// The flag, e.g. `--output`.
+    pub flag: &'static str,
+    /// Its value.
+    pub path: &'a Path,
+}
+
+impl<'a> FlagPath<'a> {
+    /// `path` given by `flag`.
+    pub fn new(flag: &'static str, path: &'a Path) -> Self {
+        Self { flag, path }
+    }
+}
+
+/// Refuses outputs that are an input (the same file after resolving links,
+/// or a file inside an input directory) or the same file as another output.
+pub fn check_paths(inputs: &[FlagPath<'_>], outputs: &[FlagPath<'_>]) -> Result<()> {
+    for (i, output) in outputs.iter().enumerate() {
+        let target = resolved(output.path);
+        for input in inputs {
+            if is_same_or_inside(&target, input.path) {
+                return Err(clash(output, input, "would overwrite the input"));
+            }
+        }
+        for other in &outputs[..i] {
+            if target == resolved(other.path) {
+                return Err(clash(output, other, "is the same file as"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_same_or_inside(target: &Path, input: &Path) -> bool {
+    if same_file::is_same_file(target, input).unwrap_or(false) {
+        return true;
+    }
+    let input = resolved(input);
+    input.is_dir() && target.starts_with(&input) || target == input
+}
+
+fn clash(output: &FlagPath<'_>, other: &FlagPath<'_>, what: &str) -> JobError {
+    JobError::Usage(format!(
+        "{} {} {what} {} {}; choose another path",
+        output.flag,
+        output.path.display(),
+        other.flag,
+        other.path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_dropped_output_leaves_the_target_untouched_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.parquet");
+        std::fs::write(&target, b"previous").unwrap();
+        let (output, mut file) = OutputFile::create(&target).unwrap();
+        file.write_all(b"partial").unwrap();
+        drop(output);
+        assert_eq!(std::fs::read(&target).unwrap(), b"previous");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_committed_output_replaces_the_target_a_link_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.parquet");
+        let link = dir.path().join("link.parquet");
+        std::fs::write(&real, b"previous").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (output, mut file) = OutputFile::create(&link).unwrap();
+        file.write_all(b"new").unwrap();
+        output.commit().unwrap();
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        assert!(link.is_symlink());
+    }
+
+    #[test]
+    fn pending_outputs_are_removed_for_a_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file_output, _file) = OutputFile::create(&dir.path().join("a.parquet")).unwrap();
+        let dir_output = StagedOutput::create(&dir.path().join("b")).unwrap();
+        let (file_temp, dir_temp) = (
+            file_output.temp.to_path_buf(),
+            dir_output.temp.path().to_path_buf(),
+        );
+        remove_pending();
+        assert!(!file_temp.exists() && !dir_temp.exists());
+        std::mem::forget(file_output);
+        std::mem::forget(dir_output);
+    }
+
+    #[test]
+    fn a_staged_directory_moves_its_files_into_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let output = StagedOutput::create(&target).unwrap();
+        std::fs::create_dir_all(output.staged().join("k=1")).unwrap();
+        std::fs::write(output.staged().join("k=1/part.parquet"), b"x").unwrap();
+        output.commit().unwrap();
+        assert_eq!(std::fs::read(target.join("k=1/part.parquet")).unwrap(), b"x");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_staged_file_replaces_the_target_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.parquet");
+        std::fs::write(&target, b"previous").unwrap();
+        let output = StagedOutput::create(&target).unwrap();
+        std::fs::write(output.staged(), b"partial").unwrap();
+        drop(output);
+        assert_eq!(std::fs::read(&target).unwrap(), b"previous");
+        let output = StagedOutput::create(&target).unwrap();
+        std::fs::write(output.staged(), b"new").unwrap();
+        output.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn outputs_equal_to_an_input_or_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.parquet");
+        let link = dir.path().join("link.parquet");
+        std::fs::write(&input, b"data").unwrap();
+        std::os::unix::fs::symlink(&input, &link).unwrap();
+        let inputs = [FlagPath::new("--input", &input)];
+        let refused = |outputs: &[FlagPath<'_>]| check_paths(&inputs, outputs).is_err();
+        assert!(refused(&[FlagPath::new("--output", &input)]));
+        assert!(refused(&[FlagPath::new("--output", &link)]));
+        let out = dir.path().join("out.parquet");
+        let same = dir.path().join(".").join("out.parquet");
+        assert!(refused(&[
+            FlagPath::new("--output", &out),
+            FlagPath::new("--pairs-output", &same)
+        ]));
+        assert!(!refused(&[FlagPath::new("--output", &out)]));
+        let inside = [FlagPath::new("--input", dir.path())];
+        assert!(check_paths(&inside, &[FlagPath::new("--output", &out)]).is_err());
+    }
+}
