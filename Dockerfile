@@ -14,4 +14,7 @@ ENV CROSSFLOW_HOME=/opt/crossflow
 COPY --from=build /src/target/dist/crossflow /opt/crossflow/crossflow
 COPY --from=build /src/.ort/libonnxruntime.so.1.31.1 /opt/crossflow/
 COPY --from=build /src/models /opt/crossflow/models
+# Not root: a cluster node runs SQL for its clients with this user's rights.
+RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin crossflow
+USER crossflow
 ENTRYPOINT ["/opt/crossflow/crossflow"]

@@ -202,7 +202,10 @@ mod tests {
         }
         assert_eq!(raw.check_threshold("--threshold", -3.0), Ok(-3.0));
         assert!(raw.check_threshold("--threshold", f32::NAN).is_err());
-        assert!(raw.check_threshold("--threshold", f32::NEG_INFINITY).is_err());
+        assert!(
+            raw.check_threshold("--threshold", f32::NEG_INFINITY)
+                .is_err()
+        );
     }
 
     #[test]

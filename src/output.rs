@@ -6,9 +6,9 @@ use arrow::array::{ArrayRef, BooleanArray, Float32Array, StringArray, StructArra
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields};
 
-use crate::{Error, Result};
 use crate::encoder::{CrossEncoder, Predictions};
 use crate::head::{self, Head};
+use crate::{Error, Result};
 
 /// A classifier's outputs: the winning label and every label's probability.
 #[derive(Debug, Clone)]

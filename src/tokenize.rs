@@ -3,11 +3,28 @@
 use std::path::Path;
 
 use tokenizers::{
-    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
+    TruncationStrategy,
 };
 
 use crate::model::{ModelConfig, ModelFiles};
 use crate::{Error, Result};
+
+/// Bytes of a text tokenized at first, per token of the maximum length (see
+/// [`PairTokenizer::bounded`]): English averages 4-5 bytes a token.
+pub const BYTES_PER_TOKEN: usize = 16;
+
+/// `text` up to the last space before byte `limit`, if there is one.
+fn prefix_before_space(text: &str, limit: usize) -> Option<&str> {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end]
+        .rfind(' ')
+        .filter(|&i| i > 0)
+        .map(|i| &text[..i])
+}
 
 /// One tokenized pair, unpadded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +68,17 @@ impl PairTokenizer {
         pad_id: Option<u32>,
     ) -> Result<Self> {
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| Error::corrupt(path, e))?;
+        // Its special tokens plus one token of each text.
+        let shortest = tokenizer
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(true))
+            + 2;
+        if max_length < shortest {
+            return Err(Error::InvalidInput(format!(
+                "--max-length {max_length}: a pair needs at least {shortest} tokens \
+                 (its special tokens and one token of each text)"
+            )));
+        }
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -100,12 +128,45 @@ impl PairTokenizer {
 
     /// Tokenizes pairs, in order.
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<EncodedPair>> {
-        self.encode(pairs.iter().map(|&(a, b)| (a, b).into()).collect())
+        let mut inputs = Vec::with_capacity(pairs.len());
+        for &(a, b) in pairs {
+            inputs.push((self.bounded(a)?, self.bounded(b)?).into());
+        }
+        self.encode(inputs)
     }
 
     /// Tokenizes single texts (`[CLS] text [SEP]`), in order.
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<EncodedPair>> {
-        self.encode(texts.iter().map(|&t| t.into()).collect())
+        let mut inputs = Vec::with_capacity(texts.len());
+        for &text in texts {
+            inputs.push(self.bounded(text)?.into());
+        }
+        self.encode(inputs)
+    }
+
+    /// The part of `text` that decides its tokens: a text longer than
+    /// [`BYTES_PER_TOKEN`] × the maximum length is cut just before a space
+    /// where its first part alone already gives at least the maximum length
+    /// in tokens (the limit doubles until it does, or the text is whole).
+    /// Words before a space are tokenized the same whatever follows, and
+    /// truncation keeps at most that many tokens of either text, so the cut
+    /// never changes a result; it bounds the cost of a huge text.
+    pub fn bounded<'a>(&self, text: &'a str) -> Result<&'a str> {
+        let mut limit = self.max_length.saturating_mul(BYTES_PER_TOKEN);
+        while limit < text.len() {
+            if let Some(prefix) = prefix_before_space(text, limit) {
+                let tokens = self
+                    .tokenizer
+                    .encode_fast(prefix, false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?
+                    .len();
+                if tokens >= self.max_length {
+                    return Ok(prefix);
+                }
+            }
+            limit = limit.saturating_mul(2);
+        }
+        Ok(text)
     }
 
     fn encode(&self, inputs: Vec<EncodeInput>) -> Result<Vec<EncodedPair>> {
@@ -148,6 +209,60 @@ mod tests {
         assert_eq!(encoded.type_ids, [0, 0, 0, 1, 1]);
         assert!(!encoded.truncated);
         assert_eq!(tokenizer.pad_id(), 0);
+    }
+
+    /// The tokens of `text` tokenized whole, as the engine did before cutting.
+    fn uncut(tokenizer: &PairTokenizer, a: &str, b: &str) -> Vec<u32> {
+        let encoding = tokenizer.tokenizer.encode((a, b), true).unwrap();
+        encoding.get_ids().to_vec()
+    }
+
+    #[test]
+    fn cutting_a_huge_text_never_changes_its_tokens() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/crossflow-sts-minilm-l6/tokenizer.json");
+        let tokenizer = PairTokenizer::from_file(&path, 128, Some("[PAD]"), None).unwrap();
+        // Words of 1 to 40 letters, punctuation, accents and CJK: a varied
+        // number of bytes per token, so that the first limit is sometimes short.
+        let words = [
+            "a",
+            "théâtre",
+            "supercalifragilisticexpialidocious",
+            "東京",
+            "x,y.",
+            &"z".repeat(40),
+        ];
+        let text: String = (0..60_000)
+            .map(|i| words[(i * 7 + i / 3) % words.len()])
+            .collect::<Vec<_>>()
+            .join(" ");
+        let dense = "東".repeat(100_000);
+        for (a, b) in [
+            (text.as_str(), "a short text"),
+            ("a short text", text.as_str()),
+            (text.as_str(), text.as_str()),
+            (prefix_before_space(&text, 3_000).unwrap(), "b"),
+            (dense.as_str(), "b"),
+        ] {
+            let cut = &tokenizer.encode_pairs(&[(a, b)]).unwrap()[0];
+            assert_eq!(cut.ids, uncut(&tokenizer, a, b));
+            assert!(cut.truncated);
+        }
+        assert!(tokenizer.bounded(&text).unwrap().len() < 128 * BYTES_PER_TOKEN);
+    }
+
+    #[test]
+    fn a_max_length_without_room_for_both_texts_is_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/crossflow-sts-minilm-l6/tokenizer.json");
+        for short in [0, 1, 2, 4] {
+            let error = PairTokenizer::from_file(&path, short, Some("[PAD]"), None).unwrap_err();
+            assert!(error.to_string().contains("--max-length"), "{error}");
+        }
+        let tokenizer = PairTokenizer::from_file(&path, 5, Some("[PAD]"), None).unwrap();
+        let long = "word ".repeat(10);
+        let encoded = &tokenizer.encode_pairs(&[(&long, &long)]).unwrap()[0];
+        assert_eq!(encoded.len(), 5);
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::{JobError, Result};
 /// Arguments of `crossflow scheduler`.
 #[derive(Debug, Clone, Args)]
 pub struct SchedulerArgs {
-    /// Address clients and executors reach the scheduler at
-    #[arg(long, default_value = "0.0.0.0:50050")]
+    /// Address clients and executors reach the scheduler at; loopback unless
+    /// told otherwise (see README, Security)
+    #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
 }
 
@@ -27,8 +28,9 @@ pub struct ExecutorArgs {
     /// The scheduler to take tasks from, HOST:PORT
     #[arg(long, default_value = "localhost:50050")]
     pub scheduler: String,
-    /// Address this executor serves its shuffle data on (Arrow Flight)
-    #[arg(long, default_value = "0.0.0.0:50051")]
+    /// Address this executor serves its shuffle data on (Arrow Flight);
+    /// loopback unless told otherwise (see README, Security)
+    #[arg(long, default_value = "127.0.0.1:50051")]
     pub bind: SocketAddr,
     /// Host name or address the other nodes reach this executor by
     /// [default: the --bind address; for 0.0.0.0, the address the scheduler
@@ -49,6 +51,7 @@ pub struct ExecutorArgs {
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
     let functions = functions(&models.load_model_set()?, Node::Scheduler)?;
+    warn_if_exposed("scheduler", args.bind);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| JobError::io(args.bind, e))?;
@@ -58,6 +61,9 @@ pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
 
 /// Runs an executor until SIGINT / SIGTERM.
 pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
+    // Ballista reports a port it cannot bind only in its log: find out first.
+    drop(std::net::TcpListener::bind(args.bind).map_err(|e| JobError::io(args.bind, e))?);
+    warn_if_exposed("executor", args.bind);
     let models = models.load_model_set()?;
     let functions = functions(&models, Node::Executor)?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
@@ -80,6 +86,19 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     };
     crossflow_cluster::run_executor(&settings, functions, metrics).await?;
     Ok(())
+}
+
+/// Warns that a node listening beyond loopback lets anyone who reaches it
+/// read and write files as this process's user.
+fn warn_if_exposed(node: &str, bind: SocketAddr) {
+    if !bind.ip().is_loopback() {
+        tracing::warn!(
+            %bind,
+            "the {node} listens beyond loopback without authentication: anyone who reaches \
+             {bind} can run SQL that reads and writes files as this user; \
+             keep the port on a private network (see README, Security)"
+        );
+    }
 }
 
 /// The functions of `models` on a `node`.

@@ -20,6 +20,9 @@ pub const DEFAULT_BI_ENCODER: &str = "all-minilm-l6-v2";
 /// Every bundled model, as shipped in the `crossflow-models` wheel.
 pub const BUNDLED_MODELS: [&str; 3] = [DEFAULT_SCORE_MODEL, DEFAULT_NLI_MODEL, DEFAULT_BI_ENCODER];
 
+/// The longest `--batch-wait-ms`: every call may wait this long for a batch to fill.
+pub const MAX_BATCH_WAIT_MS: u64 = 10_000;
+
 /// How to find and run the models.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Model and inference options (any command)")]
@@ -87,8 +90,9 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub queue_tokens: Option<usize>,
 
-    /// Milliseconds a free session waits for its micro-batch to fill [default: 0 on CPU, 2 on CUDA]
-    #[arg(long, global = true)]
+    /// Milliseconds a free session waits for its micro-batch to fill, at most
+    /// 10000 [default: 0 on CPU, 2 on CUDA]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(0..=MAX_BATCH_WAIT_MS))]
     pub batch_wait_ms: Option<u64>,
 
     /// Path of libonnxruntime.so.1.31.1 [default: ORT_DYLIB_PATH, beside the binary,

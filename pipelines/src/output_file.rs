@@ -20,7 +20,9 @@ use crate::{JobError, Result};
 static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 fn pending() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
-    PENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    PENDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Removes every temporary output not yet renamed into place: for a signal
@@ -309,7 +311,10 @@ mod tests {
         std::fs::create_dir_all(output.staged().join("k=1")).unwrap();
         std::fs::write(output.staged().join("k=1/part.parquet"), b"x").unwrap();
         output.commit().unwrap();
-        assert_eq!(std::fs::read(target.join("k=1/part.parquet")).unwrap(), b"x");
+        assert_eq!(
+            std::fs::read(target.join("k=1/part.parquet")).unwrap(),
+            b"x"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

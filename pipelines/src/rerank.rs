@@ -159,7 +159,12 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
                 JobError::Usage(format!(
                     "{flag} {name:?}: no such column in {}; its columns are: {}",
                     args.input,
-                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
     };
@@ -178,7 +183,13 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
         Some(name) => {
             let found = column("--first-stage-column", name)?;
             if !found.is_numeric() {
-                return Err(wrong_type("--first-stage-column", name, &found, "a numeric column", args));
+                return Err(wrong_type(
+                    "--first-stage-column",
+                    name,
+                    &found,
+                    "a numeric column",
+                    args,
+                ));
             }
             Some(name.as_str())
         }
@@ -233,7 +244,11 @@ async fn count_bad_rows(
     let mut counts = vec![sum_of(ident(query_id).is_null()).alias("null_query_ids")];
     if let Some(first) = first_stage {
         let value = cast(ident(first), DataType::Float64);
-        let bad = value.clone().is_null().or(isnan(value.clone())).or(abs(value).eq(lit(f64::INFINITY)));
+        let bad = value
+            .clone()
+            .is_null()
+            .or(isnan(value.clone()))
+            .or(abs(value).eq(lit(f64::INFINITY)));
         counts.push(sum_of(bad).alias("bad_first_stage"));
     }
     let batches = table.clone().aggregate(vec![], counts)?.collect().await?;
@@ -252,6 +267,8 @@ async fn count_bad_rows(
 
 /// `SUM(CASE WHEN condition THEN 1 ELSE 0 END)` as an Int64.
 fn sum_of(condition: Expr) -> Expr {
-    let one = when(condition, lit(1i64)).otherwise(lit(0i64)).unwrap_or_else(|_| lit(0i64));
+    let one = when(condition, lit(1i64))
+        .otherwise(lit(0i64))
+        .unwrap_or_else(|_| lit(0i64));
     coalesce(vec![sum(one), lit(0i64)])
 }

@@ -12,8 +12,8 @@
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::logical_expr::dml::CopyTo;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use std::path::PathBuf;
 
@@ -57,7 +57,10 @@ pub async fn execute_with_params(
     Ok(results)
 }
 
-fn parse(ctx: &SessionContext, queries: &[String]) -> Result<Vec<datafusion::sql::parser::Statement>> {
+fn parse(
+    ctx: &SessionContext,
+    queries: &[String],
+) -> Result<Vec<datafusion::sql::parser::Statement>> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     queries

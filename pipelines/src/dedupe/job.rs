@@ -14,10 +14,10 @@ use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
-use crate::output_file::{FlagPath, OutputFile, check_paths};
-use crate::{JobError, Result};
 use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
+use crate::output_file::{FlagPath, OutputFile, check_paths};
 use crate::progress::PairProgress;
+use crate::{JobError, Result};
 
 /// Arguments of `crossflow dedupe`.
 #[derive(Debug, Clone, Args)]
