@@ -270,3 +270,25 @@ fn volatility_follows_batch_invariance() {
     assert_eq!(volatility(None), Volatility::Immutable);
     assert_eq!(volatility(Some(false)), Volatility::Volatile);
 }
+
+#[tokio::test]
+async fn a_float_column_with_nan_reads_as_written() {
+    // Parquet statistics leave NaN out: min = max = 0.5 here.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.parquet");
+    crossflow_tests::write_parquet(
+        &path,
+        vec![(
+            "x",
+            Arc::new(arrow::array::Float64Array::from(vec![0.5, f64::NAN, 0.5])) as _,
+        )],
+    );
+    let ctx = session(&models(), &[format!("f={}", path.display())])
+        .await
+        .unwrap();
+    let batch = query(&ctx, "SELECT count(*) AS n FROM f WHERE isnan(x)").await;
+    let n = batch
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    assert_eq!(n.value(0), 1);
+}

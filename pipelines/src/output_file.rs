@@ -186,8 +186,17 @@ fn split(target: &Path) -> Result<(&Path, String)> {
 /// `path` with its links resolved: the file itself when it exists, else its
 /// resolved directory and its name (as given when even that is missing).
 fn resolved(path: &Path) -> PathBuf {
+    resolved_within(path, 40)
+}
+
+/// [`resolved`], following at most `links` links to a missing file.
+fn resolved_within(path: &Path, links: usize) -> PathBuf {
     if let Ok(path) = path.canonicalize() {
         return path;
+    }
+    if let (Ok(link), true) = (std::fs::read_link(path), links > 0) {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        return resolved_within(&dir.join(link), links - 1);
     }
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => {
@@ -352,6 +361,12 @@ mod tests {
             FlagPath::new("--pairs-output", &same)
         ]));
         assert!(!refused(&[FlagPath::new("--output", &out)]));
+        let dangling = dir.path().join("dangling.parquet");
+        std::os::unix::fs::symlink(&out, &dangling).unwrap();
+        assert!(refused(&[
+            FlagPath::new("--output", &out),
+            FlagPath::new("--pairs-output", &dangling)
+        ]));
         let inside = [FlagPath::new("--input", dir.path())];
         assert!(check_paths(&inside, &[FlagPath::new("--output", &out)]).is_err());
     }

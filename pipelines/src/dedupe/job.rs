@@ -140,10 +140,14 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     };
     // One partition: rows in file order (the order --representative first
     // means); strings keep their input type in the output (no view types).
-    let config = SessionConfig::new().with_target_partitions(1).set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    );
+    // No file statistics: see crate::sql::session (NaN read as a constant).
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_collect_statistics(false)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
     let ctx = SessionContext::new_with_config(config);
     let rows = read_rows(&ctx, args).await?;
     summary.rows = rows.texts.len();
