@@ -67,6 +67,35 @@ async fn a_missing_dead_letter_topic_stops_the_job_before_it_consumes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_input_topic_stops_the_job_at_start_up() {
+    let mock = mock_cluster(&[("enriched", 1), ("absent.dlq", 1)]);
+    mock.topic_error(
+        "absent",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "enrich",
+        "--brokers",
+        &mock.bootstrap_servers(),
+        "--input-topic",
+        "absent",
+        "--output-topic",
+        "enriched",
+        "--group-id",
+        "g-missing-input",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let run = tokio::time::timeout(Duration::from_secs(60), run_in_process(args));
+    let err = run.await.expect("stops at start-up").unwrap_err();
+    assert!(
+        err.contains("--input-topic absent") && err.contains("cannot be used"),
+        "{err}"
+    );
+}
+
 /// Exactly-once with the first transaction's commit failing (EndTxn answered
 /// INVALID_MSG_SIZE: abortable): the job aborts, rewinds, sends the batch
 /// again in a new transaction and goes on; the counters count each message

@@ -6,6 +6,11 @@ use crossflow::Texts;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::fs::File;
+use std::path::Path;
 
 use crate::{JobError, Result};
 
@@ -46,4 +51,53 @@ pub fn owned_texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
     Ok((0..column.len())
         .map(|i| texts.get(i).map(str::to_owned))
         .collect())
+}
+
+/// The error of a failed read of Parquet file `path`: when the cause is text
+/// that is not UTF-8, the column that holds it is found (each string column
+/// read alone) and named.
+pub fn read_error(path: &str, source: ArrowError) -> JobError {
+    let message = source.to_string();
+    if !message.contains("UTF-8") {
+        return JobError::Read {
+            path: path.to_string(),
+            source,
+        };
+    }
+    match not_utf8_column(Path::new(path)) {
+        Some(column) => JobError::NotUtf8 {
+            column,
+            path: path.to_string(),
+            message,
+        },
+        None => JobError::Read {
+            path: path.to_string(),
+            source,
+        },
+    }
+}
+
+/// The first string column of Parquet file `path` that cannot be read as UTF-8.
+pub fn not_utf8_column(path: &Path) -> Option<String> {
+    let open = || ParquetRecordBatchReaderBuilder::try_new(File::open(path).ok()?).ok();
+    let builder = open()?;
+    let fields = builder.schema().fields().clone();
+    fields.iter().enumerate().find_map(|(index, field)| {
+        if !is_text_type(field.data_type()) {
+            return None;
+        }
+        let builder = open()?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        let mut reader = builder.with_projection(mask).build().ok()?;
+        reader
+            .any(|batch| batch.is_err())
+            .then(|| field.name().clone())
+    })
+}
+
+fn is_text_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, value) => value.is_string(),
+        other => other.is_string(),
+    }
 }

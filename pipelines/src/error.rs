@@ -27,6 +27,19 @@ pub enum JobError {
         path: String,
         source: datafusion::parquet::errors::ParquetError,
     },
+    /// A string column holds bytes that are not UTF-8.
+    #[error("column {column:?} in {path} holds text that is not valid UTF-8: {message}")]
+    NotUtf8 {
+        column: String,
+        path: String,
+        message: String,
+    },
+    /// Reading the rows of an input failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: datafusion::arrow::error::ArrowError,
+    },
     /// Building or printing an Arrow batch failed.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

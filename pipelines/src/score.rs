@@ -93,7 +93,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     let before = model.stats();
     let progress = PairProgress::new(Some(total), "scoring");
     for batch in reader {
-        let batch = batch?;
+        let batch = batch.map_err(|e| columns::read_error(&input, e))?;
         let a = columns::text_array(batch.column(columns[0]), &args.a, &input)?;
         let b = columns::text_array(batch.column(columns[1]), &args.b, &input)?;
         let mut arrays = batch.columns().to_vec();

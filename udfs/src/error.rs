@@ -24,6 +24,13 @@ pub enum UdfError {
     /// A `--table` argument that is not `name=path`.
     #[error("invalid table spec {0:?}: expected NAME=PATH")]
     InvalidTableSpec(String),
+    /// A table's files could not be read (format, schema, bad records).
+    #[error("table {name} ({path}): {source}")]
+    Table {
+        name: String,
+        path: String,
+        source: DataFusionError,
+    },
     /// DataFusion failed.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -57,23 +57,39 @@ fn first_data_extension(dir: &Path) -> Option<String> {
 /// Registers `path` (a file, a directory of files, or a glob) as table `name`.
 pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<TableFormat> {
     let (format, extension) = TableFormat::detect(path)?;
+    let registered = register_format(ctx, name, path, format, &extension).await;
+    registered.map_err(|source| UdfError::Table {
+        name: name.to_string(),
+        path: path.to_string(),
+        source,
+    })?;
+    Ok(format)
+}
+
+async fn register_format(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    format: TableFormat,
+    extension: &str,
+) -> datafusion::error::Result<()> {
     match format {
         TableFormat::Parquet => {
-            let options = ParquetReadOptions::default().file_extension(&extension);
+            let options = ParquetReadOptions::default().file_extension(extension);
             ctx.register_parquet(name, path, options).await?
         }
         TableFormat::Csv => {
             let options = CsvReadOptions::new()
                 .has_header(true)
-                .file_extension(&extension);
+                .file_extension(extension);
             ctx.register_csv(name, path, options).await?
         }
         TableFormat::Json => {
-            let options = JsonReadOptions::default().file_extension(&extension);
+            let options = JsonReadOptions::default().file_extension(extension);
             ctx.register_json(name, path, options).await?
         }
     }
-    Ok(format)
+    Ok(())
 }
 
 /// Splits a `NAME=PATH` table argument.

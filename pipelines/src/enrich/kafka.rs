@@ -178,20 +178,25 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
         .map_err(|e| kafka("creating the producer", e))
 }
 
-/// Checks that each of `topics` exists and has partitions, before anything
-/// is consumed: a missing output or dead-letter topic is a start-up error,
-/// not a send that fails later (blocking). Asked through the consumer, whose
+/// Checks that each of `topics` (with the flag that names it) exists and has
+/// partitions, before anything is consumed: a missing input, output or
+/// dead-letter topic is a start-up error, not a subscription that idles or a
+/// send that fails later (blocking). Asked through the consumer, whose
 /// metadata requests never create topics (`allow.auto.create.topics` is off
 /// for consumers), so a broker that auto-creates does not hide a typo. A
 /// topic whose leader is being elected is asked again, for up to `timeout`.
-pub fn check_topics(consumer: &Consumer, topics: &[&str], timeout: Duration) -> Result<()> {
+pub fn check_topics(
+    consumer: &Consumer,
+    topics: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<()> {
     let started = std::time::Instant::now();
-    for topic in topics {
+    for &(flag, topic) in topics {
         loop {
             let metadata =
                 rdkafka::consumer::Consumer::fetch_metadata(consumer, Some(topic), timeout)
                     .map_err(|e| kafka(&format!("reading the metadata of topic {topic}"), e))?;
-            let found = metadata.topics().iter().find(|t| t.name() == *topic);
+            let found = metadata.topics().iter().find(|t| t.name() == topic);
             let problem = match found.map(|t| (t.error().map(RDKafkaErrorCode::from), t)) {
                 None => "it is not in the broker's metadata".to_string(),
                 Some((Some(RDKafkaErrorCode::LeaderNotAvailable), _))
@@ -205,8 +210,8 @@ pub fn check_topics(consumer: &Consumer, topics: &[&str], timeout: Duration) -> 
                 Some((None, _)) => break,
             };
             return Err(JobError::Usage(format!(
-                "topic {topic} cannot be written: {problem}; create it (or name another \
-                 with --output-topic / --dlq-topic) before starting"
+                "{flag} {topic}: the topic cannot be used: {problem}; create it (or name \
+                 another with {flag}) before starting"
             )));
         }
     }

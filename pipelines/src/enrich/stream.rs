@@ -48,7 +48,11 @@ pub async fn run(
         });
     }
     let consumer = kafka::consumer(&settings, Arc::clone(&metrics))?;
-    let topics = [settings.output_topic.as_str(), settings.dlq_topic.as_str()];
+    let topics = [
+        ("--input-topic", settings.input_topic.as_str()),
+        ("--output-topic", settings.output_topic.as_str()),
+        ("--dlq-topic", settings.dlq_topic.as_str()),
+    ];
     tokio::task::block_in_place(|| kafka::check_topics(&consumer, &topics, KAFKA_TIMEOUT))?;
     kafka::subscribe(&consumer, &settings)?;
     let producer = kafka::producer(&settings)?;

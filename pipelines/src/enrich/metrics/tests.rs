@@ -117,3 +117,43 @@ async fn a_failed_accept_does_not_stop_the_endpoint() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn a_flood_of_slow_clients_neither_stops_scrapes_nor_holds_descriptors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    metrics.messages_out.inc_by(3);
+    let server = tokio::spawn(crate::metrics_http::serve_on(listener, metrics));
+    // 450 clients that send half a request and wait.
+    let mut slow = Vec::new();
+    for _ in 0..450 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        slow.push(stream);
+    }
+    let response = tokio::time::timeout(Duration::from_secs(10), scrape(addr))
+        .await
+        .expect("a scrape is answered during the flood");
+    assert!(
+        response.contains("crossflow_messages_out_total 3\n"),
+        "{response}"
+    );
+    // The server closed all but the newest MAX_CONNECTIONS slow clients.
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(5), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= slow.len() - crate::metrics_http::MAX_CONNECTIONS,
+        "{closed} of {} closed",
+        slow.len()
+    );
+    server.abort();
+}
