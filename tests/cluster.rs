@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
-use crossflow_cluster::{ExecutorMetrics, ExecutorSettings, Node};
+use crossflow_cluster::{ExecutorMetrics, ExecutorSettings, Node, Token};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::{cluster_session, execute, session};
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
@@ -81,10 +81,15 @@ fn small_row_groups(rows: usize) -> WriterProperties {
 
 /// A running scheduler; its address.
 async fn start_scheduler(models: &ModelSet) -> SocketAddr {
+    start_scheduler_with(models, None).await
+}
+
+/// A running scheduler that requires `token` when given; its address.
+async fn start_scheduler_with(models: &ModelSet, token: Option<Token>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let functions = functions(models, Node::Scheduler).unwrap();
-    tokio::spawn(crossflow_cluster::run_scheduler(listener, functions));
+    tokio::spawn(crossflow_cluster::run_scheduler(listener, functions, token));
     address
 }
 
@@ -94,6 +99,17 @@ fn start_executor(
     models: ModelSet,
     work_dir: &Path,
 ) -> Arc<ExecutorMetrics> {
+    start_executor_with(scheduler, models, work_dir, None).0
+}
+
+/// A running one-vcore executor that requires and sends `token` when given;
+/// its metrics and its Flight address.
+fn start_executor_with(
+    scheduler: SocketAddr,
+    models: ModelSet,
+    work_dir: &Path,
+    token: Option<Token>,
+) -> (Arc<ExecutorMetrics>, SocketAddr) {
     let loaded = vec![models.score.clone(), models.nli.clone().unwrap()];
     let metrics = Arc::new(ExecutorMetrics::new(loaded));
     let settings = ExecutorSettings {
@@ -102,7 +118,9 @@ fn start_executor(
         external_host: None,
         vcores: 1,
         work_dir: Some(work_dir.to_path_buf()),
+        token,
     };
+    let bind = settings.bind;
     let functions = functions(&models, Node::Executor).unwrap();
     let task_metrics = Arc::clone(&metrics);
     tokio::spawn(async move {
@@ -112,7 +130,7 @@ fn start_executor(
             panic!("executor: {error}");
         }
     });
-    metrics
+    (metrics, bind)
 }
 
 /// Tasks each executor has run to success.
@@ -170,7 +188,7 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
     }
     let table = [format!("t={}", files.display())];
     let local = query(&session(&client, &table).await.unwrap(), QUERY).await;
-    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), &client, &table)
+    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &client, &table)
         .await
         .expect("cluster session");
     let remote = query(&remote_ctx, QUERY).await;
@@ -213,7 +231,7 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
     let table = [format!("t={}", one_file.display())];
     let count = "SELECT count(*) AS n, sum(CAST(is_paraphrase(a, b) AS INT)) AS k FROM t";
     let local = query(&session(&client, &table).await.unwrap(), count).await;
-    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), &client, &table)
+    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &client, &table)
         .await
         .unwrap();
     assert_eq!(query(&remote_ctx, count).await, local);
@@ -233,7 +251,7 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
 
     // The scheduler refuses a client whose model differs.
     let scheduler = start_scheduler(&standard).await;
-    let ctx = cluster_session(&scheduler.to_string(), None, &shorter, &table)
+    let ctx = cluster_session(&scheduler.to_string(), None, None, &shorter, &table)
         .await
         .unwrap();
     let error = refused(&ctx, "a plan for another model").await;
@@ -260,7 +278,7 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     // An executor with another model refuses the scheduler's tasks.
     let executor = start_executor(scheduler, models(Some(64)), &dir.path().join("w"));
     settle().await;
-    let ctx = cluster_session(&scheduler.to_string(), None, &standard, &table)
+    let ctx = cluster_session(&scheduler.to_string(), None, None, &standard, &table)
         .await
         .unwrap();
     let error = refused(&ctx, "an executor with another model").await;
@@ -378,4 +396,61 @@ fn the_scheduler_and_executor_commands_run_sql_as_the_local_command_does() {
     ]));
     let written = read_parquet(&output);
     assert_eq!(written.num_rows(), 480);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_with_a_token_serves_only_clients_that_send_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.parquet");
+    write(&path, &sample().slice(0, 8), None);
+    let table = [format!("t={}", path.display())];
+    let token = Token::new("crossflow-test-token-0123456789").unwrap();
+    let wrong = Token::new("another-token-0123456789abcdef").unwrap();
+    let standard = models(None);
+    let scheduler = start_scheduler_with(&standard, Some(token.clone())).await;
+    let (executor, flight) = start_executor_with(
+        scheduler,
+        models(None),
+        &dir.path().join("w"),
+        Some(token.clone()),
+    );
+    settle().await;
+
+    // With the token: the executor (which polls with it) scores, and the
+    // client fetches the results from its Flight service with it.
+    let ctx = cluster_session(
+        &scheduler.to_string(),
+        None,
+        Some(&token),
+        &standard,
+        &table,
+    )
+    .await
+    .unwrap();
+    let local = query(&session(&standard, &table).await.unwrap(), QUERY).await;
+    assert_eq!(query(&ctx, QUERY).await, local);
+    assert!(executor.pairs_scored() > 0);
+
+    // Without it, or with another: refused, saying why.
+    for sent in [None, Some(&wrong)] {
+        let error =
+            match cluster_session(&scheduler.to_string(), None, sent, &standard, &table).await {
+                Err(error) => error.to_string(),
+                Ok(ctx) => refused(&ctx, "a client without the token").await,
+            };
+        assert!(error.contains("cluster token"), "{error}");
+    }
+
+    // The executor's shuffle data too.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{flight}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+    let ticket = arrow_flight::Ticket {
+        ticket: b"any".to_vec().into(),
+    };
+    let status = client.do_get(ticket).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
 }

@@ -118,6 +118,7 @@ impl Cluster {
         tokio::spawn(crossflow_cluster::run_scheduler(
             listener,
             functions(client, Node::Scheduler)?,
+            None,
         ));
         let mut executors = Vec::new();
         for &vcores in vcores {
@@ -130,6 +131,7 @@ impl Cluster {
                 external_host: None,
                 vcores,
                 work_dir: Some(tempfile::tempdir_in(dir)?.keep()),
+                token: None,
             };
             let functions = functions(&models, Node::Executor)?;
             let task_metrics = Arc::clone(&metrics);
@@ -146,7 +148,7 @@ impl Cluster {
 
     async fn run(&self, client: &ModelSet, table: &Path, out: &Path) -> Result<()> {
         let scheduler = self.scheduler.to_string();
-        let ctx = sql::cluster_session(&scheduler, Some(FILES), client, &[]).await?;
+        let ctx = sql::cluster_session(&scheduler, Some(FILES), None, client, &[]).await?;
         sql::execute(&ctx, &pairs_files::copy_job(table, out, None)).await?;
         Ok(())
     }

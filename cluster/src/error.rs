@@ -9,6 +9,12 @@ pub enum ClusterError {
     /// Ballista refused a setting or failed.
     #[error("ballista: {0}")]
     Ballista(#[source] ballista_core::error::BallistaError),
+    /// A cluster token that cannot be read or is too weak.
+    #[error("cluster token: {0}")]
+    Token(String),
+    /// The scheduler's server stopped.
+    #[error("scheduler server: {0}")]
+    Serve(#[source] std::io::Error),
     /// A bad `--scheduler` or `--bind` address.
     #[error("{0}")]
     Address(String),

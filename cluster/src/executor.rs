@@ -5,8 +5,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
+use ballista_core::ConfigProducer;
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::error::BallistaError;
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::utils::{create_grpc_server, default_config_producer};
+use ballista_executor::ArrowFlightServerProvider;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_executor::flight_service::BallistaFlightService;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::access::Token;
 
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
@@ -28,6 +38,8 @@ pub struct ExecutorSettings {
     pub vcores: usize,
     /// Where shuffle files go [default: a temporary directory].
     pub work_dir: Option<PathBuf>,
+    /// The cluster's token: required from every caller and sent on every call.
+    pub token: Option<Token>,
 }
 
 /// Runs an executor until SIGINT / SIGTERM or the scheduler stops it.
@@ -75,7 +87,42 @@ fn process_config(
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
         override_execution_engine: Some(Arc::new(CountingEngine::new(metrics))),
+        override_arrow_flight_service: settings.token.as_ref().map(flight_service),
+        override_create_grpc_client_endpoint: settings.token.as_ref().map(Token::endpoint_override),
+        override_config_producer: settings.token.as_ref().map(task_config),
         ..ExecutorProcessConfig::default()
+    })
+}
+
+/// The executor's Arrow Flight service (shuffle data) behind the token check.
+fn flight_service(token: &Token) -> Arc<ArrowFlightServerProvider> {
+    let token = token.clone();
+    let defaults = ExecutorProcessConfig::default();
+    let (encoding, decoding) = (
+        defaults.grpc_max_encoding_message_size as usize,
+        defaults.grpc_max_decoding_message_size as usize,
+    );
+    Arc::new(move |work_dir, address, mut shutdown, grpc| {
+        let interceptor = token.interceptor();
+        tokio::spawn(async move {
+            let service = FlightServiceServer::new(BallistaFlightService::new(work_dir))
+                .max_encoding_message_size(encoding)
+                .max_decoding_message_size(decoding);
+            create_grpc_server(&grpc)
+                .add_service(InterceptedService::new(service, interceptor))
+                .serve_with_shutdown(address, shutdown.recv())
+                .await
+                .map_err(BallistaError::TonicError)
+        })
+    })
+}
+
+/// Task sessions whose shuffle fetches from other executors carry the token.
+fn task_config(token: &Token) -> ConfigProducer {
+    let endpoint = token.endpoint_override();
+    Arc::new(move || {
+        default_config_producer()
+            .with_ballista_override_create_grpc_client_endpoint(Arc::clone(&endpoint))
     })
 }
 

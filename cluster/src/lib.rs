@@ -6,6 +6,7 @@
 //! ([`FingerprintCodec`]) carry each function's model fingerprint, and a node
 //! whose model differs refuses the plan with both fingerprints in the error.
 
+mod access;
 mod codec;
 mod error;
 mod executor;
@@ -15,6 +16,7 @@ mod scheduler;
 mod session;
 mod tasks;
 
+pub use access::{MIN_TOKEN_LENGTH, RequireToken, Token};
 pub use codec::FingerprintCodec;
 pub use error::{ClusterError, Result};
 pub use executor::{ExecutorSettings, run_executor, split_host_port};

@@ -4,19 +4,28 @@
 use std::sync::Arc;
 
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::access::Token;
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
 use crate::session::codecs;
 
 /// Serves the scheduler on `listener` until the process ends. Executors poll
-/// it for work (Ballista's pull-staged scheduling), so it never connects to them.
-pub async fn run_scheduler(listener: TcpListener, functions: Arc<ClusterFunctions>) -> Result<()> {
+/// it for work (Ballista's pull-staged scheduling), so it never connects to
+/// them. With a `token`, every call without it is refused (see [`Token`]).
+pub async fn run_scheduler(
+    listener: TcpListener,
+    functions: Arc<ClusterFunctions>,
+    token: Option<Token>,
+) -> Result<()> {
     let address = listener.local_addr().map_err(ClusterError::Bind)?;
     let (logical, physical) = codecs(&functions);
     let config = SchedulerConfig {
@@ -32,11 +41,36 @@ pub async fn run_scheduler(listener: TcpListener, functions: Arc<ClusterFunction
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ClusterError::Ballista)?;
-    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
+    let scheduler =
+        create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
+            .await
+            .map_err(ClusterError::Ballista)?;
+    tracing::info!(%address, authenticated = token.is_some(), "crossflow scheduler listening");
+    match token {
+        Some(token) => serve_with_token(listener, scheduler, &config, token).await,
+        None => start_grpc_service_with_listener(listener, scheduler)
+            .await
+            .map_err(ClusterError::Ballista),
+    }
+}
+
+/// The scheduler's gRPC service alone (what Ballista serves without its
+/// optional REST API, Flight SQL and proxy features), behind the token check.
+async fn serve_with_token(
+    listener: TcpListener,
+    scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    config: &SchedulerConfig,
+    token: Token,
+) -> Result<()> {
+    let service = SchedulerGrpcServer::new(scheduler)
+        .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+        .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(InterceptedService::new(service, token.interceptor()));
+    let router = routes.routes().into_axum_router();
+    // The scheduler takes an executor's address from its connection.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .await
-        .map_err(ClusterError::Ballista)?;
-    tracing::info!(%address, "crossflow scheduler listening");
-    start_grpc_service_with_listener(listener, scheduler)
-        .await
-        .map_err(ClusterError::Ballista)
+        .map_err(ClusterError::Serve)
 }

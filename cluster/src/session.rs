@@ -13,6 +13,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 
+use crate::access::Token;
 use crate::codec::FingerprintCodec;
 use crate::functions::ClusterFunctions;
 
@@ -49,13 +50,15 @@ pub fn codecs(
 
 /// A client session whose queries run on the cluster whose scheduler is at
 /// `scheduler` (`df://HOST:PORT` or `HOST:PORT`), split into `partitions`
-/// scan partitions, with crossflow's functions registered. Ballista's
+/// scan partitions, with crossflow's functions registered; with a `token`,
+/// every call carries it. Ballista's
 /// adaptive planner is off: it runs a `COPY ... TO` (scan, model and sink)
 /// as one task on one executor, the static planner as one task per partition.
 pub async fn remote_context(
     scheduler: &str,
     functions: Arc<ClusterFunctions>,
     partitions: usize,
+    token: Option<&Token>,
 ) -> Result<SessionContext> {
     let (logical, physical) = codecs(&functions);
     let config = SessionConfig::new_with_ballista()
@@ -68,6 +71,12 @@ pub async fn remote_context(
         // DataFusion 55 reads a float column whose statistics have min = max
         // as that constant, though Parquet statistics leave NaN out.
         .with_collect_statistics(false);
+    let config = match token {
+        Some(token) => config
+            .with_ballista_grpc_metadata(token.grpc_metadata())
+            .with_ballista_override_create_grpc_client_endpoint(token.endpoint_override()),
+        None => config,
+    };
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)

@@ -7,11 +7,37 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use crossflow_cluster::{ClusterFunctions, ExecutorMetrics, ExecutorSettings, Node};
+use crossflow_cluster::{ClusterFunctions, ExecutorMetrics, ExecutorSettings, Node, Token};
 use crossflow_udfs::ModelSet;
 
 use crate::models::ModelArgs;
 use crate::{JobError, Result};
+
+/// The cluster's shared secret, for nodes and clients alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenArgs {
+    /// File holding the cluster's token (at least 16 visible ASCII characters,
+    /// e.g. `openssl rand -hex 32`): nodes refuse calls without it, clients and
+    /// nodes send it [env CROSSFLOW_CLUSTER_TOKEN holds the token itself]
+    #[arg(long, env = "CROSSFLOW_CLUSTER_TOKEN_FILE", value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+}
+
+/// The environment variable that may hold the cluster token itself.
+pub const TOKEN_ENV: &str = "CROSSFLOW_CLUSTER_TOKEN";
+
+impl TokenArgs {
+    /// The token from `--cluster-token-file`, else from `CROSSFLOW_CLUSTER_TOKEN`.
+    pub fn token(&self) -> Result<Option<Token>> {
+        if let Some(file) = &self.cluster_token_file {
+            return Ok(Some(Token::from_file(file)?));
+        }
+        match std::env::var(TOKEN_ENV) {
+            Ok(secret) => Ok(Some(Token::new(&secret)?)),
+            Err(_) => Ok(None),
+        }
+    }
+}
 
 /// Arguments of `crossflow scheduler`.
 #[derive(Debug, Clone, Args)]
@@ -20,6 +46,8 @@ pub struct SchedulerArgs {
     /// told otherwise (see README, Security)
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// Arguments of `crossflow executor`.
@@ -46,16 +74,19 @@ pub struct ExecutorArgs {
     /// Serve Prometheus metrics (crossflow_pairs_scored_total, task counts) at HOST:PORT
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
+    let token = args.token.token()?;
     let functions = functions(&models.load_model_set()?, Node::Scheduler)?;
-    warn_if_exposed("scheduler", args.bind);
+    warn_if_exposed("scheduler", args.bind, token.is_some());
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| JobError::io(args.bind, e))?;
-    crossflow_cluster::run_scheduler(listener, functions).await?;
+    crossflow_cluster::run_scheduler(listener, functions, token).await?;
     Ok(())
 }
 
@@ -63,7 +94,8 @@ pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
 pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     // Ballista reports a port it cannot bind only in its log: find out first.
     drop(std::net::TcpListener::bind(args.bind).map_err(|e| JobError::io(args.bind, e))?);
-    warn_if_exposed("executor", args.bind);
+    let token = args.token.token()?;
+    warn_if_exposed("executor", args.bind, token.is_some());
     let models = models.load_model_set()?;
     let functions = functions(&models, Node::Executor)?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
@@ -83,20 +115,21 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
         external_host: args.external_host.clone(),
         vcores: args.vcores.unwrap_or_else(default_vcores),
         work_dir: args.work_dir.clone(),
+        token,
     };
     crossflow_cluster::run_executor(&settings, functions, metrics).await?;
     Ok(())
 }
 
-/// Warns that a node listening beyond loopback lets anyone who reaches it
-/// read and write files as this process's user.
-fn warn_if_exposed(node: &str, bind: SocketAddr) {
-    if !bind.ip().is_loopback() {
+/// Warns that a node listening beyond loopback without a token lets anyone
+/// who reaches it read and write files as this process's user.
+fn warn_if_exposed(node: &str, bind: SocketAddr, authenticated: bool) {
+    if !bind.ip().is_loopback() && !authenticated {
         tracing::warn!(
             %bind,
             "the {node} listens beyond loopback without authentication: anyone who reaches \
              {bind} can run SQL that reads and writes files as this user; \
-             keep the port on a private network (see README, Security)"
+             set --cluster-token-file on every node and client (see README, Security)"
         );
     }
 }

@@ -7,7 +7,9 @@ use clap::Args;
 use crossflow_udfs::{ModelSet, parse_table_spec, register_cross_functions, register_table};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crossflow_cluster::Node;
+use crossflow_cluster::{Node, Token};
+
+use crate::cluster::TokenArgs;
 
 use crate::format::{OutputFormat, write_batches};
 pub use crate::statements::{execute, execute_with_params};
@@ -34,6 +36,8 @@ pub struct SqlArgs {
     /// executors' vcores in all [default: 16]
     #[arg(long, requires = "scheduler")]
     pub partitions: Option<usize>,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// A DataFusion session with crossflow's functions and the given tables.
@@ -55,6 +59,7 @@ pub async fn session(models: &ModelSet, tables: &[String]) -> Result<SessionCont
 pub async fn cluster_session(
     scheduler: &str,
     partitions: Option<usize>,
+    token: Option<&Token>,
     models: &ModelSet,
     tables: &[String],
 ) -> Result<SessionContext> {
@@ -63,7 +68,7 @@ pub async fn cluster_session(
     if partitions == 0 {
         return Err(JobError::Usage("--partitions must be at least 1".into()));
     }
-    let ctx = crossflow_cluster::remote_context(scheduler, functions, partitions).await?;
+    let ctx = crossflow_cluster::remote_context(scheduler, functions, partitions, token).await?;
     register_tables(&ctx, tables).await?;
     Ok(ctx)
 }
@@ -81,7 +86,9 @@ async fn register_tables(ctx: &SessionContext, tables: &[String]) -> Result<()> 
 pub async fn run(args: &SqlArgs, models: &ModelSet, out: &mut dyn Write) -> Result<()> {
     let ctx = match &args.scheduler {
         Some(scheduler) => {
-            cluster_session(scheduler, args.partitions, models, &args.tables).await?
+            let token = args.token.token()?;
+            let partitions = args.partitions;
+            cluster_session(scheduler, partitions, token.as_ref(), models, &args.tables).await?
         }
         None => session(models, &args.tables).await?,
     };

@@ -185,11 +185,7 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
 /// metadata requests never create topics (`allow.auto.create.topics` is off
 /// for consumers), so a broker that auto-creates does not hide a typo. A
 /// topic whose leader is being elected is asked again, for up to `timeout`.
-pub fn check_topics(
-    consumer: &Consumer,
-    topics: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<()> {
+pub fn check_topics(consumer: &Consumer, topics: &[(&str, &str)], timeout: Duration) -> Result<()> {
     let started = std::time::Instant::now();
     for &(flag, topic) in topics {
         loop {

@@ -130,7 +130,10 @@ async fn a_flood_of_slow_clients_neither_stops_scrapes_nor_holds_descriptors() {
     let mut slow = Vec::new();
     for _ in 0..450 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
         slow.push(stream);
     }
     let response = tokio::time::timeout(Duration::from_secs(10), scrape(addr))
