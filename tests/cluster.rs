@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
-use crossflow_cluster::{ExecutorMetrics, ExecutorSettings, Node, Token};
+use crossflow_cluster::{Access, DataRoots, ExecutorMetrics, ExecutorSettings, Node, Token};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::{cluster_session, execute, session};
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
@@ -81,15 +81,17 @@ fn small_row_groups(rows: usize) -> WriterProperties {
 
 /// A running scheduler; its address.
 async fn start_scheduler(models: &ModelSet) -> SocketAddr {
-    start_scheduler_with(models, None).await
+    start_scheduler_with(models, Access::default()).await
 }
 
-/// A running scheduler that requires `token` when given; its address.
-async fn start_scheduler_with(models: &ModelSet, token: Option<Token>) -> SocketAddr {
+/// A running scheduler with a token and data roots if given; its address.
+async fn start_scheduler_with(models: &ModelSet, access: Access) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let functions = functions(models, Node::Scheduler).unwrap();
-    tokio::spawn(crossflow_cluster::run_scheduler(listener, functions, token));
+    tokio::spawn(crossflow_cluster::run_scheduler(
+        listener, functions, access,
+    ));
     address
 }
 
@@ -99,16 +101,16 @@ fn start_executor(
     models: ModelSet,
     work_dir: &Path,
 ) -> Arc<ExecutorMetrics> {
-    start_executor_with(scheduler, models, work_dir, None).0
+    start_executor_with(scheduler, models, work_dir, Access::default()).0
 }
 
-/// A running one-vcore executor that requires and sends `token` when given;
-/// its metrics and its Flight address.
+/// A running one-vcore executor with a token and data roots if given; its
+/// metrics and its Flight address.
 fn start_executor_with(
     scheduler: SocketAddr,
     models: ModelSet,
     work_dir: &Path,
-    token: Option<Token>,
+    access: Access,
 ) -> (Arc<ExecutorMetrics>, SocketAddr) {
     let loaded = vec![models.score.clone(), models.nli.clone().unwrap()];
     let metrics = Arc::new(ExecutorMetrics::new(loaded));
@@ -118,7 +120,7 @@ fn start_executor_with(
         external_host: None,
         vcores: 1,
         work_dir: Some(work_dir.to_path_buf()),
-        token,
+        access,
     };
     let bind = settings.bind;
     let functions = functions(&models, Node::Executor).unwrap();
@@ -407,13 +409,13 @@ async fn a_cluster_with_a_token_serves_only_clients_that_send_it() {
     let token = Token::new("crossflow-test-token-0123456789").unwrap();
     let wrong = Token::new("another-token-0123456789abcdef").unwrap();
     let standard = models(None);
-    let scheduler = start_scheduler_with(&standard, Some(token.clone())).await;
-    let (executor, flight) = start_executor_with(
-        scheduler,
-        models(None),
-        &dir.path().join("w"),
-        Some(token.clone()),
-    );
+    let access = Access {
+        token: Some(token.clone()),
+        data_roots: None,
+    };
+    let scheduler = start_scheduler_with(&standard, access.clone()).await;
+    let (executor, flight) =
+        start_executor_with(scheduler, models(None), &dir.path().join("w"), access);
     settle().await;
 
     // With the token: the executor (which polls with it) scores, and the
@@ -453,4 +455,84 @@ async fn a_cluster_with_a_token_serves_only_clients_that_send_it() {
     };
     let status = client.do_get(ticket).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plans_that_reach_outside_the_data_roots_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let inside_table = data.join("pairs.parquet");
+    let outside_table = outside.join("pairs.parquet");
+    write(&inside_table, &sample().slice(0, 4), None);
+    write(&outside_table, &sample().slice(0, 4), None);
+    let roots = DataRoots::new(std::slice::from_ref(&data)).unwrap();
+    let access = Access {
+        token: None,
+        data_roots: Some(roots.clone()),
+    };
+    let standard = models(None);
+    let scheduler = start_scheduler_with(&standard, access.clone()).await;
+    start_executor_with(scheduler, models(None), &dir.path().join("w"), access);
+    settle().await;
+    let ctx = |table: &Path| {
+        let table = [format!("t={}", table.display())];
+        let models = &standard;
+        async move {
+            cluster_session(&scheduler.to_string(), None, None, models, &table)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Inside: read and written.
+    let inside = ctx(&inside_table).await;
+    let copy = |target: &Path| {
+        format!(
+            "COPY (SELECT id, cross_score(a, b) AS s FROM t) TO '{}' STORED AS PARQUET",
+            target.display()
+        )
+    };
+    execute(&inside, &[copy(&data.join("scored.parquet"))])
+        .await
+        .expect("a COPY inside the data roots");
+    assert_eq!(read_parquet(&data.join("scored.parquet")).num_rows(), 4);
+
+    // Outside: a table read, a COPY written (also through ..).
+    let error = refused(&ctx(&outside_table).await, "a table outside the roots").await;
+    assert!(
+        error.contains("outside the cluster's data roots"),
+        "{error}"
+    );
+    for target in [outside.join("x.parquet"), data.join("../outside/y.parquet")] {
+        let error = execute(&inside, &[copy(&target)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("outside the cluster's data roots"),
+            "{error}"
+        );
+        assert!(!target.exists());
+    }
+
+    // The executor's own check, on a physical plan that never met the
+    // scheduler's: a scan of a file outside.
+    let local = session(&standard, &[format!("t={}", outside_table.display())])
+        .await
+        .unwrap();
+    let plan = local
+        .sql("SELECT * FROM t")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let error = roots.check_physical(&plan).unwrap_err().to_string();
+    assert!(
+        error.contains("outside the cluster's data roots"),
+        "{error}"
+    );
 }

@@ -118,7 +118,7 @@ impl Cluster {
         tokio::spawn(crossflow_cluster::run_scheduler(
             listener,
             functions(client, Node::Scheduler)?,
-            None,
+            crossflow_cluster::Access::default(),
         ));
         let mut executors = Vec::new();
         for &vcores in vcores {
@@ -131,7 +131,7 @@ impl Cluster {
                 external_host: None,
                 vcores,
                 work_dir: Some(tempfile::tempdir_in(dir)?.keep()),
-                token: None,
+                access: crossflow_cluster::Access::default(),
             };
             let functions = functions(&models, Node::Executor)?;
             let task_metrics = Arc::clone(&metrics);

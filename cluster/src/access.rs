@@ -19,6 +19,16 @@ use tonic::{Request, Status};
 
 use crate::error::{ClusterError, Result};
 
+/// Who may use a node and which files its plans may touch.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The token every call must carry; `None`: no authentication.
+    pub token: Option<Token>,
+    /// The directories plans may read and write under; `None`: anywhere
+    /// this process's user may.
+    pub data_roots: Option<crate::DataRoots>,
+}
+
 /// The first word of a `user-agent` that carries the token.
 const USER_AGENT_PREFIX: &str = "crossflow-token/";
 

@@ -16,7 +16,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_executor::flight_service::BallistaFlightService;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::access::Token;
+use crate::access::{Access, Token};
 
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
@@ -38,8 +38,9 @@ pub struct ExecutorSettings {
     pub vcores: usize,
     /// Where shuffle files go [default: a temporary directory].
     pub work_dir: Option<PathBuf>,
-    /// The cluster's token: required from every caller and sent on every call.
-    pub token: Option<Token>,
+    /// The cluster's token (required from every caller and sent on every
+    /// call) and the directories its tasks may read and write under.
+    pub access: Access,
 }
 
 /// Runs an executor until SIGINT / SIGTERM or the scheduler stops it.
@@ -63,6 +64,7 @@ fn process_config(
 ) -> Result<ExecutorProcessConfig> {
     let (scheduler_host, scheduler_port) = split_host_port(&settings.scheduler)?;
     let (logical, physical) = codecs(&functions);
+    let token = settings.access.token.as_ref();
     // Unspecified: the scheduler takes the address it sees the executor poll from.
     let external_host = settings.external_host.clone().or_else(|| {
         let ip = settings.bind.ip();
@@ -86,10 +88,13 @@ fn process_config(
             .map(|dir| dir.display().to_string()),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
-        override_execution_engine: Some(Arc::new(CountingEngine::new(metrics))),
-        override_arrow_flight_service: settings.token.as_ref().map(flight_service),
-        override_create_grpc_client_endpoint: settings.token.as_ref().map(Token::endpoint_override),
-        override_config_producer: settings.token.as_ref().map(task_config),
+        override_execution_engine: Some(Arc::new(CountingEngine::new(
+            metrics,
+            settings.access.data_roots.clone(),
+        ))),
+        override_arrow_flight_service: token.map(flight_service),
+        override_create_grpc_client_endpoint: token.map(Token::endpoint_override),
+        override_config_producer: token.map(task_config),
         ..ExecutorProcessConfig::default()
     })
 }

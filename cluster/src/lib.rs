@@ -8,6 +8,7 @@
 
 mod access;
 mod codec;
+mod data_roots;
 mod error;
 mod executor;
 mod functions;
@@ -16,8 +17,9 @@ mod scheduler;
 mod session;
 mod tasks;
 
-pub use access::{MIN_TOKEN_LENGTH, RequireToken, Token};
+pub use access::{Access, MIN_TOKEN_LENGTH, RequireToken, Token};
 pub use codec::FingerprintCodec;
+pub use data_roots::{DataRoots, DataRootsRule};
 pub use error::{ClusterError, Result};
 pub use executor::{ExecutorSettings, run_executor, split_host_port};
 pub use functions::{ClusterFunction, ClusterFunctions, Node};

@@ -5,26 +5,31 @@ use std::sync::Arc;
 
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_core::utils::default_session_builder;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::scheduler_server::SessionBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::access::Token;
+use crate::access::{Access, Token};
+use crate::data_roots::{DataRoots, DataRootsRule};
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
 use crate::session::codecs;
 
 /// Serves the scheduler on `listener` until the process ends. Executors poll
 /// it for work (Ballista's pull-staged scheduling), so it never connects to
-/// them. With a `token`, every call without it is refused (see [`Token`]).
+/// them. With a token, every call without it is refused (see [`Token`]);
+/// with data roots, every plan that reaches outside them (see [`DataRoots`]).
 pub async fn run_scheduler(
     listener: TcpListener,
     functions: Arc<ClusterFunctions>,
-    token: Option<Token>,
+    access: Access,
 ) -> Result<()> {
     let address = listener.local_addr().map_err(ClusterError::Bind)?;
     let (logical, physical) = codecs(&functions);
@@ -34,6 +39,7 @@ pub async fn run_scheduler(
         bind_port: address.port(),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
+        override_session_builder: access.data_roots.map(checked_sessions),
         ..SchedulerConfig::default()
     };
     config.validate().map_err(ClusterError::Ballista)?;
@@ -45,13 +51,24 @@ pub async fn run_scheduler(
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
             .await
             .map_err(ClusterError::Ballista)?;
-    tracing::info!(%address, authenticated = token.is_some(), "crossflow scheduler listening");
-    match token {
+    tracing::info!(%address, authenticated = access.token.is_some(), "crossflow scheduler listening");
+    match access.token {
         Some(token) => serve_with_token(listener, scheduler, &config, token).await,
         None => start_grpc_service_with_listener(listener, scheduler)
             .await
             .map_err(ClusterError::Ballista),
     }
+}
+
+/// Sessions whose plans are checked against the data roots before planning.
+fn checked_sessions(roots: DataRoots) -> SessionBuilder {
+    let rule = Arc::new(DataRootsRule(roots));
+    Arc::new(move |config| {
+        let state = default_session_builder(config)?;
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_analyzer_rule(Arc::clone(&rule) as _)
+            .build())
+    })
 }
 
 /// The scheduler's gRPC service alone (what Ballista serves without its

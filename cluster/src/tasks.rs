@@ -16,20 +16,24 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::SessionConfig;
 
+use crate::data_roots::DataRoots;
 use crate::metrics::ExecutorMetrics;
 
-/// Ballista's default engine, counting each task's start and outcome.
+/// Ballista's default engine, counting each task's start and outcome, and
+/// refusing a task that touches files outside the data roots.
 pub struct CountingEngine {
     inner: DefaultExecutionEngine,
     metrics: Arc<ExecutorMetrics>,
+    data_roots: Option<DataRoots>,
 }
 
 impl CountingEngine {
-    /// Counts into `metrics`.
-    pub fn new(metrics: Arc<ExecutorMetrics>) -> Self {
+    /// Counts into `metrics`; checks each task's plan against `data_roots`.
+    pub fn new(metrics: Arc<ExecutorMetrics>, data_roots: Option<DataRoots>) -> Self {
         Self {
             inner: DefaultExecutionEngine::new(),
             metrics,
+            data_roots,
         }
     }
 }
@@ -45,6 +49,9 @@ impl ExecutionEngine for CountingEngine {
         work_dir: &str,
         config: &SessionConfig,
     ) -> Result<Arc<dyn QueryStageExecutor>> {
+        if let Some(roots) = &self.data_roots {
+            roots.check_physical(&plan)?;
+        }
         let inner = self.inner.create_query_stage_exec(
             job_id,
             stage_id,

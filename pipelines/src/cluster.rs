@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use crossflow_cluster::{ClusterFunctions, ExecutorMetrics, ExecutorSettings, Node, Token};
+use crossflow_cluster::{
+    Access, ClusterFunctions, DataRoots, ExecutorMetrics, ExecutorSettings, Node, Token,
+};
 use crossflow_udfs::ModelSet;
 
 use crate::models::ModelArgs;
@@ -48,6 +50,10 @@ pub struct SchedulerArgs {
     pub bind: SocketAddr,
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Directory the cluster's plans may read and write under (repeatable); a
+    /// plan that scans or writes a file elsewhere is refused [default: anywhere]
+    #[arg(long = "data-root", value_name = "DIR")]
+    pub data_roots: Vec<PathBuf>,
 }
 
 /// Arguments of `crossflow executor`.
@@ -76,17 +82,21 @@ pub struct ExecutorArgs {
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Directory this executor's tasks may read and write under (repeatable);
+    /// a task that scans or writes a file elsewhere fails [default: anywhere]
+    #[arg(long = "data-root", value_name = "DIR")]
+    pub data_roots: Vec<PathBuf>,
 }
 
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
-    let token = args.token.token()?;
+    let access = access(&args.token, &args.data_roots)?;
     let functions = functions(&models.load_model_set()?, Node::Scheduler)?;
-    warn_if_exposed("scheduler", args.bind, token.is_some());
+    warn_if_exposed("scheduler", args.bind, &access);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| JobError::io(args.bind, e))?;
-    crossflow_cluster::run_scheduler(listener, functions, token).await?;
+    crossflow_cluster::run_scheduler(listener, functions, access).await?;
     Ok(())
 }
 
@@ -94,8 +104,8 @@ pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
 pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     // Ballista reports a port it cannot bind only in its log: find out first.
     drop(std::net::TcpListener::bind(args.bind).map_err(|e| JobError::io(args.bind, e))?);
-    let token = args.token.token()?;
-    warn_if_exposed("executor", args.bind, token.is_some());
+    let access = access(&args.token, &args.data_roots)?;
+    warn_if_exposed("executor", args.bind, &access);
     let models = models.load_model_set()?;
     let functions = functions(&models, Node::Executor)?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
@@ -115,16 +125,30 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
         external_host: args.external_host.clone(),
         vcores: args.vcores.unwrap_or_else(default_vcores),
         work_dir: args.work_dir.clone(),
-        token,
+        access,
     };
     crossflow_cluster::run_executor(&settings, functions, metrics).await?;
     Ok(())
 }
 
+/// A node's token and data roots from its flags.
+fn access(token: &TokenArgs, data_roots: &[PathBuf]) -> Result<Access> {
+    Ok(Access {
+        token: token.token()?,
+        data_roots: match data_roots {
+            [] => None,
+            dirs => Some(DataRoots::new(dirs)?),
+        },
+    })
+}
+
 /// Warns that a node listening beyond loopback without a token lets anyone
 /// who reaches it read and write files as this process's user.
-fn warn_if_exposed(node: &str, bind: SocketAddr, authenticated: bool) {
-    if !bind.ip().is_loopback() && !authenticated {
+fn warn_if_exposed(node: &str, bind: SocketAddr, access: &Access) {
+    if access.data_roots.is_none() {
+        tracing::info!("no --data-root: plans may read and write any file this user can");
+    }
+    if !bind.ip().is_loopback() && access.token.is_none() {
         tracing::warn!(
             %bind,
             "the {node} listens beyond loopback without authentication: anyone who reaches \
