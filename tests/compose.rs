@@ -102,6 +102,19 @@ fn the_cluster_compose_runs_a_scheduler_replicated_executors_and_a_client_on_one
         panic!("scheduler")
     };
     assert_eq!(scheduler.bind.port(), 50050);
+    let data = vec![std::path::PathBuf::from("/data")];
+    assert_eq!(scheduler.data_roots, data, "plans stay on the data volume");
+    let environment = &doc["x-node"]["environment"];
+    assert!(
+        environment["CROSSFLOW_CLUSTER_TOKEN"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("${CROSSFLOW_CLUSTER_TOKEN:?")),
+        "every node needs the cluster token"
+    );
+    assert!(
+        services["scheduler"]["ports"].is_null(),
+        "the scheduler port is not published on the host"
+    );
 
     // The executor runs through a shell to advertise its own address.
     let shell = services["executor"]["command"][0].as_str().unwrap();
@@ -118,6 +131,7 @@ fn the_cluster_compose_runs_a_scheduler_replicated_executors_and_a_client_on_one
     assert_eq!(executor.scheduler, "scheduler:50050");
     assert_eq!(executor.external_host.as_deref(), Some("10.0.0.7"));
     assert!(executor.metrics_addr.is_some());
+    assert_eq!(executor.data_roots, data);
 
     let Command::Sql(client) = parse(&strings(&services["client"]["command"])).command else {
         panic!("client")
