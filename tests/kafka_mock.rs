@@ -46,21 +46,7 @@ async fn a_missing_dead_letter_topic_stops_the_job_before_it_consumes() {
     )
     .unwrap();
     // The default dead-letter topic, <input-topic>.dlq.
-    let args: Vec<String> = [
-        "enrich",
-        "--brokers",
-        &mock.bootstrap_servers(),
-        "--input-topic",
-        "pairs",
-        "--output-topic",
-        "enriched",
-        "--group-id",
-        "g-missing-dlq",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let run = tokio::time::timeout(Duration::from_secs(60), run_in_process(args));
-    let err = run.await.expect("stops at start-up").unwrap_err();
+    let err = start_up_error(&mock, "pairs", "g-missing-dlq").await;
     assert!(
         err.contains("pairs.dlq") && err.contains("--dlq-topic"),
         "{err}"
@@ -75,25 +61,30 @@ async fn a_missing_input_topic_stops_the_job_at_start_up() {
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
     )
     .unwrap();
+    let err = start_up_error(&mock, "absent", "g-missing-input").await;
+    assert!(
+        err.contains("--input-topic absent") && err.contains("cannot be used"),
+        "{err}"
+    );
+}
+
+/// The error of an enrich job from `input` to `enriched` that must stop at start-up.
+async fn start_up_error(mock: &Mock, input: &str, group: &str) -> String {
     let args: Vec<String> = [
         "enrich",
         "--brokers",
         &mock.bootstrap_servers(),
         "--input-topic",
-        "absent",
+        input,
         "--output-topic",
         "enriched",
         "--group-id",
-        "g-missing-input",
+        group,
     ]
     .map(str::to_owned)
     .to_vec();
     let run = tokio::time::timeout(Duration::from_secs(60), run_in_process(args));
-    let err = run.await.expect("stops at start-up").unwrap_err();
-    assert!(
-        err.contains("--input-topic absent") && err.contains("cannot be used"),
-        "{err}"
-    );
+    run.await.expect("stops at start-up").unwrap_err()
 }
 
 /// Exactly-once with the first transaction's commit failing (EndTxn answered

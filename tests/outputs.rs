@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, StringArray};
 use crossflow_tests::{crossflow_binary, snli_pairs, write_pairs_parquet, write_parquet};
 
-fn crossflow(args: &[&str]) -> Output {
-    Command::new(crossflow_binary())
-        .args(args)
-        .output()
-        .expect("run crossflow")
-}
+use crossflow_tests::{assert_refused_with, run_crossflow as crossflow};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -27,11 +22,7 @@ fn s(path: &Path) -> &str {
 
 /// Fails unless the run exited 1 with an error containing every one of `words`.
 fn assert_refused(output: &Output, words: &[&str]) {
-    let text = stderr(output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    for word in words {
-        assert!(text.contains(word), "{word:?} not in: {text}");
-    }
+    assert_refused_with(output, 1, words);
 }
 
 /// The names in `dir` that are temporary outputs.
@@ -218,6 +209,20 @@ fn dedupe_input(dir: &Path, ids: &[&str]) -> PathBuf {
     path
 }
 
+/// `crossflow dedupe` of the `text` column of `input` into `output`.
+fn dedupe(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let args = [
+        "dedupe",
+        "--input",
+        s(input),
+        "--text-column",
+        "text",
+        "--output",
+        s(output),
+    ];
+    crossflow(&[&args[..], extra].concat())
+}
+
 #[test]
 fn dedupe_refuses_two_outputs_at_one_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -226,17 +231,7 @@ fn dedupe_refuses_two_outputs_at_one_path() {
     let link = dir.path().join("link.parquet");
     std::os::unix::fs::symlink(&output, &link).unwrap();
     for pairs in [&output, &link] {
-        let run = crossflow(&[
-            "dedupe",
-            "--input",
-            s(&input),
-            "--text-column",
-            "text",
-            "--output",
-            s(&output),
-            "--pairs-output",
-            s(pairs),
-        ]);
+        let run = dedupe(&input, &output, &["--pairs-output", s(pairs)]);
         assert_refused(&run, &["--pairs-output", "--output", "same file"]);
         assert!(!output.exists());
     }
@@ -247,17 +242,7 @@ fn dedupe_refuses_duplicate_ids_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let input = dedupe_input(dir.path(), &["7", "8", "7"]);
     let output = dir.path().join("out.parquet");
-    let run = crossflow(&[
-        "dedupe",
-        "--input",
-        s(&input),
-        "--text-column",
-        "text",
-        "--id-column",
-        "id",
-        "--output",
-        s(&output),
-    ]);
+    let run = dedupe(&input, &output, &["--id-column", "id"]);
     assert_refused(&run, &["id \"7\"", "rows 0 and 2", "\"id\""]);
     assert!(!output.exists());
 }

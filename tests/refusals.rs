@@ -3,31 +3,17 @@
 //! the real binary, as a user runs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field};
-use crossflow_tests::{crossflow_binary, write_pairs_parquet, write_parquet};
+use crossflow_tests::{write_pairs_parquet, write_parquet};
 
-fn crossflow(args: &[&str]) -> Output {
-    Command::new(crossflow_binary())
-        .args(args)
-        .output()
-        .expect("run crossflow")
-}
+use crossflow_tests::{assert_refused_with, run_crossflow as crossflow};
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// Fails unless the run exited with `code` and an error containing every one of `words`.
-fn assert_refused_with(output: &Output, code: i32, words: &[&str]) {
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "{text}");
-    for word in words {
-        assert!(text.contains(word), "{word:?} not in: {text}");
-    }
 }
 
 fn pairs(dir: &Path) -> PathBuf {

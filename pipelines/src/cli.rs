@@ -145,17 +145,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
 /// with 128 + the signal's number (the targets keep what they held).
 fn remove_outputs_on_signal() {
     tokio::spawn(async move {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        let code = tokio::select! {
-            _ = tokio::signal::ctrl_c() => 130,
-            _ = terminate.recv() => 143,
+        let Some(code) = first_signal().await else {
+            return;
         };
         crate::output_file::remove_pending();
         eprintln!("interrupted: outputs not written");
@@ -167,20 +158,27 @@ fn remove_outputs_on_signal() {
 fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+        if first_signal().await.is_some() {
+            tracing::info!("shutdown requested: finishing the batch in flight");
+            let _ = sender.send(true);
         }
-        tracing::info!("shutdown requested: finishing the batch in flight");
-        let _ = sender.send(true);
     });
     receiver
+}
+
+/// Waits for the first SIGINT or SIGTERM; its exit code (128 + its number),
+/// or `None` when SIGTERM cannot be listened for (logged).
+async fn first_signal() -> Option<i32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return None;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Some(130),
+        _ = terminate.recv() => Some(143),
+    }
 }

@@ -171,6 +171,23 @@ pub fn snli_pairs(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Runs the workspace's `crossflow` binary with `args` to its end.
+pub fn run_crossflow(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crossflow_binary())
+        .args(args)
+        .output()
+        .expect("run crossflow")
+}
+
+/// Fails unless a run exited with `code` and an error containing every one of `words`.
+pub fn assert_refused_with(output: &std::process::Output, code: i32, words: &[&str]) {
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    for word in words {
+        assert!(text.contains(word), "{word:?} not in: {text}");
+    }
+}
+
 /// The `crossflow` binary of the workspace build (`cargo build` runs before the tests).
 pub fn crossflow_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
