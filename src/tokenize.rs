@@ -54,6 +54,8 @@ impl EncodedPair {
 #[derive(Debug, Clone)]
 pub struct PairTokenizer {
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, to count a text's tokens.
+    counter: Tokenizer,
     max_length: usize,
     pad_id: u32,
 }
@@ -80,6 +82,10 @@ impl PairTokenizer {
             )));
         }
         tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        counter
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -95,6 +101,7 @@ impl PairTokenizer {
             .unwrap_or(0);
         Ok(Self {
             tokenizer,
+            counter,
             max_length,
             pad_id,
         })
@@ -130,7 +137,7 @@ impl PairTokenizer {
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<EncodedPair>> {
         let mut inputs = Vec::with_capacity(pairs.len());
         for &(a, b) in pairs {
-            inputs.push((self.bounded(a)?, self.bounded(b)?).into());
+            inputs.push(self.bounded_pair(a, b)?.into());
         }
         self.encode(inputs)
     }
@@ -147,26 +154,52 @@ impl PairTokenizer {
     /// The part of `text` that decides its tokens: a text longer than
     /// [`BYTES_PER_TOKEN`] × the maximum length is cut just before a space
     /// where its first part alone already gives at least the maximum length
-    /// in tokens (the limit doubles until it does, or the text is whole).
-    /// Words before a space are tokenized the same whatever follows, and
-    /// truncation keeps at most that many tokens of either text, so the cut
-    /// never changes a result; it bounds the cost of a huge text.
+    /// in tokens (see [`PairTokenizer::cut`]). Truncation keeps at most that
+    /// many tokens, so the cut never changes the result of a single text; it
+    /// bounds the cost of a huge one.
     pub fn bounded<'a>(&self, text: &'a str) -> Result<&'a str> {
-        let mut limit = self.max_length.saturating_mul(BYTES_PER_TOKEN);
+        self.cut(text, self.max_length)
+    }
+
+    /// Both texts of a pair, cut where that cannot change the pair's tokens.
+    /// Longest-first truncation gives an odd last token to the longer text,
+    /// so a cut text must stay longer than the other one; when both would be
+    /// cut, which is longer is unknown and both are tokenized whole.
+    fn bounded_pair<'a>(&self, a: &'a str, b: &'a str) -> Result<(&'a str, &'a str)> {
+        let cut = |text: &str, cut: &str| cut.len() < text.len();
+        let (cut_a, cut_b) = (self.bounded(a)?, self.bounded(b)?);
+        match (cut(a, cut_a), cut(b, cut_b)) {
+            (true, false) => Ok((self.cut(a, self.count(b)? + 1)?, b)),
+            (false, true) => Ok((a, self.cut(b, self.count(a)? + 1)?)),
+            _ => Ok((a, b)),
+        }
+    }
+
+    /// `text` cut just before a space where its first part gives at least
+    /// `tokens` tokens (and the maximum length), trying [`BYTES_PER_TOKEN`]
+    /// bytes per token first and doubling; the whole text when no cut does.
+    /// Words before a space are tokenized the same whatever follows.
+    fn cut<'a>(&self, text: &'a str, tokens: usize) -> Result<&'a str> {
+        let tokens = tokens.max(self.max_length);
+        let mut limit = tokens.saturating_mul(BYTES_PER_TOKEN);
         while limit < text.len() {
-            if let Some(prefix) = prefix_before_space(text, limit) {
-                let tokens = self
-                    .tokenizer
-                    .encode_fast(prefix, false)
-                    .map_err(|e| Error::Tokenizer(e.to_string()))?
-                    .len();
-                if tokens >= self.max_length {
-                    return Ok(prefix);
-                }
+            if let Some(prefix) = prefix_before_space(text, limit)
+                && self.count(prefix)? >= tokens
+            {
+                return Ok(prefix);
             }
             limit = limit.saturating_mul(2);
         }
         Ok(text)
+    }
+
+    /// The tokens of `text` alone, untruncated and without special tokens.
+    fn count(&self, text: &str) -> Result<usize> {
+        let encoding = self
+            .counter
+            .encode_fast(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.len())
     }
 
     fn encode(&self, inputs: Vec<EncodeInput>) -> Result<Vec<EncodedPair>> {
@@ -237,7 +270,14 @@ mod tests {
             .collect::<Vec<_>>()
             .join(" ");
         let dense = "東".repeat(100_000);
+        // ~630 tokens of CJK under the first cut's 2,048 bytes: a cut English
+        // text must stay the longer one (the odd last token goes to it).
+        let cjk: String = "東 ".repeat(500);
+        let english = "the quick brown fox jumps over the lazy dog ".repeat(2_000);
         for (a, b) in [
+            (english.as_str(), cjk.as_str()),
+            (cjk.as_str(), english.as_str()),
+            (text.as_str(), english.as_str()),
             (text.as_str(), "a short text"),
             ("a short text", text.as_str()),
             (text.as_str(), text.as_str()),

@@ -246,3 +246,25 @@ fn dedupe_refuses_duplicate_ids_naming_the_first() {
     assert_refused(&run, &["id \"7\"", "rows 0 and 2", "\"id\""]);
     assert!(!output.exists());
 }
+
+#[test]
+fn statements_after_a_copy_still_run_in_order_and_see_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("ten.parquet");
+    let run = crossflow(&[
+        "sql",
+        "--format",
+        "csv",
+        &format!(
+            "COPY (SELECT value FROM generate_series(1, 10)) TO '{}' STORED AS PARQUET",
+            target.display()
+        ),
+        &format!(
+            "CREATE EXTERNAL TABLE ten STORED AS PARQUET LOCATION '{}'",
+            target.display()
+        ),
+        "SELECT count(*) AS n FROM ten",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("n\n10"));
+}

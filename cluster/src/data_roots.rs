@@ -80,6 +80,13 @@ impl DataRoots {
             if let Some(scan) = node.downcast_ref::<DataSourceExec>()
                 && let Some(files) = scan.data_source().downcast_ref::<FileScanConfig>()
             {
+                if files.object_store_url.as_str() != "file:///" {
+                    return Err(DataFusionError::Plan(format!(
+                        "crossflow cluster: reading from {} is not a local path; only \
+                         files under the data roots can be used",
+                        files.object_store_url.as_str()
+                    )));
+                }
                 for file in files.file_groups.iter().flat_map(|group| group.files()) {
                     let path = Path::new("/").join(file.object_meta.location.as_ref());
                     self.check_path("reading", &path)?;

@@ -148,9 +148,7 @@ fn remove_outputs_on_signal() {
         let Some(code) = first_signal().await else {
             return;
         };
-        crate::output_file::remove_pending();
-        eprintln!("interrupted: outputs not written");
-        std::process::exit(code);
+        crate::output_file::remove_pending_and_exit(code);
     });
 }
 

@@ -19,15 +19,33 @@ use crate::{JobError, Result};
 /// Temporary files and directories not yet renamed into place.
 static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
+/// Held while outputs are moved into place, and by [`remove_pending_and_exit`]:
+/// a signal never interrupts a commit, and no commit follows a signal.
+static COMMITS: Mutex<()> = Mutex::new(());
+
+fn commits() -> std::sync::MutexGuard<'static, ()> {
+    COMMITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn pending() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     PENDING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Removes every temporary output not yet renamed into place: for a signal
-/// handler that is about to end the process.
-pub fn remove_pending() {
+/// Removes every temporary output not yet renamed into place and ends the
+/// process with `code`: for a signal handler. Waits for a commit in progress.
+pub fn remove_pending_and_exit(code: i32) -> ! {
+    let _commits = commits();
+    remove_pending();
+    eprintln!("interrupted: outputs not written");
+    std::process::exit(code);
+}
+
+/// Removes every temporary output not yet renamed into place.
+fn remove_pending() {
     for path in std::mem::take(&mut *pending()) {
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
@@ -70,9 +88,11 @@ impl OutputFile {
     pub fn create(target: &Path) -> Result<(Self, File)> {
         let target = resolved(target);
         let (dir, name) = split(&target)?;
+        // Created as a plain file would be (0666 less the umask), not 0600.
         let file = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".crossflow-tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| JobError::io(target.display(), e))?;
         let (file, temp) = file.into_parts();
@@ -94,6 +114,17 @@ impl OutputFile {
 
     /// Renames the finished file over the target.
     pub fn commit(self) -> Result<()> {
+        Self::commit_all(vec![self])
+    }
+
+    /// Renames finished files over their targets, all before a signal is
+    /// handled or none.
+    pub fn commit_all(outputs: Vec<Self>) -> Result<()> {
+        let _commits = commits();
+        outputs.into_iter().try_for_each(Self::rename)
+    }
+
+    fn rename(self) -> Result<()> {
         drop(self.registration);
         let target = self.target;
         self.temp
@@ -140,6 +171,7 @@ impl StagedOutput {
     /// files into the target directory (created if missing, sub-directories
     /// such as Hive partitions kept); nothing written leaves the target as it is.
     pub fn commit(self) -> Result<()> {
+        let _commits = commits();
         let staged = self.staged();
         if staged.is_dir() {
             move_tree(&staged, &self.target)?;

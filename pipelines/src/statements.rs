@@ -1,19 +1,20 @@
-//! Running the statements of one `crossflow sql` call so that an error never
-//! comes after a file was written.
+//! Running the statements of one `crossflow sql` call so that a bad
+//! statement is found before any file is written.
 //!
-//! Every statement is parsed before the first one is planned, and planned
-//! before any statement that writes files (`COPY ... TO`, `INSERT INTO`) runs:
-//! statements run in order as they are planned until the first that writes
-//! files; from there on the rest are planned first, then run in order (those
-//! that only change the catalog, such as `CREATE EXTERNAL TABLE`, run when
-//! planned, so that later statements can be planned against them). A local
+//! Every statement is parsed before the first one is planned. Statements run
+//! in order as they are planned until the first that writes files (`COPY ...
+//! TO`, `INSERT INTO`, `EXECUTE`, `EXPLAIN ANALYZE`); from there on the
+//! following statements are planned before those writes run, up to the next
+//! statement that changes the catalog or the settings (`CREATE`, `DROP`,
+//! `SET`): the writes planned so far run first, then it, so every statement
+//! still runs in the order given and sees what the earlier ones did. A local
 //! `COPY ... TO` target is written under a temporary name beside it and moved
 //! into place only when the statement succeeded.
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::dml::CopyTo;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::prelude::SessionContext;
 use std::path::PathBuf;
 
@@ -45,16 +46,29 @@ pub async fn execute_with_params(
             Some(values) => plan.with_param_values(values.clone())?,
             None => plan,
         };
-        if deferred.is_empty() && !writes_files(&plan) || changes_only_the_catalog(&plan) {
+        if changes_the_catalog(&plan) {
+            // In order: the writes planned before it run first.
+            run_all(ctx, std::mem::take(&mut deferred), &mut results).await?;
+            results[index] = run(ctx, plan).await?;
+        } else if deferred.is_empty() && !writes_files(&plan) {
             results[index] = run(ctx, plan).await?;
         } else {
             deferred.push((index, plan));
         }
     }
-    for (index, plan) in deferred {
+    run_all(ctx, deferred, &mut results).await?;
+    Ok(results)
+}
+
+async fn run_all(
+    ctx: &SessionContext,
+    plans: Vec<(usize, LogicalPlan)>,
+    results: &mut [Vec<RecordBatch>],
+) -> Result<()> {
+    for (index, plan) in plans {
         results[index] = run(ctx, plan).await?;
     }
-    Ok(results)
+    Ok(())
 }
 
 fn parse(
@@ -90,14 +104,20 @@ fn statement_error(
 }
 
 fn writes_files(plan: &LogicalPlan) -> bool {
-    matches!(plan, LogicalPlan::Copy(_) | LogicalPlan::Dml(_))
+    matches!(
+        plan,
+        LogicalPlan::Copy(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::Statement(Statement::Execute(_))
+    )
 }
 
-/// Catalog changes that read no data: safe to run before a deferred write.
-fn changes_only_the_catalog(plan: &LogicalPlan) -> bool {
+/// Statements that change the catalog or the settings later statements see.
+fn changes_the_catalog(plan: &LogicalPlan) -> bool {
     match plan {
-        LogicalPlan::Ddl(ddl) => !matches!(ddl, DdlStatement::CreateMemoryTable(_)),
-        LogicalPlan::Statement(_) => true,
+        LogicalPlan::Ddl(_) => true,
+        LogicalPlan::Statement(statement) => !matches!(statement, Statement::Execute(_)),
         _ => false,
     }
 }

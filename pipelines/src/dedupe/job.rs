@@ -191,18 +191,17 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         .count();
     summary.duplicates = summary.rows - summary.clusters;
     let output = write_output(args, &rows, &assignment)?;
-    let pairs = match &args.pairs_output {
-        Some(path) => Some(write_pairs(
+    let mut outputs = vec![output];
+    if let Some(path) = &args.pairs_output {
+        outputs.push(write_pairs(
             path,
             &rows,
             &found,
             &cross_scores,
             args.threshold,
-        )?),
-        None => None,
-    };
-    output.commit()?;
-    pairs.map(OutputFile::commit).transpose()?;
+        )?);
+    }
+    OutputFile::commit_all(outputs)?;
     lap(&mut summary, "write");
     Ok(summary)
 }
