@@ -1,0 +1,168 @@
+//! A Ballista cluster of crossflow nodes in the test process: a scheduler and
+//! one-vcore executors, each with its own loaded models, and the sample data
+//! the cluster tests query.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
+use crossflow_cluster::{Access, ExecutorMetrics, ExecutorSettings, Node};
+use crossflow_pipelines::cluster::functions;
+use crossflow_pipelines::sql::execute;
+use crossflow_udfs::ModelSet;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::enrich_io::free_port;
+use crate::{nli_model_dir, read_parquet, repo_root, sts_model_dir};
+
+/// A query over every crossflow function, in id order.
+pub const QUERY: &str = "SELECT id, cross_score(a, b) AS s, is_paraphrase(a, b) AS p, \
+     nli_label(a, b) AS label, nli_probs(a, b) AS probs FROM t ORDER BY id";
+
+pub fn models(max_length: Option<usize>) -> ModelSet {
+    let options = EngineOptions {
+        max_length,
+        ..EngineOptions::default()
+    };
+    let load = |dir: &Path| Arc::new(CrossEncoder::load(dir, &options).expect("model"));
+    ModelSet {
+        score: load(&sts_model_dir()),
+        nli: Some(load(&nli_model_dir())),
+    }
+}
+
+/// The bundled sample's pairs.
+pub fn sample() -> RecordBatch {
+    read_parquet(&repo_root().join("examples/pairs.parquet"))
+}
+
+pub fn write(path: &Path, batch: &RecordBatch, properties: Option<WriterProperties>) {
+    let file = std::fs::File::create(path).expect("create");
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), properties).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// The sample's pairs `copies` times over, with distinct ids.
+pub fn repeated_sample(copies: i64) -> RecordBatch {
+    use arrow::array::{ArrayRef, AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+    let pairs = sample();
+    let batches: Vec<RecordBatch> = (0..copies)
+        .map(|copy| {
+            let ids = pairs
+                .column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(
+                ids.values().iter().map(|id| copy * 1000 + id),
+            ));
+            let mut columns = pairs.columns().to_vec();
+            columns[pairs.schema().index_of("id").unwrap()] = ids;
+            RecordBatch::try_new(pairs.schema(), columns).unwrap()
+        })
+        .collect();
+    arrow::compute::concat_batches(&pairs.schema(), &batches).unwrap()
+}
+
+/// Row groups of `rows` rows, no dictionary: a file that splits into many tasks.
+pub fn small_row_groups(rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows))
+        .set_dictionary_enabled(false)
+        .build()
+}
+
+/// A running scheduler; its address.
+pub async fn start_scheduler(models: &ModelSet) -> SocketAddr {
+    start_scheduler_with(models, Access::default()).await
+}
+
+/// A running scheduler with a token and data roots if given; its address.
+pub async fn start_scheduler_with(models: &ModelSet, access: Access) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let functions = functions(models, Node::Scheduler).unwrap();
+    tokio::spawn(crossflow_cluster::run_scheduler(
+        listener, functions, access,
+    ));
+    address
+}
+
+/// A running one-vcore executor with its own models; its metrics.
+pub fn start_executor(
+    scheduler: SocketAddr,
+    models: ModelSet,
+    work_dir: &Path,
+) -> Arc<ExecutorMetrics> {
+    start_executor_with(scheduler, models, work_dir, Access::default()).0
+}
+
+/// A running one-vcore executor with a token and data roots if given; its
+/// metrics and its Flight address.
+pub fn start_executor_with(
+    scheduler: SocketAddr,
+    models: ModelSet,
+    work_dir: &Path,
+    access: Access,
+) -> (Arc<ExecutorMetrics>, SocketAddr) {
+    let loaded = vec![models.score.clone(), models.nli.clone().unwrap()];
+    let metrics = Arc::new(ExecutorMetrics::new(loaded));
+    let settings = ExecutorSettings {
+        scheduler: scheduler.to_string(),
+        bind: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        external_host: None,
+        vcores: 1,
+        work_dir: Some(work_dir.to_path_buf()),
+        access,
+    };
+    let bind = settings.bind;
+    let functions = functions(&models, Node::Executor).unwrap();
+    let task_metrics = Arc::clone(&metrics);
+    tokio::spawn(async move {
+        if let Err(error) =
+            crossflow_cluster::run_executor(&settings, functions, task_metrics).await
+        {
+            panic!("executor: {error}");
+        }
+    });
+    (metrics, bind)
+}
+
+/// Tasks each executor has run to success.
+pub fn succeeded(executors: &[Arc<ExecutorMetrics>]) -> Vec<u64> {
+    executors.iter().map(|e| e.tasks("succeeded")).collect()
+}
+
+/// Every executor ran more tasks than `before` (from [`succeeded`]).
+pub fn assert_each_ran_more(executors: &[Arc<ExecutorMetrics>], before: &[u64], what: &str) {
+    for (i, (now, before)) in succeeded(executors).iter().zip(before).enumerate() {
+        assert!(now > before, "executor {i} ran none of {what}");
+    }
+}
+
+/// The error of `SELECT cross_score(a, b) FROM t`, which must fail (`why`).
+pub async fn refused(ctx: &datafusion::prelude::SessionContext, why: &str) -> String {
+    execute(ctx, &["SELECT cross_score(a, b) FROM t".to_string()])
+        .await
+        .expect_err(why)
+        .to_string()
+}
+
+/// A fingerprint mismatch naming both fingerprints.
+pub fn assert_mismatch(error: &str, ours: &Fingerprint, theirs: &Fingerprint) {
+    assert!(error.contains("fingerprint"), "{error}");
+    assert!(
+        error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
+        "{error}"
+    );
+}
+
+/// Waits until Ballista has had time to register both executors (their first poll).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
