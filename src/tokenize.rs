@@ -163,12 +163,12 @@ impl PairTokenizer {
 
     /// Both texts of a pair, cut where that cannot change the pair's tokens.
     /// Longest-first truncation gives an odd last token to the longer text,
-    /// so a cut text must stay longer than the other one; when both would be
-    /// cut, which is longer is unknown and both are tokenized whole.
+    /// so a long text is cut where it is still longer than the other one
+    /// (counted whole: it is short); when both texts are long, which one is
+    /// longer is unknown and both are tokenized whole.
     fn bounded_pair<'a>(&self, a: &'a str, b: &'a str) -> Result<(&'a str, &'a str)> {
-        let cut = |text: &str, cut: &str| cut.len() < text.len();
-        let (cut_a, cut_b) = (self.bounded(a)?, self.bounded(b)?);
-        match (cut(a, cut_a), cut(b, cut_b)) {
+        let long = |text: &str| text.len() > self.max_length.saturating_mul(BYTES_PER_TOKEN);
+        match (long(a), long(b)) {
             (true, false) => Ok((self.cut(a, self.count(b)? + 1)?, b)),
             (false, true) => Ok((a, self.cut(b, self.count(a)? + 1)?)),
             _ => Ok((a, b)),

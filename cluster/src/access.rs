@@ -49,21 +49,22 @@ impl Token {
     /// A token of at least [`MIN_TOKEN_LENGTH`] visible ASCII characters
     /// (surrounding white space, such as a file's last newline, is ignored).
     pub fn new(secret: &str) -> Result<Self> {
-        let secret = secret.trim();
-        if secret.len() < MIN_TOKEN_LENGTH || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ClusterError::Token(format!(
-                "a cluster token must be at least {MIN_TOKEN_LENGTH} visible ASCII characters \
-                 without spaces (e.g. `openssl rand -hex 32`)"
-            )));
-        }
-        Ok(Self(secret.into()))
+        Self::parse(secret).ok_or_else(|| ClusterError::Token(token_rule()))
     }
 
     /// The token in file `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ClusterError::Token(format!("{}: {e}", path.display())))?;
-        Self::new(&text).map_err(|e| ClusterError::Token(format!("{}: {e}", path.display())))
+        Self::parse(&text)
+            .ok_or_else(|| ClusterError::Token(format!("{}: {}", path.display(), token_rule())))
+    }
+
+    fn parse(secret: &str) -> Option<Self> {
+        let secret = secret.trim();
+        let valid =
+            secret.len() >= MIN_TOKEN_LENGTH && secret.bytes().all(|b| b.is_ascii_graphic());
+        valid.then(|| Self(secret.into()))
     }
 
     /// Whether a request's metadata carries this token.
@@ -98,6 +99,14 @@ impl Token {
     pub fn interceptor(&self) -> RequireToken {
         RequireToken(self.clone())
     }
+}
+
+/// What a token must be.
+fn token_rule() -> String {
+    format!(
+        "a cluster token must be at least {MIN_TOKEN_LENGTH} visible ASCII characters without \
+         spaces (e.g. `openssl rand -hex 32`)"
+    )
 }
 
 /// Compares in time that does not depend on where the inputs differ.

@@ -40,7 +40,7 @@ impl DataRoots {
                 Err(e) => Err(format!("{}: {e}", dir.display())),
             })
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| ClusterError::Address(format!("--data-root {e}")))?;
+            .map_err(ClusterError::DataRoot)?;
         Ok(Self(resolved.into()))
     }
 

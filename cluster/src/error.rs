@@ -12,6 +12,9 @@ pub enum ClusterError {
     /// A cluster token that cannot be read or is too weak.
     #[error("cluster token: {0}")]
     Token(String),
+    /// A `--data-root` that is not an existing directory.
+    #[error("--data-root {0}")]
+    DataRoot(String),
     /// The scheduler's server stopped.
     #[error("scheduler server: {0}")]
     Serve(#[source] std::io::Error),

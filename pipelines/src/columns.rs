@@ -53,37 +53,27 @@ pub fn owned_texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
-/// The error of a failed read of Parquet file `path`: when the cause is text
-/// that is not UTF-8, the column that holds it is found (each string column
-/// read alone) and named.
+/// The error of a failed read of Parquet file `path`, naming the column
+/// when the cause is text that is not UTF-8 (see [`not_utf8_error`]).
 pub fn read_error(path: &str, source: ArrowError) -> JobError {
-    let message = source.to_string();
-    if !message.contains("UTF-8") {
-        return JobError::Read {
-            path: path.to_string(),
-            source,
-        };
-    }
-    match not_utf8_column(Path::new(path)) {
-        Some(column) => JobError::NotUtf8 {
-            column,
-            path: path.to_string(),
-            message,
-        },
-        None => JobError::Read {
-            path: path.to_string(),
-            source,
-        },
-    }
+    not_utf8_error(Path::new(path), &source.to_string()).unwrap_or_else(|| JobError::Read {
+        path: path.to_string(),
+        source,
+    })
 }
 
-/// The first string column of Parquet file `path` that cannot be read as UTF-8.
-pub fn not_utf8_column(path: &Path) -> Option<String> {
+/// When `message` says text is not UTF-8 and Parquet file `path` holds
+/// such text, the error naming the file and its first such column (each
+/// string column read alone).
+pub fn not_utf8_error(path: &Path, message: &str) -> Option<JobError> {
+    if !message.contains("UTF-8") {
+        return None;
+    }
     let open = || ParquetRecordBatchReaderBuilder::try_new(File::open(path).ok()?).ok();
     let builder = open()?;
     let fields = builder.schema().fields().clone();
-    fields.iter().enumerate().find_map(|(index, field)| {
-        if !is_text_type(field.data_type()) {
+    let column = fields.iter().enumerate().find_map(|(index, field)| {
+        if !is_text(field.data_type()) {
             return None;
         }
         let builder = open()?;
@@ -92,12 +82,19 @@ pub fn not_utf8_column(path: &Path) -> Option<String> {
         reader
             .any(|batch| batch.is_err())
             .then(|| field.name().clone())
+    })?;
+    Some(JobError::NotUtf8 {
+        column,
+        path: path.display().to_string(),
+        message: message.to_string(),
     })
 }
 
-fn is_text_type(data_type: &DataType) -> bool {
+/// Whether a column of this type holds texts the jobs read: strings,
+/// dictionary strings, or all nulls.
+pub fn is_text(data_type: &DataType) -> bool {
     match data_type {
         DataType::Dictionary(_, value) => value.is_string(),
-        other => other.is_string(),
+        other => other.is_string() || *other == DataType::Null,
     }
 }

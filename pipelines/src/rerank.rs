@@ -14,6 +14,7 @@ use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, cast, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, ident};
 
+use crate::columns;
 use crate::output_file::{FlagPath, check_paths};
 use crate::sql::{execute_with_params, session};
 use crate::{JobError, Result};
@@ -56,7 +57,6 @@ pub struct RerankArgs {
 /// parameters `$1` (cross-encoder weight), `$2` (first-stage weight) and `$3`
 /// (k) given by [`rerank_params`], never text pasted into the query.
 pub fn rerank_sql(args: &RerankArgs) -> Result<String> {
-    check_numbers(args)?;
     let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let (qid, q, doc) = (
         quote(&args.query_id_column),
@@ -175,7 +175,7 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
         ("--doc-column", &args.doc_column),
     ] {
         let found = column(flag, name)?;
-        if !is_text(&found) {
+        if !columns::is_text(&found) {
             return Err(wrong_type(flag, name, &found, "a string column", args));
         }
     }
@@ -209,13 +209,6 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Dictionary(_, value) => value.is_string(),
-        other => other.is_string() || *other == DataType::Null,
-    }
 }
 
 fn wrong_type(

@@ -104,22 +104,12 @@ pub async fn run(args: &SqlArgs, models: &ModelSet, out: &mut dyn Write) -> Resu
 /// An error caused by text that is not UTF-8, with the table file and column
 /// that hold it when a `--table` file does.
 fn name_not_utf8_column(error: JobError, tables: &[String]) -> JobError {
-    if !error.to_string().contains("UTF-8") {
-        return error;
-    }
-    let files = tables
+    let message = error.to_string();
+    tables
         .iter()
         .filter_map(|spec| parse_table_spec(spec).ok())
         .map(|(_, path)| std::path::Path::new(path))
-        .filter(|path| path.is_file());
-    for path in files {
-        if let Some(column) = crate::columns::not_utf8_column(path) {
-            return JobError::NotUtf8 {
-                column,
-                path: path.display().to_string(),
-                message: error.to_string(),
-            };
-        }
-    }
-    error
+        .filter(|path| path.is_file())
+        .find_map(|path| crate::columns::not_utf8_error(path, &message))
+        .unwrap_or(error)
 }

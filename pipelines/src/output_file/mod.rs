@@ -3,7 +3,7 @@
 //! Every job that writes files writes under a temporary name in the target's
 //! directory and renames it over the target only once the job succeeded. A
 //! failed or interrupted job removes what it wrote (on drop, or from the
-//! signal handler through [`remove_pending`]), so an existing target is never
+//! signal handler through [`remove_pending_and_exit`]), so an existing target is never
 //! replaced by a partial file. [`check_paths`] refuses, before anything is
 //! opened, an output that is one of the job's inputs or another output.
 
@@ -107,11 +107,6 @@ impl OutputFile {
         ))
     }
 
-    /// The file's final path.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Renames the finished file over the target.
     pub fn commit(self) -> Result<()> {
         Self::commit_all(vec![self])
@@ -208,11 +203,15 @@ fn split(target: &Path) -> Result<(&Path, String)> {
         .ok_or_else(|| JobError::Usage(format!("{}: not a file name", target.display())))?
         .to_string_lossy()
         .into_owned();
-    let dir = match target.parent() {
+    Ok((directory_of(target), name))
+}
+
+/// The directory a path names a file in (`.` for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
-    Ok((dir, name))
+    }
 }
 
 /// `path` with its links resolved: the file itself when it exists, else its
@@ -230,18 +229,12 @@ fn resolved_within(path: &Path, links: usize) -> PathBuf {
         let dir = path.parent().unwrap_or(Path::new(""));
         return resolved_within(&dir.join(link), links - 1);
     }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            dir.canonicalize()
-                .map(|dir| dir.join(name))
-                .unwrap_or_else(|_| path.to_path_buf())
-        }
-        _ => path.to_path_buf(),
+    match path.file_name() {
+        Some(name) => directory_of(path)
+            .canonicalize()
+            .map(|dir| dir.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        None => path.to_path_buf(),
     }
 }
 
