@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossflow_tests::broker::BrokerKind;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::snli_pairs;
 
@@ -131,25 +132,9 @@ async fn kill_9_between_acknowledgement_and_commit_loses_nothing() {
 async fn instances_joining_and_leaving_under_a_steady_stream_lose_nothing() {
     const EXTRAS: usize = 4;
     let broker = started_broker().await;
-    // The stream goes on (10 pairs every 100 ms, new ids) until every extra
-    // instance has come and gone.
+    // The stream goes on until every extra instance has come and gone.
     let churning = Arc::new(AtomicBool::new(true));
-    let stream = {
-        let (bootstrap, texts) = (broker.bootstrap(), snli_pairs(1000));
-        let churning = Arc::clone(&churning);
-        tokio::spawn(async move {
-            let mut produced = 0;
-            for chunk in texts.chunks(10).cycle() {
-                if !churning.load(Ordering::SeqCst) {
-                    return produced;
-                }
-                produce_pairs_at(&bootstrap, "pairs", chunk, produced).await;
-                produced += chunk.len();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            unreachable!("a cycle over a non-empty list never ends")
-        })
-    };
+    let stream = steady_stream(&broker, Arc::clone(&churning));
     let args = enrich_args(&broker, "g-churn", &[]);
     let mut steady = spawn_binary(&args);
     let mut extra_outputs = Vec::new();
@@ -217,5 +202,50 @@ async fn two_instances_share_the_partitions_and_hand_over_without_loss() {
         distinct,
         pairs.len(),
         "the remaining instance took over with no id missing"
+    );
+}
+
+/// A member killed with kill -9 holds the group's next rebalance until the
+/// broker evicts it, which noida-db never does: the next instance says on its
+/// status line, and after 30 s in its log, what it waits for (before, it
+/// printed `in 0 | out 0` and nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_held_up_by_a_rebalance_says_what_it_waits_for() {
+    let broker = started_broker_kind(BrokerKind::Noida).await;
+    produce_pairs(&broker, "pairs", &snli_pairs(300), 0).await;
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut first = spawn_binary(&enrich_args(
+        &broker,
+        "g-held",
+        &["--metrics-addr", &metrics],
+    ));
+    tokio::task::block_in_place(|| wait_for_metric(port, "crossflow_messages_out_total", 1.0));
+    signal(&first, "-KILL");
+    let _ = first.wait();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("second.log");
+    let args = enrich_args(&broker, "g-held", &["--status-secs", "1"]);
+    let mut second = spawn_binary_logged(&args, &log);
+    let status_line = "| waiting for a rebalance of group g-held to finish (join state wait-join)";
+    let warning = "waiting for a rebalance of group g-held to finish (join state wait-join); \
+                   a rebalance completes when every member has rejoined or been evicted";
+    let started = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(warning) || started.elapsed() > Duration::from_secs(90) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    signal(&second, "-TERM");
+    let _ = tokio::task::block_in_place(|| second.wait());
+    assert!(
+        text.contains(status_line),
+        "the status line says it:\n{text}"
+    );
+    assert!(
+        text.contains(warning),
+        "the log says it after 30 s:\n{text}"
     );
 }

@@ -78,6 +78,23 @@ pub enum JobError {
         context: String,
         source: rdkafka::error::KafkaError,
     },
+    /// Another instance started with this instance's transactional id: this
+    /// one is a zombie and must stop (its open transaction is aborted).
+    #[error(
+        "fenced: another instance took over transactional id {transactional_id:?} ({reason}); \
+         this instance stops, its open transaction aborted, nothing of it committed"
+    )]
+    Fenced {
+        transactional_id: String,
+        reason: String,
+    },
+    /// The Kafka producer hit an error after which it cannot be used (e.g. a
+    /// broker that lost its idempotence state in a crash).
+    #[error(
+        "the Kafka producer cannot go on after a fatal error ({reason}); nothing uncommitted \
+         is lost: start the job again and it consumes from the last committed offsets"
+    )]
+    ProducerFailed { reason: String },
     /// A cluster node could not start or run.
     #[error(transparent)]
     Cluster(#[from] crossflow_cluster::ClusterError),
@@ -91,7 +108,19 @@ pub enum JobError {
     Internal(String),
 }
 
+/// Exit code of a job stopped because another instance took over its
+/// transactional id (`enrich --guarantee exactly-once`).
+pub const EXIT_FENCED: u8 = 3;
+
 impl JobError {
+    /// The process exit code for this error: [`EXIT_FENCED`] when fenced, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Fenced { .. } => EXIT_FENCED,
+            _ => 1,
+        }
+    }
+
     pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_string(),

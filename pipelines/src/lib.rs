@@ -17,4 +17,4 @@ pub mod score;
 pub mod sql;
 mod statements;
 
-pub use error::{JobError, Result};
+pub use error::{EXIT_FENCED, JobError, Result};

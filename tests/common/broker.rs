@@ -1,7 +1,14 @@
-//! A real Kafka-protocol broker for tests: tansu (from `scripts/setup`),
-//! started on a free port, stopped when dropped.
+//! Real Kafka-protocol brokers for tests, both from `scripts/setup`, each
+//! started on a free port and stopped when dropped:
+//! - tansu (in-memory), the default;
+//! - noida-db, which hides aborted transactions from `read_committed`
+//!   readers and keeps its data across restarts, for the exactly-once checks
+//!   tansu cannot make. It never evicts a group member that died without
+//!   leaving (no session timeout): a test that kills an instance on it
+//!   restarts it with the same `group.instance.id` (static membership).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,52 +17,119 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tempfile::TempDir;
 
 use super::repo_root;
 
-/// A running broker.
-pub struct Broker {
-    process: Child,
-    address: SocketAddr,
+/// Which broker a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    Tansu,
+    Noida,
 }
 
-impl Broker {
-    /// Starts tansu with in-memory storage and waits until it accepts connections.
-    pub fn start() -> Self {
-        let binary = repo_root().join(".tansu/tansu");
+impl BrokerKind {
+    fn binary(self) -> PathBuf {
+        let path = match self {
+            Self::Tansu => ".tansu/tansu",
+            Self::Noida => ".noida/noida-db",
+        };
+        let binary = repo_root().join(path);
         assert!(
             binary.is_file(),
             "{} missing: run scripts/setup",
             binary.display()
         );
+        binary
+    }
+
+    /// Whether aborted transactions are hidden from `read_committed` readers.
+    pub fn hides_aborted(self) -> bool {
+        self == Self::Noida
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    kind: BrokerKind,
+    process: Option<Child>,
+    address: SocketAddr,
+    /// noida-db's data directory, kept across restarts.
+    data: TempDir,
+}
+
+impl Broker {
+    /// Starts tansu with in-memory storage and waits until it accepts connections.
+    pub fn start() -> Self {
+        Self::start_kind(BrokerKind::Tansu)
+    }
+
+    /// Starts a broker of `kind` on a free port.
+    pub fn start_kind(kind: BrokerKind) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let process = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let mut broker = Broker {
+            kind,
+            process: None,
+            address: format!("127.0.0.1:{port}").parse().unwrap(),
+            data: tempfile::tempdir().expect("broker data directory"),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// The broker's kind.
+    pub fn kind(&self) -> BrokerKind {
+        self.kind
+    }
+
+    /// Kills the broker with SIGKILL (nothing flushed, no goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts the broker (again) on its port, with its data directory
+    /// (noida-db keeps data across restarts; tansu starts empty), and waits
+    /// until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.address.port().to_string();
+        let mut command = Command::new(self.kind.binary());
+        match self.kind {
+            BrokerKind::Tansu => {
+                let url = format!("tcp://{}", self.address);
+                command
+                    .args(["broker", "--listener-url", &url])
+                    .args(["--advertised-listener-url", &url])
+                    .args(["--storage-engine", "memory://tansu/"]);
+            }
+            BrokerKind::Noida => {
+                command
+                    .args(["start", "--only", "kafka", "--host", "127.0.0.1"])
+                    .args(["--kafka-port", &port, "--data-dir"])
+                    .arg(self.data.path());
+            }
+        }
+        let process = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start tansu");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", self.kind));
+        self.process = Some(process);
         let started = Instant::now();
-        while TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
+        while TcpStream::connect_timeout(&self.address, Duration::from_millis(100)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "tansu did not start"
+                "{:?} did not start",
+                self.kind
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { process, address }
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -73,10 +147,15 @@ impl Broker {
     /// A consumer reading every one of `partitions` partitions of `topic` from
     /// the start (`read_committed`, no group membership).
     pub fn reader(&self, topic: &str, partitions: i32) -> BaseConsumer {
+        self.reader_with(topic, partitions, "read_committed")
+    }
+
+    /// [`Broker::reader`] with an `isolation.level`.
+    pub fn reader_with(&self, topic: &str, partitions: i32, isolation: &str) -> BaseConsumer {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "crossflow-test-reader")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .create()
             .expect("reader");
         let mut assignment = TopicPartitionList::new();
@@ -109,7 +188,6 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.kill();
     }
 }

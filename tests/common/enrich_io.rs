@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -17,14 +19,19 @@ use rdkafka::util::Timeout;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::broker::Broker;
+use super::broker::{Broker, BrokerKind};
 use super::crossflow_binary;
 
 pub const PARTITIONS: i32 = 3;
 
-/// A fresh broker with the topics the tests use: `pairs`, `enriched`, `dead`.
+/// A fresh tansu broker with the topics the tests use: `pairs`, `enriched`, `dead`.
 pub async fn started_broker() -> Broker {
-    let broker = Broker::start();
+    started_broker_kind(BrokerKind::Tansu).await
+}
+
+/// [`started_broker`] of a given kind.
+pub async fn started_broker_kind(kind: BrokerKind) -> Broker {
+    let broker = Broker::start_kind(kind);
     broker
         .create_topics(&["pairs", "enriched", "dead"], PARTITIONS)
         .await;
@@ -80,19 +87,51 @@ pub async fn produce_pairs_at(
     }
 }
 
-/// Reads every partition of `topic` from the start until `done` says so or `timeout`.
+/// A steady stream of pairs into `pairs` (10 every 100 ms, new ids) until
+/// `going` turns false; the task returns how many it produced.
+pub fn steady_stream(broker: &Broker, going: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+    let (bootstrap, texts) = (broker.bootstrap(), crate::snli_pairs(1000));
+    tokio::spawn(async move {
+        let mut produced = 0;
+        for chunk in texts.chunks(10).cycle() {
+            if !going.load(Ordering::SeqCst) {
+                return produced;
+            }
+            produce_pairs_at(&bootstrap, "pairs", chunk, produced).await;
+            produced += chunk.len();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        unreachable!("a cycle over a non-empty list never ends")
+    })
+}
+
+/// Reads every partition of `topic` from the start until `done` says so or
+/// `timeout` (`read_committed`).
 pub fn read_topic(
     broker: &Broker,
     topic: &str,
     timeout: Duration,
     done: impl Fn(&[OwnedMessage]) -> bool,
 ) -> Vec<OwnedMessage> {
-    let consumer = broker.reader(topic, PARTITIONS);
+    read_topic_as(broker, topic, "read_committed", timeout, done)
+}
+
+/// [`read_topic`] with an `isolation.level`.
+pub fn read_topic_as(
+    broker: &Broker,
+    topic: &str,
+    isolation: &str,
+    timeout: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer = broker.reader_with(topic, PARTITIONS, isolation);
     let started = Instant::now();
     let mut messages = Vec::new();
     while started.elapsed() < timeout && !done(&messages) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            messages.push(message.detach());
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => messages.push(message.detach()),
+            Some(Err(error)) => eprintln!("reader of {topic}: {error}"),
+            None => {}
         }
     }
     messages
@@ -158,9 +197,12 @@ pub fn enrich_args_at(bootstrap: &str, group: &str, extra: &[&str]) -> Vec<Strin
             "--group-id",
             group,
         ])
-        .chain(["-X", "session.timeout.ms=6000", "--status-secs", "0"])
+        .chain(["-X", "session.timeout.ms=6000"])
         .map(str::to_owned)
         .collect();
+    if !extra.contains(&"--status-secs") {
+        args.extend(["--status-secs", "0"].map(str::to_owned));
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -196,6 +238,17 @@ pub async fn run_in_process(args: Vec<String>) -> Result<EnrichSummary, String> 
     enrich::run(settings, scorer, stopped)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Runs the binary with its stderr in `log` (read it with `std::fs::read_to_string`).
+pub fn spawn_binary_logged(args: &[String], log: &std::path::Path) -> Child {
+    Command::new(crossflow_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .env("CROSSFLOW_LOG", "info")
+        .spawn()
+        .expect("spawn crossflow")
 }
 
 pub fn spawn_binary(args: &[String]) -> Child {

@@ -103,7 +103,7 @@ mod tests {
         ClientConfig::new()
             .set("group.id", "scripted")
             .set("bootstrap.servers", "127.0.0.1:1")
-            .create_with_context(EnrichContext::new(Arc::new(Metrics::default())))
+            .create_with_context(EnrichContext::new(Arc::new(Metrics::default()), "g"))
             .expect("consumer")
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
@@ -13,6 +13,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::group::{GroupView, WaitWatch};
 use super::metrics::Metrics;
 use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
@@ -38,15 +39,19 @@ pub struct EnrichContext {
     epoch: AtomicU64,
     revocations: Mutex<Vec<Revocation>>,
     metrics: Arc<Metrics>,
+    group_id: String,
+    wait: WaitWatch,
 }
 
 impl EnrichContext {
-    /// A context reporting lag to `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// A context reporting lag and the state of `group_id` to `metrics`.
+    pub fn new(metrics: Arc<Metrics>, group_id: &str) -> Self {
         Self {
             epoch: AtomicU64::new(0),
             revocations: Mutex::new(Vec::new()),
             metrics,
+            group_id: group_id.to_string(),
+            wait: WaitWatch::default(),
         }
     }
 
@@ -76,6 +81,12 @@ impl EnrichContext {
 
 impl ClientContext for EnrichContext {
     fn stats(&self, statistics: Statistics) {
+        if let Some(view) = GroupView::from_statistics(&statistics) {
+            let waiting = self
+                .wait
+                .update(view.waiting_for(&self.group_id), Instant::now());
+            self.metrics.set_group_state(view.assigned, waiting);
+        }
         for (name, topic) in &statistics.topics {
             for (id, partition) in &topic.partitions {
                 if *id >= 0 && partition.consumer_lag >= 0 {
@@ -146,7 +157,7 @@ pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Cons
         .set("queued.max.messages.kbytes", "16384");
     apply_overrides(&mut config, settings);
     config
-        .create_with_context(EnrichContext::new(metrics))
+        .create_with_context(EnrichContext::new(metrics, &settings.group_id))
         .map_err(|e| kafka("creating the consumer", e))
 }
 

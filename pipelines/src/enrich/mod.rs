@@ -11,6 +11,7 @@
 
 mod bisect;
 mod gather;
+mod group;
 mod kafka;
 pub mod message;
 pub mod metrics;

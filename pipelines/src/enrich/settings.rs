@@ -77,9 +77,10 @@ pub struct EnrichArgs {
     /// librdkafka setting for the consumer and producer, KEY=VALUE (repeatable)
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub kafka: Vec<String>,
-    /// Test hook (hidden): wait this long between the acknowledgement of a
-    /// batch's outputs and the commit of its offsets (at-least-once), so that
-    /// a test can kill the job in that window.
+    /// Test hook (hidden): wait this long between producing a batch's
+    /// outputs and committing its offsets (at-least-once: after their
+    /// acknowledgement; exactly-once: inside the open transaction), so that a
+    /// test can kill the job in that window.
     #[arg(long, hide = true)]
     pub pause_before_commit_ms: Option<u64>,
 }

@@ -109,7 +109,7 @@ impl Job {
                 self.gather(shutdown).await
             };
             if !batch.is_empty() {
-                self.process(batch).await?;
+                self.process(batch).await.map_err(|e| self.fatal_or(e))?;
             }
             if stopping {
                 tracing::info!("shutdown: last batch committed");
@@ -154,14 +154,7 @@ impl Job {
             Guarantee::AtLeastOnce => {
                 let tally = self.produce(outgoing, &batch, true).await?;
                 self.count(&batch, tally);
-                if let Some(pause) = self.settings.pause_before_commit {
-                    tracing::warn!(?pause, "test hook: acknowledged, pausing before the commit");
-                    let mut shutdown = self.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = shutdown.wait_for(|stop| *stop) => {}
-                    }
-                }
+                self.pause_before_commit().await;
                 self.consumer
                     .commit(&offsets, CommitMode::Sync)
                     .map_err(|e| kafka::kafka("committing offsets", e))
@@ -172,6 +165,24 @@ impl Job {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The test hook `--pause-before-commit-ms`: a batch's outputs are
+    /// produced (acknowledged, or in the open transaction) and its offsets
+    /// not yet committed, until the pause ends or shutdown.
+    pub(super) async fn pause_before_commit(&self) {
+        let Some(pause) = self.settings.pause_before_commit else {
+            return;
+        };
+        tracing::warn!(
+            ?pause,
+            "test hook: outputs produced, pausing before the commit"
+        );
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
 
@@ -323,8 +334,12 @@ async fn status_lines(metrics: Arc<Metrics>, every: Duration) {
         ticker.tick().await;
         let done = metrics.messages_out.get() + metrics.dead_lettered.get();
         let rate = (done - last.0) as f64 / last.1.elapsed().as_secs_f64();
+        let waiting = metrics
+            .waiting()
+            .map(|w| format!(" | {w}"))
+            .unwrap_or_default();
         eprintln!(
-            "enrich: in {} | out {} | dead-lettered {} | {:.0} msg/s | lag {}",
+            "enrich: in {} | out {} | dead-lettered {} | {:.0} msg/s | lag {}{waiting}",
             metrics.messages_in.get(),
             metrics.messages_out.get(),
             metrics.dead_lettered.get(),

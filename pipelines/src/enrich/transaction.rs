@@ -8,11 +8,13 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::Producer as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::kafka;
 use super::outgoing::Outgoing;
 use super::produce::{MAX_BACKOFF, Tally};
+use super::settings::Guarantee;
 use super::stream::{Job, KAFKA_TIMEOUT};
 use crate::{JobError, Result};
 
@@ -35,6 +37,7 @@ impl Job {
                 .begin_transaction()
                 .map_err(|e| kafka::kafka("beginning a transaction", e))?;
             let tally = self.produce(outgoing, batch, false).await?;
+            self.pause_before_commit().await;
             let group = self
                 .consumer
                 .group_metadata()
@@ -49,8 +52,7 @@ impl Job {
         };
         let error = match transaction.await {
             Ok(tally) => return Ok(Some(tally)),
-            Err(error) if is_fatal(&error) => {
-                tracing::error!(%error, "fatal transaction error: the producer cannot go on");
+            Err(error) if is_fatal(&error) || self.producer.client().fatal_error().is_some() => {
                 return Err(error);
             }
             Err(error) => error,
@@ -82,6 +84,34 @@ impl Job {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 other => return other,
+            }
+        }
+    }
+}
+
+impl Job {
+    /// The producer's fatal error in place of `error`, if the producer has
+    /// one: fenced (another instance took over the transactional id), or
+    /// another error after which the producer cannot be used.
+    pub(super) fn fatal_or(&self, error: JobError) -> JobError {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return error;
+        };
+        tracing::error!(%error, ?code, %reason, "fatal producer error: the job stops");
+        let fenced = matches!(
+            code,
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        );
+        if fenced && self.settings.guarantee == Guarantee::ExactlyOnce {
+            JobError::Fenced {
+                transactional_id: self.settings.transactional_id.clone(),
+                reason,
+            }
+        } else {
+            JobError::ProducerFailed {
+                reason: format!("{code:?}: {reason}"),
             }
         }
     }

@@ -46,6 +46,9 @@ pub struct Metrics {
     queue_full_waits: Counter,
     lag: Family<PartitionLabels, Gauge>,
     lag_by_partition: Mutex<BTreeMap<(String, i32), i64>>,
+    assigned_partitions: Gauge,
+    /// What the consumer waits for, and for how long (`None`: consuming).
+    waiting: Mutex<Option<String>>,
     registry: Registry,
 }
 
@@ -87,6 +90,12 @@ impl Default for Metrics {
             "crossflow_consumer_lag",
             "Messages behind the high watermark, per assigned partition",
             lag.clone(),
+        );
+        let assigned_partitions = Gauge::default();
+        r.register(
+            "crossflow_assigned_partitions",
+            "Input partitions assigned to this instance by its consumer group",
+            assigned_partitions.clone(),
         );
         Self {
             messages_in: counter(&mut r, "crossflow_messages_in", "Messages consumed"),
@@ -165,6 +174,8 @@ impl Default for Metrics {
             ),
             lag,
             lag_by_partition: Mutex::new(BTreeMap::new()),
+            assigned_partitions,
+            waiting: Mutex::new(None),
             registry: r,
         }
     }
@@ -210,6 +221,18 @@ impl Metrics {
     /// Total lag over the partitions this consumer owns.
     pub fn total_lag(&self) -> i64 {
         self.lags().values().filter(|lag| **lag > 0).sum()
+    }
+
+    /// Records the consumer's group state: its partitions, and what it
+    /// waits for (`None`: consuming).
+    pub fn set_group_state(&self, assigned: i32, waiting: Option<String>) {
+        self.assigned_partitions.set(i64::from(assigned));
+        *self.waiting.lock().expect("waiting text poisoned") = waiting;
+    }
+
+    /// What the consumer waits for, if anything (see [`Metrics::set_group_state`]).
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting.lock().expect("waiting text poisoned").clone()
     }
 
     fn lags(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, i32), i64>> {
