@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crossflow_tests::broker::BrokerKind;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::{load, snli_pairs, sts_model_dir};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -219,7 +220,16 @@ async fn repeated_pairs_come_from_the_cache_with_the_same_scores_and_a_hit_rate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_commits_outputs_and_offsets_together() {
-    let broker = started_broker().await;
+    outputs_and_offsets_committed_together(BrokerKind::Tansu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_commits_outputs_and_offsets_together_on_noida() {
+    outputs_and_offsets_committed_together(BrokerKind::Noida).await;
+}
+
+async fn outputs_and_offsets_committed_together(kind: BrokerKind) {
+    let broker = started_broker_kind(kind).await;
     let pairs = snli_pairs(2000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
     let extra = [
