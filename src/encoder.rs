@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use arrow::array::{BooleanArray, Float32Array};
 
-use crate::batching::BatchLimits;
 use crate::cache::{Key, PairCache};
 use crate::head::Head;
 use crate::model::graph;
 use crate::model::{Fingerprint, ModelConfig, ModelFiles};
 use crate::options::{EngineOptions, invariance, session_settings};
 use crate::output::{self, ClassifiedArrays};
+use crate::queue::BatchLimits;
 use crate::queue::Scheduler;
 use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};

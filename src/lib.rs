@@ -23,7 +23,6 @@
 //! # Ok::<(), crossflow::Error>(())
 //! ```
 
-pub mod batching;
 pub mod cache;
 pub mod cpu_info;
 pub mod embed;
@@ -49,7 +48,7 @@ pub use head::{Activation, Head};
 pub use model::{Fingerprint, ModelConfig, ModelFiles};
 pub use options::EngineOptions;
 pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
-pub use queue::{QueueLimits, QueueOptions};
+pub use queue::{BatchLimits, QueueLimits, QueueOptions};
 pub use runtime::Device;
 pub use stats::StatsSnapshot;
 pub use texts::Texts;

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::batching::BatchLimits;
 use crate::head::Activation;
 use crate::model::graph::Invariance;
+use crate::queue::BatchLimits;
 use crate::queue::QueueOptions;
 use crate::runtime::Device;
 use crate::session::SessionSettings;

@@ -11,7 +11,7 @@
 //! fail, they never skip.
 
 use arrow::array::{Array, StringArray, StringViewArray};
-use crossflow::batching::BatchLimits;
+use crossflow::BatchLimits;
 use crossflow::{CrossEncoder, EngineOptions, Error, Head, Texts};
 use crossflow_tests::parity_reference::*;
 use crossflow_tests::{copy_model_config, load, nli_model_dir, sts_model_dir};

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use crossflow::batching::BatchLimits;
+use crossflow::BatchLimits;
 use crossflow::{CrossEncoder, Device, EngineOptions};
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use crossflow::batching::BatchLimits;
+use crossflow::BatchLimits;
 use crossflow::{Activation, CrossEncoder, Device, EngineOptions, QueueOptions};
 use crossflow_udfs::ModelSet;
 

@@ -24,9 +24,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-pub use limits::{QueueLimits, QueueOptions};
+pub use limits::{BatchLimits, QueueLimits, QueueOptions};
 
-use crate::batching::BatchLimits;
 use crate::model::graph::Prepared;
 use crate::options::EngineOptions;
 use crate::session::{OrtSession, Output, PaddedBatch};

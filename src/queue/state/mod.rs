@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::{Answer, QueueLimits};
-use crate::batching::BatchLimits;
+use super::{Answer, BatchLimits, QueueLimits};
 use crate::tokenize::EncodedPair;
 
 /// The pairs waiting, per call, in round-robin order: the call at the head
