@@ -8,7 +8,6 @@
 //! from `read_committed` readers as Kafka does (tansu shows them); fencing on
 //! both brokers. A `read_uncommitted` reader proves each abort happened.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -53,7 +52,7 @@ fn committed_outputs(broker: &Broker, count: usize) -> Vec<OwnedMessage> {
     let started = Instant::now();
     loop {
         let outputs = everything(broker, "enriched", "read_committed");
-        let distinct = ids_of(&outputs).into_iter().collect::<HashSet<_>>().len();
+        let (distinct, _) = distinct_and_duplicates(&outputs);
         if distinct >= count || started.elapsed() > Duration::from_secs(240) {
             return outputs;
         }
@@ -276,7 +275,7 @@ async fn a_broker_restart_under_load(guarantee: &str) -> (usize, usize) {
     let started = Instant::now();
     let outputs = loop {
         let outputs = everything(&broker, "enriched", "read_committed");
-        let distinct = ids_of(&outputs).into_iter().collect::<HashSet<_>>().len();
+        let (distinct, _) = distinct_and_duplicates(&outputs);
         if distinct == pairs.len() || started.elapsed() > Duration::from_secs(300) {
             break outputs;
         }

@@ -141,7 +141,7 @@ pub fn read_topic_as(
 pub fn read_all_ids(broker: &Broker, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
     tokio::task::block_in_place(|| {
         read_topic(broker, "enriched", timeout, |m| {
-            ids_of(m).into_iter().collect::<HashSet<_>>().len() >= count
+            distinct_and_duplicates(m).0 >= count
         })
     })
 }

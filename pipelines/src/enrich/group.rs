@@ -44,25 +44,60 @@ impl GroupView {
     }
 
     /// What the member waits for before it can consume, if anything.
-    pub fn waiting_for(&self, group: &str) -> Option<String> {
+    pub fn waiting_for(&self) -> Option<Wait> {
         if self.brokers_up == 0 {
-            return Some("a reachable broker (no broker connection is up)".into());
+            Some(Wait::Broker)
+        } else if self.coordinator != "up" {
+            Some(Wait::Coordinator(self.coordinator.clone()))
+        } else if !matches!(self.join_state.as_str(), "steady" | "init") {
+            Some(Wait::Rebalance(self.join_state.clone()))
+        } else {
+            (self.assigned == 0).then_some(Wait::Partition)
         }
-        if self.coordinator != "up" {
-            return Some(format!(
-                "the coordinator of group {group} (group state {})",
-                self.coordinator
-            ));
+    }
+}
+
+/// What a group consumer can wait for before it consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// No broker connection is up.
+    Broker,
+    /// The group coordinator is not known yet (librdkafka's group state).
+    Coordinator(String),
+    /// A rebalance is in progress (librdkafka's join state).
+    Rebalance(String),
+    /// The group assigned this member no partition.
+    Partition,
+}
+
+impl Wait {
+    /// The wait in words, for group `group`.
+    pub fn describe(&self, group: &str) -> String {
+        match self {
+            Self::Broker => "a reachable broker (no broker connection is up)".into(),
+            Self::Coordinator(state) => {
+                format!("the coordinator of group {group} (group state {state})")
+            }
+            Self::Rebalance(join_state) => {
+                format!("a rebalance of group {group} to finish (join state {join_state})")
+            }
+            Self::Partition => format!(
+                "a partition: group {group} assigned none to this member (more members than partitions?)"
+            ),
         }
-        if !matches!(self.join_state.as_str(), "steady" | "init") {
-            return Some(format!(
-                "a rebalance of group {group} to finish (join state {})",
-                self.join_state
-            ));
+    }
+
+    /// What usually causes a long wait of this kind.
+    fn hint(&self) -> &'static str {
+        match self {
+            Self::Rebalance(_) => {
+                "a rebalance completes when every member has rejoined or been evicted: a member \
+                 that died without leaving holds it until the broker evicts it \
+                 (session.timeout.ms), a busy one for up to max.poll.interval.ms"
+            }
+            Self::Broker => "check --brokers and the broker's advertised listeners",
+            Self::Coordinator(_) | Self::Partition => "the job consumes as soon as this clears",
         }
-        (self.assigned == 0).then(|| {
-            format!("a partition: group {group} assigned none to this member (more members than partitions?)")
-        })
     }
 }
 
@@ -75,29 +110,29 @@ pub struct WaitWatch {
 #[derive(Debug, Default)]
 struct WaitState {
     /// The current wait and when it began.
-    current: Option<(String, Instant)>,
+    current: Option<(Wait, Instant)>,
     /// When the current wait was last logged.
     logged: Option<Instant>,
 }
 
 impl WaitWatch {
-    /// Records the latest wait (`None`: consuming); returns its text with
-    /// how long it has lasted, for the status line.
-    pub fn update(&self, waiting: Option<String>, now: Instant) -> Option<String> {
+    /// Records the latest wait of group `group` (`None`: consuming); returns
+    /// it in words with how long it has lasted, for the status line.
+    pub fn update(&self, waiting: Option<Wait>, group: &str, now: Instant) -> Option<String> {
         let mut state = self.state.lock().expect("wait watch poisoned");
-        let Some(what) = waiting else {
+        let Some(wait) = waiting else {
             *state = WaitState::default();
             return None;
         };
         let since = match &state.current {
-            Some((current, since)) if *current == what => *since,
+            Some((current, since)) if *current == wait => *since,
             _ => {
                 state.logged = None;
                 now
             }
         };
-        state.current = Some((what.clone(), since));
         let waited = now.duration_since(since);
+        let what = wait.describe(group);
         let due = state
             .logged
             .is_none_or(|logged| now.duration_since(logged) >= WARN_EVERY);
@@ -106,23 +141,11 @@ impl WaitWatch {
             tracing::warn!(
                 waited_secs = waited.as_secs(),
                 "waiting for {what}; {}",
-                hint(&what)
+                wait.hint()
             );
         }
+        state.current = Some((wait, since));
         Some(format!("waiting for {what}, {} s", waited.as_secs()))
-    }
-}
-
-/// What usually causes a long wait of this kind.
-fn hint(what: &str) -> &'static str {
-    if what.starts_with("a rebalance") {
-        "a rebalance completes when every member has rejoined or been evicted: a member that \
-         died without leaving holds it until the broker evicts it (session.timeout.ms), a busy \
-         one for up to max.poll.interval.ms"
-    } else if what.starts_with("a reachable broker") {
-        "check --brokers and the broker's advertised listeners"
-    } else {
-        "the job consumes as soon as this clears"
     }
 }
 
@@ -141,7 +164,7 @@ mod tests {
 
     #[test]
     fn each_wait_is_named_and_a_steady_member_with_partitions_waits_for_nothing() {
-        let waiting = |v: GroupView| v.waiting_for("g");
+        let waiting = |v: GroupView| v.waiting_for().map(|w| w.describe("g"));
         assert_eq!(waiting(view(1, "up", "steady", 3)), None);
         assert!(
             waiting(view(0, "up", "steady", 3))
@@ -169,17 +192,23 @@ mod tests {
     fn a_wait_is_timed_from_its_start_and_reset_when_it_ends() {
         let watch = WaitWatch::default();
         let start = Instant::now();
-        let what = || Some("a rebalance of group g to finish".to_string());
-        assert!(watch.update(what(), start).unwrap().ends_with(", 0 s"));
+        let what = || Some(Wait::Rebalance("wait-join".into()));
+        assert!(watch.update(what(), "g", start).unwrap().ends_with(", 0 s"));
         let later = start + Duration::from_secs(45);
-        assert!(watch.update(what(), later).unwrap().ends_with(", 45 s"));
-        assert_eq!(watch.update(None, later), None);
+        assert!(
+            watch
+                .update(what(), "g", later)
+                .unwrap()
+                .ends_with(", 45 s")
+        );
+        assert_eq!(watch.update(None, "g", later), None);
         let again = later + Duration::from_secs(5);
-        assert!(watch.update(what(), again).unwrap().ends_with(", 0 s"));
+        assert!(watch.update(what(), "g", again).unwrap().ends_with(", 0 s"));
         let other = again + Duration::from_secs(10);
-        let text = watch
-            .update(Some("a reachable broker".into()), other)
-            .unwrap();
-        assert_eq!(text, "waiting for a reachable broker, 0 s");
+        let text = watch.update(Some(Wait::Broker), "g", other).unwrap();
+        assert_eq!(
+            text,
+            "waiting for a reachable broker (no broker connection is up), 0 s"
+        );
     }
 }

@@ -84,7 +84,7 @@ impl ClientContext for EnrichContext {
         if let Some(view) = GroupView::from_statistics(&statistics) {
             let waiting = self
                 .wait
-                .update(view.waiting_for(&self.group_id), Instant::now());
+                .update(view.waiting_for(), &self.group_id, Instant::now());
             self.metrics.set_group_state(view.assigned, waiting);
         }
         for (name, topic) in &statistics.topics {
