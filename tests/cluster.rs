@@ -4,11 +4,10 @@
 //! with another model refused.
 
 use std::process::{Child, Command};
-use std::time::Duration;
 
 use crossflow_pipelines::sql::{cluster_session, session};
 use crossflow_tests::cluster_nodes::{
-    QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample, sample, settle,
+    QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample, sample,
     small_row_groups, start_executor, start_scheduler, succeeded, write,
 };
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
@@ -20,10 +19,10 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
     let client = models(None);
     let scheduler = start_scheduler(&client).await;
     let executors = [
-        start_executor(scheduler, models(None), &dir.path().join("w1")),
-        start_executor(scheduler, models(None), &dir.path().join("w2")),
+        start_executor(&scheduler, models(None), &dir.path().join("w1")),
+        start_executor(&scheduler, models(None), &dir.path().join("w2")),
     ];
-    settle().await;
+    scheduler.settle(2).await;
 
     // A table of four Parquet files.
     let files = dir.path().join("files");
@@ -123,8 +122,8 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     assert!(error.contains("no valid model fingerprint"), "{error}");
 
     // An executor with another model refuses the scheduler's tasks.
-    let executor = start_executor(scheduler, models(Some(64)), &dir.path().join("w"));
-    settle().await;
+    let executor = start_executor(&scheduler, models(Some(64)), &dir.path().join("w"));
+    scheduler.settle(1).await;
     let ctx = cluster_session(&scheduler.to_string(), None, None, &standard, &table)
         .await
         .unwrap();
@@ -172,7 +171,14 @@ fn the_scheduler_and_executor_commands_run_sql_as_the_local_command_does() {
     let table = dir.path().join("pairs.parquet");
     write(&table, &repeated_sample(10), Some(small_row_groups(16)));
     let scheduler = format!("127.0.0.1:{}", free_port());
-    let mut processes = Processes(vec![spawn(&strings(&["scheduler", "--bind", &scheduler]))]);
+    let scheduler_metrics = format!("127.0.0.1:{}", free_port());
+    let mut processes = Processes(vec![spawn(&strings(&[
+        "scheduler",
+        "--bind",
+        &scheduler,
+        "--metrics-addr",
+        &scheduler_metrics,
+    ]))]);
     let metrics_ports = [free_port(), free_port()];
     for (i, port) in metrics_ports.iter().enumerate() {
         let work_dir = dir.path().join(format!("work-{i}"));
@@ -191,10 +197,13 @@ fn the_scheduler_and_executor_commands_run_sql_as_the_local_command_does() {
             &format!("127.0.0.1:{port}"),
         ])));
     }
-    for port in metrics_ports {
-        wait_for_metric(port, "crossflow_pairs_scored_total", 0.0);
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let scheduler_port = scheduler_metrics
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for_metric(scheduler_port, "crossflow_scheduler_executors", 2.0);
 
     let table_flag = format!("t={}", table.display());
     let query = "SELECT id, cross_score(a, b) AS s, nli_label(a, b) AS label FROM t ORDER BY id";

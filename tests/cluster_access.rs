@@ -6,7 +6,7 @@ use std::path::Path;
 use crossflow_cluster::{Access, DataRoots, Token};
 use crossflow_pipelines::sql::{cluster_session, execute, session};
 use crossflow_tests::cluster_nodes::{
-    QUERY, models, refused, sample, settle, start_executor_with, start_scheduler_with, write,
+    QUERY, models, refused, sample, start_executor_with, start_scheduler_with, write,
 };
 use crossflow_tests::{query, read_parquet};
 
@@ -25,8 +25,8 @@ async fn a_cluster_with_a_token_serves_only_clients_that_send_it() {
     };
     let scheduler = start_scheduler_with(&standard, access.clone()).await;
     let (executor, flight) =
-        start_executor_with(scheduler, models(None), &dir.path().join("w"), access);
-    settle().await;
+        start_executor_with(&scheduler, models(None), &dir.path().join("w"), access);
+    scheduler.settle(1).await;
 
     // With the token: the executor (which polls with it) scores, and the
     // client fetches the results from its Flight service with it.
@@ -85,13 +85,15 @@ async fn plans_that_reach_outside_the_data_roots_are_refused() {
     };
     let standard = models(None);
     let scheduler = start_scheduler_with(&standard, access.clone()).await;
-    start_executor_with(scheduler, models(None), &dir.path().join("w"), access);
-    settle().await;
+    start_executor_with(&scheduler, models(None), &dir.path().join("w"), access);
+    scheduler.settle(1).await;
+    let scheduler = scheduler.to_string();
     let ctx = |table: &Path| {
         let table = [format!("t={}", table.display())];
         let models = &standard;
+        let scheduler = &scheduler;
         async move {
-            cluster_session(&scheduler.to_string(), None, None, models, &table)
+            cluster_session(scheduler, None, None, models, &table)
                 .await
                 .unwrap()
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossflow_tests::enrich_io::*;
 use crossflow_tests::snli_pairs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::DefaultProducerContext;
@@ -195,12 +196,13 @@ fn every_id_produced(mock: &Mock, count: usize) -> Vec<OwnedMessage> {
     records
 }
 
-/// Every record of partition 0 of `topic`, read until 3 s pass without one
-/// (the mock broker shows the records of aborted transactions too).
+/// Every record of partition 0 of `topic`, read up to the end of the
+/// partition (the mock broker shows the records of aborted transactions too).
 fn every_record(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "reader")
+        .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     let mut partitions = TopicPartitionList::new();
@@ -209,12 +211,17 @@ fn every_record(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
         .unwrap();
     reader.assign(&partitions).unwrap();
     let mut records: Vec<OwnedMessage> = Vec::new();
-    let mut quiet = std::time::Instant::now();
-    while quiet.elapsed() < Duration::from_secs(3) {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
-            records.push(m.detach());
-            quiet = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    loop {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => records.push(m.detach()),
+            Some(Err(KafkaError::PartitionEOF(_))) => return records,
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            None => assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{topic}: no end of partition in 60 s ({} records)",
+                records.len()
+            ),
         }
     }
-    records
 }

@@ -119,6 +119,7 @@ impl Cluster {
             listener,
             functions(client, Node::Scheduler)?,
             crossflow_cluster::Access::default(),
+            Arc::new(crossflow_cluster::SchedulerMetrics::new()),
         ));
         let mut executors = Vec::new();
         for &vcores in vcores {

@@ -23,7 +23,7 @@ pub use data_roots::{DataRoots, DataRootsRule};
 pub use error::{ClusterError, Result};
 pub use executor::{ExecutorSettings, run_executor, split_host_port};
 pub use functions::{ClusterFunction, ClusterFunctions, Node};
-pub use metrics::ExecutorMetrics;
+pub use metrics::{ExecutorMetrics, SchedulerMetrics};
 pub use scheduler::run_scheduler;
 pub use session::{
     CLUSTER_BATCH_SIZE, DEFAULT_PARTITIONS, REPARTITION_FILE_MIN_SIZE, codecs, is_remote,

@@ -1,8 +1,14 @@
-//! An executor's metrics in the OpenMetrics text format: the pairs its models
-//! scored and the tasks it ran.
+//! The cluster nodes' metrics in the OpenMetrics text format: an executor's
+//! scored pairs and tasks, the scheduler's registered executors.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use ballista_scheduler::state::SchedulerState;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use crossflow::CrossEncoder;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -108,5 +114,80 @@ impl ExecutorMetrics {
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The scheduler's state, as the metrics read it.
+type State = SchedulerState<LogicalPlanNode, PhysicalPlanNode>;
+
+/// Metrics of a scheduler: the executors registered with it, read from its
+/// state at each scrape once [`crate::run_scheduler`] has started it.
+#[derive(Default)]
+pub struct SchedulerMetrics {
+    state: OnceLock<Arc<State>>,
+    executors: Gauge,
+    registry: Mutex<Registry>,
+}
+
+impl std::fmt::Debug for SchedulerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerMetrics")
+            .field("started", &self.state.get().is_some())
+            .field("executors", &self.executors.get())
+            .finish()
+    }
+}
+
+impl SchedulerMetrics {
+    /// Metrics of a scheduler that has not started yet (no executors).
+    pub fn new() -> Self {
+        let metrics = Self::default();
+        let mut registry = Registry::with_prefix("crossflow");
+        registry.register(
+            "scheduler_executors",
+            "Executors registered with this scheduler: each polled it for work and has not \
+             yet been expired for missing heartbeats",
+            metrics.executors.clone(),
+        );
+        *metrics.registry.lock().expect("metrics registry poisoned") = registry;
+        metrics
+    }
+
+    pub(crate) fn started(&self, state: Arc<State>) {
+        if self.state.set(state).is_err() {
+            tracing::warn!("scheduler metrics: a second scheduler was started with them; ignored");
+        }
+    }
+
+    /// Executors registered now (0 before the scheduler has started).
+    pub fn executors(&self) -> usize {
+        let Some(state) = self.state.get() else {
+            return 0;
+        };
+        let registered = state.executor_manager.get_executors_state();
+        match ready(registered) {
+            Some(Ok(executors)) => executors.len(),
+            Some(Err(error)) => panic!("the scheduler's executor list cannot be read: {error}"),
+            None => panic!("the scheduler's executor list was not ready at once (not in memory)"),
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        self.executors.set(self.executors() as i64);
+        let registry = self.registry.lock().expect("metrics registry poisoned");
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The output of a future that completes without waiting (the scheduler's
+/// in-memory cluster state reads a map behind an `async fn`), or `None`.
+fn ready<F: Future>(future: F) -> Option<F::Output> {
+    let mut context = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
     }
 }

@@ -20,16 +20,19 @@ use crate::access::{Access, Token};
 use crate::data_roots::{DataRoots, DataRootsRule};
 use crate::error::{ClusterError, Result};
 use crate::functions::ClusterFunctions;
+use crate::metrics::SchedulerMetrics;
 use crate::session::codecs;
 
 /// Serves the scheduler on `listener` until the process ends. Executors poll
 /// it for work (Ballista's pull-staged scheduling), so it never connects to
 /// them. With a token, every call without it is refused (see [`Token`]);
 /// with data roots, every plan that reaches outside them (see [`DataRoots`]).
+/// `metrics` read the scheduler's executors once it has started.
 pub async fn run_scheduler(
     listener: TcpListener,
     functions: Arc<ClusterFunctions>,
     access: Access,
+    metrics: Arc<SchedulerMetrics>,
 ) -> Result<()> {
     let address = listener.local_addr().map_err(ClusterError::Bind)?;
     let (logical, physical) = codecs(&functions);
@@ -51,6 +54,7 @@ pub async fn run_scheduler(
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
             .await
             .map_err(ClusterError::Ballista)?;
+    metrics.started(Arc::clone(&scheduler.state));
     tracing::info!(%address, authenticated = access.token.is_some(), "crossflow scheduler listening");
     match access.token {
         Some(token) => serve_with_token(listener, scheduler, &config, token).await,

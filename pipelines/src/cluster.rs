@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use crossflow_cluster::{
-    Access, ClusterFunctions, DataRoots, ExecutorMetrics, ExecutorSettings, Node, Token,
+    Access, ClusterFunctions, DataRoots, ExecutorMetrics, ExecutorSettings, Node, SchedulerMetrics,
+    Token,
 };
 use crossflow_udfs::ModelSet;
 
+use crate::metrics_http::{Exposition, serve_on};
 use crate::models::ModelArgs;
 use crate::{JobError, Result};
 
@@ -45,7 +47,7 @@ impl TokenArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SchedulerArgs {
     /// Address clients and executors reach the scheduler at; loopback unless
-    /// told otherwise (see README, Security)
+    /// told otherwise (see docs/cluster.md, Security)
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
     #[command(flatten)]
@@ -54,6 +56,9 @@ pub struct SchedulerArgs {
     /// plan that scans or writes a file elsewhere is refused [default: anywhere]
     #[arg(long = "data-root", value_name = "DIR")]
     pub data_roots: Vec<PathBuf>,
+    /// Serve Prometheus metrics (crossflow_scheduler_executors) at HOST:PORT
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Arguments of `crossflow executor`.
@@ -63,7 +68,7 @@ pub struct ExecutorArgs {
     #[arg(long, default_value = "localhost:50050")]
     pub scheduler: String,
     /// Address this executor serves its shuffle data on (Arrow Flight);
-    /// loopback unless told otherwise (see README, Security)
+    /// loopback unless told otherwise (see docs/cluster.md, Security)
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub bind: SocketAddr,
     /// Host name or address the other nodes reach this executor by
@@ -96,7 +101,20 @@ pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| JobError::io(args.bind, e))?;
-    crossflow_cluster::run_scheduler(listener, functions, access).await?;
+    let metrics = Arc::new(SchedulerMetrics::new());
+    serve_metrics(args.metrics_addr, &metrics).await?;
+    crossflow_cluster::run_scheduler(listener, functions, access, metrics).await?;
+    Ok(())
+}
+
+/// Serves `metrics` at `addr`, if given, on a task of their own.
+async fn serve_metrics<M: Exposition>(addr: Option<SocketAddr>, metrics: &Arc<M>) -> Result<()> {
+    if let Some(addr) = addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| JobError::io(addr, e))?;
+        tokio::spawn(serve_on(listener, Arc::clone(metrics)));
+    }
     Ok(())
 }
 
@@ -110,15 +128,7 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     let functions = functions(&models, Node::Executor)?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
     let metrics = Arc::new(ExecutorMetrics::new(loaded.collect()));
-    if let Some(addr) = args.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| JobError::io(addr, e))?;
-        tokio::spawn(crate::metrics_http::serve_on(
-            listener,
-            Arc::clone(&metrics),
-        ));
-    }
+    serve_metrics(args.metrics_addr, &metrics).await?;
     let settings = ExecutorSettings {
         scheduler: args.scheduler.clone(),
         bind: args.bind,
@@ -153,7 +163,7 @@ fn warn_if_exposed(node: &str, bind: SocketAddr, access: &Access) {
             %bind,
             "the {node} listens beyond loopback without authentication: anyone who reaches \
              {bind} can run SQL that reads and writes files as this user; \
-             set --cluster-token-file on every node and client (see README, Security)"
+             set --cluster-token-file on every node and client (see docs/cluster.md, Security)"
         );
     }
 }

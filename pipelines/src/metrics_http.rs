@@ -1,5 +1,6 @@
 //! Serving metrics in the OpenMetrics text format over HTTP (hyper), for
-//! `crossflow enrich --metrics-addr` and `crossflow executor --metrics-addr`.
+//! `crossflow enrich`, `crossflow executor` and `crossflow scheduler`
+//! (`--metrics-addr`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,6 +35,12 @@ pub trait Exposition: Send + Sync + 'static {
 impl Exposition for crossflow_cluster::ExecutorMetrics {
     fn render(&self) -> String {
         crossflow_cluster::ExecutorMetrics::render(self)
+    }
+}
+
+impl Exposition for crossflow_cluster::SchedulerMetrics {
+    fn render(&self) -> String {
+        crossflow_cluster::SchedulerMetrics::render(self)
     }
 }
 

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
-use crossflow_cluster::{Access, ExecutorMetrics, ExecutorSettings, Node};
+use crossflow_cluster::{Access, ExecutorMetrics, ExecutorSettings, Node, SchedulerMetrics};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::execute;
 use crossflow_udfs::ModelSet;
@@ -77,25 +77,57 @@ pub fn small_row_groups(rows: usize) -> WriterProperties {
         .build()
 }
 
-/// A running scheduler; its address.
-pub async fn start_scheduler(models: &ModelSet) -> SocketAddr {
+/// A scheduler running in the test process.
+pub struct Scheduler {
+    pub address: SocketAddr,
+    metrics: Arc<SchedulerMetrics>,
+}
+
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.address.fmt(f)
+    }
+}
+
+impl Scheduler {
+    /// Waits until `executors` executors have registered (polled for work),
+    /// so that a query's tasks can go to each of them.
+    pub async fn settle(&self, executors: usize) {
+        let started = Instant::now();
+        while self.metrics.executors() < executors {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} of {executors} executors registered in 60 s",
+                self.metrics.executors()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A running scheduler.
+pub async fn start_scheduler(models: &ModelSet) -> Scheduler {
     start_scheduler_with(models, Access::default()).await
 }
 
-/// A running scheduler with a token and data roots if given; its address.
-pub async fn start_scheduler_with(models: &ModelSet, access: Access) -> SocketAddr {
+/// A running scheduler with a token and data roots if given.
+pub async fn start_scheduler_with(models: &ModelSet, access: Access) -> Scheduler {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let functions = functions(models, Node::Scheduler).unwrap();
+    let metrics = Arc::new(SchedulerMetrics::new());
     tokio::spawn(crossflow_cluster::run_scheduler(
-        listener, functions, access,
+        listener,
+        functions,
+        access,
+        Arc::clone(&metrics),
     ));
-    address
+    Scheduler { address, metrics }
 }
 
 /// A running one-vcore executor with its own models; its metrics.
 pub fn start_executor(
-    scheduler: SocketAddr,
+    scheduler: &Scheduler,
     models: ModelSet,
     work_dir: &Path,
 ) -> Arc<ExecutorMetrics> {
@@ -105,7 +137,7 @@ pub fn start_executor(
 /// A running one-vcore executor with a token and data roots if given; its
 /// metrics and its Flight address.
 pub fn start_executor_with(
-    scheduler: SocketAddr,
+    scheduler: &Scheduler,
     models: ModelSet,
     work_dir: &Path,
     access: Access,
@@ -113,7 +145,7 @@ pub fn start_executor_with(
     let loaded = vec![models.score.clone(), models.nli.clone().unwrap()];
     let metrics = Arc::new(ExecutorMetrics::new(loaded));
     let settings = ExecutorSettings {
-        scheduler: scheduler.to_string(),
+        scheduler: scheduler.address.to_string(),
         bind: SocketAddr::from(([127, 0, 0, 1], free_port())),
         external_host: None,
         vcores: 1,
@@ -160,9 +192,4 @@ pub fn assert_mismatch(error: &str, ours: &Fingerprint, theirs: &Fingerprint) {
         error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
         "{error}"
     );
-}
-
-/// Waits until Ballista has had time to register both executors (their first poll).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_secs(2)).await;
 }
