@@ -12,7 +12,7 @@ use crossflow_tests::read_parquet;
 /// A chain of paraphrases whose ends are unrelated. Bundled STS model, earlier
 /// row first, on an AVX2 CPU: 1~2 0.92, 1~4 0.80, 2~4 0.93, 3~4 0.70, while
 /// 1~3 0.07 and 2~3 0.19; every margin to the 0.55 threshold is over 0.1, far
-/// above the spread between CPUs (README, "Scores across CPUs").
+/// above the spread between CPUs (docs/correctness.md, "Scores across CPUs").
 const CHAIN: &[(i64, Option<&str>)] = &[
     (1, Some("A cat is lying on a couch.")),
     (2, Some("The cat sleeps on the sofa.")),

@@ -1,6 +1,6 @@
 //! `crossflow rerank`: re-rank each query's candidates with the cross-encoder
 //! and keep the top k, as one DataFusion query over the registered functions —
-//! the same SQL a user can write (see README).
+//! the same SQL a user can write (see docs/dedupe-rerank.md).
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@ use crate::{Error, Result};
 /// SHA-256 over a model's files (the ONNX graph, the tokenizer, the
 /// configurations; contents, not paths) and the settings that change its
 /// results (maximum length, head and activation, batch invariance, crossflow
-/// version). The execution device and CPU are not part of it: see the README's
+/// version). The execution device and CPU are not part of it: see docs/correctness.md,
 /// "Scores across CPUs".
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint(String);
