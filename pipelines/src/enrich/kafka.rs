@@ -13,6 +13,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::backoff::Backoff;
 use super::group::{GroupView, WaitWatch};
 use super::metrics::Metrics;
 use super::settings::{EnrichSettings, Guarantee};
@@ -198,6 +199,7 @@ pub fn producer(settings: &EnrichSettings) -> Result<FutureProducer> {
 /// topic whose leader is being elected is asked again, for up to `timeout`.
 pub fn check_topics(consumer: &Consumer, topics: &[(&str, &str)], timeout: Duration) -> Result<()> {
     let started = std::time::Instant::now();
+    let mut backoff = Backoff::default();
     for &(flag, topic) in topics {
         loop {
             let metadata =
@@ -209,7 +211,7 @@ pub fn check_topics(consumer: &Consumer, topics: &[(&str, &str)], timeout: Durat
                 Some((Some(RDKafkaErrorCode::LeaderNotAvailable), _))
                     if started.elapsed() < timeout =>
                 {
-                    std::thread::sleep(Duration::from_millis(500));
+                    std::thread::sleep(backoff.next());
                     continue;
                 }
                 Some((Some(error), _)) => format!("{error:?}"),

@@ -9,6 +9,7 @@
 //! the batch and librdkafka's prefetch queue (`queued.max.messages.kbytes`,
 //! 16 MiB by default here), whatever the lag.
 
+mod backoff;
 mod bisect;
 mod gather;
 mod group;

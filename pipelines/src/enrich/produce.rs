@@ -10,13 +10,12 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
+use super::backoff::Backoff;
 use super::kafka;
 use super::outgoing::{self, Failure, Outgoing, Reason};
 use super::stream::Job;
 use crate::{JobError, Result};
 
-/// Longest wait between two tries of a send the broker failed.
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long failed sends are retried before the job stops (below
 /// librdkafka's default `max.poll.interval.ms`, 300 s, after which the
 /// consumer group would drop this member).
@@ -119,7 +118,7 @@ impl Job {
     ) -> Result<Tally> {
         let mut tally = Tally::default();
         let mut pending = records;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         let started = Instant::now();
         while !pending.is_empty() {
             let results = self.send_all(&pending).await;
@@ -152,10 +151,10 @@ impl Job {
                     return Err(kafka::kafka("producing (nothing committed)", error));
                 }
                 self.metrics.produce_retries.inc();
-                tracing::warn!(%error, records = again.len(), retry_in = ?backoff,
+                let wait = backoff.next();
+                tracing::warn!(%error, records = again.len(), retry_in = ?wait,
                     "sends failed; retrying, nothing committed meanwhile");
-                self.pause(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                self.pause(wait).await;
             } else if let Some(error) = refused.filter(|_| !retry) {
                 return Err(kafka::kafka(
                     "producing (a record refused in a transaction)",

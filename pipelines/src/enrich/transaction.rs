@@ -11,9 +11,10 @@ use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::backoff::Backoff;
 use super::kafka;
 use super::outgoing::Outgoing;
-use super::produce::{MAX_BACKOFF, Tally};
+use super::produce::Tally;
 use super::settings::Guarantee;
 use super::stream::{Job, KAFKA_TIMEOUT};
 use crate::{JobError, Result};
@@ -73,15 +74,15 @@ impl Job {
     /// Commits the open transaction, trying again while librdkafka says the
     /// error is retriable (blocking).
     fn commit_transaction(&self) -> rdkafka::error::KafkaResult<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         loop {
             match self.producer.commit_transaction(KAFKA_TIMEOUT) {
                 Err(KafkaError::Transaction(error))
                     if error.is_retriable() && !*self.shutdown.borrow() =>
                 {
-                    tracing::warn!(%error, retry_in = ?backoff, "committing the transaction: retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let wait = backoff.next();
+                    tracing::warn!(%error, retry_in = ?wait, "committing the transaction: retrying");
+                    std::thread::sleep(wait);
                 }
                 other => return other,
             }
