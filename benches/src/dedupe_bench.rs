@@ -29,22 +29,19 @@ struct Args {
     rows: Vec<usize>,
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
-    /// Neighbour search of the timed runs (exact, ivf, hnsw, auto)
+    /// Neighbour search of the timed runs (exact, ivf, auto)
     #[arg(long, default_value = "auto")]
     search: String,
     /// More flags for every `crossflow dedupe` run (e.g. --job-arg=--ivf-probes=8)
     #[arg(long, allow_hyphen_values = true)]
     job_arg: Vec<String>,
-    /// Rows whose distinct texts are embedded once and searched exactly, by
-    /// IVF (each --probes) and by HNSW, for candidate-pair recall (0: skip)
+    /// Rows whose distinct texts are embedded once and searched exactly and
+    /// by IVF (each --probes), for candidate-pair recall (0: skip)
     #[arg(long, default_value_t = 10000)]
     search_recall_rows: usize,
     /// IVF probes compared in the recall run
     #[arg(long, value_delimiter = ',', default_value = "4,8,16,32")]
     probes: Vec<usize>,
-    /// Leave HNSW out of the recall run (slow to build above ~100k texts)
-    #[arg(long)]
-    no_hnsw: bool,
 }
 
 struct Corpus {
@@ -243,10 +240,10 @@ async fn dedupe(
 }
 
 /// The distinct texts of `n` rows embedded once by the bundled bi-encoder,
-/// then searched exactly, by IVF and by HNSW: seconds and candidate-pair
+/// then searched exactly and by IVF: seconds and candidate-pair
 /// recall against the exact search.
 fn search_recall(corpus: &Corpus, args: &Args) -> Result<()> {
-    use crossflow_pipelines::dedupe::candidates::{approximate_top_k, exact_top_k};
+    use crossflow_pipelines::dedupe::candidates::exact_top_k;
     use crossflow_pipelines::dedupe::ivf::{IvfShape, ivf_top_k};
     use crossflow_pipelines::dedupe::normalize::normalize;
     use crossflow_pipelines::models::{DEFAULT_BI_ENCODER, bundled_model_dir};
@@ -300,13 +297,6 @@ fn search_recall(corpus: &Corpus, args: &Args) -> Result<()> {
         timed(
             format!("ivf, {} lists, {probes} probes", shape.lists),
             &|| ivf_top_k(vectors.clone(), dim, &valid, 10, 0.75, shape, threads()),
-            Some(&exact),
-        );
-    }
-    if !args.no_hnsw {
-        timed(
-            "hnsw, ef 100".into(),
-            &|| approximate_top_k(&vectors, dim, &valid, 10, 0.75, 100, threads()),
             Some(&exact),
         );
     }

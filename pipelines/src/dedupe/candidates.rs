@@ -1,8 +1,7 @@
 //! Candidate pairs: for each text its top-k most similar texts by cosine of
 //! L2-normalised embeddings — by exact blocked search over all rows
 //! (quadratic, as blocked matrix products), through an inverted-file index
-//! over the same products ([`super::ivf`]), or through an HNSW index
-//! (`instant-distance`).
+//! over the same products ([`super::ivf`]).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -175,86 +174,13 @@ pub(super) fn unique_pairs(mut pairs: Vec<Candidate>) -> Vec<Candidate> {
     pairs
 }
 
-/// An embedding in the HNSW index; distance = 1 − cosine (vectors are L2-normalised).
-#[derive(Clone)]
-struct Vector(Vec<f32>);
-
-impl instant_distance::Point for Vector {
-    fn distance(&self, other: &Self) -> f32 {
-        1.0 - dot(&self.0, &other.0)
-    }
-}
-
-/// Approximate top-`k` neighbours through an HNSW index; same contract as
-/// [`exact_top_k`]. `ef` is the search breadth (higher: better recall, slower).
-pub fn approximate_top_k(
-    vectors: &[f32],
-    dim: usize,
-    valid: &[bool],
-    k: usize,
-    min_cosine: f32,
-    ef: usize,
-    threads: usize,
-) -> Vec<Candidate> {
-    let Some((rows, k)) = searchable(valid, k) else {
-        return Vec::new();
-    };
-    let points: Vec<Vector> = rows
-        .iter()
-        .map(|&i| Vector(vectors[i * dim..(i + 1) * dim].to_vec()))
-        .collect();
-    let index = instant_distance::Builder::default()
-        .ef_construction(ef.max(k))
-        .ef_search(ef.max(k + 1))
-        .seed(42)
-        .build(points, rows);
-    // Query with the index's own copies of the points (no second copy of the vectors).
-    let entries: Vec<_> = index.iter().collect();
-    let pairs = in_parallel(entries.len(), threads, |range| {
-        let mut search = instant_distance::Search::default();
-        let mut out = Vec::new();
-        for (pid, point) in &entries[range] {
-            let i = index.values[pid.into_inner() as usize];
-            let hits = index
-                .search(point, &mut search)
-                .filter(|hit| *hit.value != i)
-                .take(k);
-            out.extend(
-                hits.map(|hit| (*hit.value, 1.0 - hit.distance))
-                    .filter(|&(_, c)| c >= min_cosine)
-                    .map(|(j, cosine)| Candidate {
-                        a: i.min(j),
-                        b: i.max(j),
-                        cosine,
-                    }),
-            );
-        }
-        out
-    });
-    unique_pairs(pairs)
-}
-
-/// Dot product in eight independent lanes (vectorises in release builds).
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f32 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in xc.zip(yc) {
-        for l in 0..8 {
-            lanes[l] += a[l] * b[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    fn dot(x: &[f32], y: &[f32]) -> f32 {
+        x.iter().zip(y).map(|(a, b)| a * b).sum()
+    }
 
     /// At least `share` of the `exact` pairs are in `found`.
     pub(in crate::dedupe) fn assert_recall_at_least(
@@ -343,27 +269,6 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_index_finds_what_exact_search_finds_on_clustered_data() {
-        let n = 400;
-        let vectors: Vec<f32> = (0..n)
-            .flat_map(|i| {
-                let centre = (i % 20) as f32;
-                unit(&[
-                    centre.sin(),
-                    centre.cos(),
-                    (centre * 0.3).sin(),
-                    0.01 * (i / 20) as f32,
-                ])
-            })
-            .collect();
-        let valid = vec![true; n];
-        let exact = exact_top_k(&vectors, 4, &valid, 3, 0.9, 2);
-        let approximate = approximate_top_k(&vectors, 4, &valid, 3, 0.9, 64, 2);
-        assert_recall_at_least(&approximate, &exact, 0.9);
-        assert!(approximate.iter().all(|c| c.a < c.b && c.cosine >= 0.9));
-    }
-
-    #[test]
     fn brute_force_agrees_across_thread_counts() {
         let n = 300;
         let vectors: Vec<f32> = (0..n)
@@ -373,6 +278,5 @@ pub(super) mod tests {
         let one = exact_top_k(&vectors, 3, &valid, 3, 0.0, 1);
         let three = exact_top_k(&vectors, 3, &valid, 3, 0.0, 3);
         assert_eq!(one, three);
-        assert!(dot(&[1.0; 19], &[2.0; 19]) == 38.0);
     }
 }

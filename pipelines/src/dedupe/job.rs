@@ -8,7 +8,7 @@ use clap::Args;
 use crossflow::{BiEncoder, EngineOptions};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::candidates::{Candidate, approximate_top_k, exact_top_k};
+use super::candidates::{Candidate, exact_top_k};
 use super::clusters::{Clusters, Linkage, Representative, centre_clusters, centre_order};
 use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
@@ -56,8 +56,9 @@ pub struct DedupeArgs {
     /// pair's score is that label's probability, the lower of both directions
     #[arg(long)]
     pub duplicate_label: Option<String>,
-    /// Neighbour search: exact (quadratic), ivf (inverted-file index), hnsw
-    /// (graph index), or auto (exact up to --exact-limit distinct texts, ivf above)
+    /// Neighbour search: exact (quadratic), ivf (inverted-file index), or auto
+    /// (exact up to --exact-limit distinct texts, ivf above); hnsw is
+    /// deprecated and runs ivf (as fast or faster at equal or better recall)
     #[arg(long, value_enum, default_value_t = Search::Auto)]
     pub search: Search,
     /// Largest number of distinct texts searched exactly under --search auto
@@ -69,9 +70,9 @@ pub struct DedupeArgs {
     /// Lists of the IVF index each text is searched in (higher: better recall, slower)
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub ivf_probes: u64,
-    /// Search breadth of the HNSW index (higher: better recall, slower)
-    #[arg(long, default_value_t = 100)]
-    pub hnsw_ef: usize,
+    /// Deprecated with --search hnsw; accepted and ignored
+    #[arg(long, hide = true)]
+    pub hnsw_ef: Option<usize>,
     /// Which row represents a cluster: its centre, which every duplicate matches directly
     #[arg(long, value_enum, default_value_t = Representative::First)]
     pub representative: Representative,
@@ -87,7 +88,7 @@ pub enum Search {
     Exact,
     /// Approximate, through an inverted-file index over the same products.
     Ivf,
-    /// Approximate, through an HNSW index.
+    /// Deprecated: runs [`Search::Ivf`], with a warning.
     Hnsw,
     /// Exact up to `--exact-limit` distinct texts, IVF above.
     Auto,
@@ -120,6 +121,12 @@ pub(super) struct Assignment {
 /// Runs the job.
 pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary> {
     check_arguments(args)?;
+    if args.search == Search::Hnsw || args.hnsw_ef.is_some() {
+        tracing::warn!(
+            "--search hnsw and --hnsw-ef are deprecated: the search runs ivf (--search ivf, \
+             tuned with --ivf-lists and --ivf-probes), as fast or faster at equal or better recall"
+        );
+    }
     if models.activation != "auto" {
         tracing::warn!(activation = %models.activation,
             "dedupe scores with the model's own activation; --activation is ignored");
@@ -238,7 +245,7 @@ fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Can
     let dim = (vectors.len() / unique.len().max(1)).max(1);
     let search = match args.search {
         Search::Auto if unique.len() <= args.exact_limit => Search::Exact,
-        Search::Auto => Search::Ivf,
+        Search::Auto | Search::Hnsw => Search::Ivf,
         chosen => chosen,
     };
     let (k, min) = (args.top_k, args.min_cosine);
@@ -253,8 +260,9 @@ fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Can
             );
             ivf_top_k(vectors, dim, &valid, k, min, shape, threads)
         }
-        Search::Hnsw => approximate_top_k(&vectors, dim, &valid, k, min, args.hnsw_ef, threads),
-        Search::Exact | Search::Auto => exact_top_k(&vectors, dim, &valid, k, min, threads),
+        Search::Exact | Search::Auto | Search::Hnsw => {
+            exact_top_k(&vectors, dim, &valid, k, min, threads)
+        }
     };
     neighbours
         .into_iter()
