@@ -5,6 +5,10 @@ use std::path::PathBuf;
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error of a library the engine calls (ONNX Runtime, tokenizers), kept
+/// as the source of the engine's error.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong while loading a model or scoring pairs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,16 +39,30 @@ pub enum Error {
     Runtime(String),
 
     /// ONNX Runtime failed while building a session or running a batch.
-    #[error("ONNX Runtime {context}: {message}")]
-    Ort { context: String, message: String },
+    #[error("ONNX Runtime {context}: {source}")]
+    Ort {
+        context: String,
+        #[source]
+        source: SourceError,
+    },
 
     /// Tokenization failed.
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    #[error("tokenizer{context}: {source}")]
+    Tokenizer {
+        /// What was being done, `""` or starting with `", "`.
+        context: String,
+        #[source]
+        source: SourceError,
+    },
 
     /// An Arrow input had an unsupported type or the inputs did not line up.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// A setting the model cannot run with (a maximum length without room
+    /// for a pair, a threshold off the model's scale), naming the flag.
+    #[error("{0}")]
+    InvalidSetting(String),
 
     /// An operation that needs a given head was called on a model with another head.
     #[error("{operation} needs {needs}, but model {model} {has}")]
@@ -67,11 +85,40 @@ pub enum Error {
 
 impl Error {
     /// Wraps an `ort` error with what was being done.
-    pub(crate) fn ort(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn ort(context: impl Into<String>, source: impl Into<SourceError>) -> Self {
         Error::Ort {
             context: context.into(),
-            message: err.to_string(),
+            source: source.into(),
         }
+    }
+
+    /// Wraps a `tokenizers` error; `context` is `""` or starts with `", "`.
+    pub(crate) fn tokenizer(context: impl Into<String>, source: SourceError) -> Self {
+        Error::Tokenizer {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether the error is in what the caller asked for (a model directory
+    /// or file that is missing or ambiguous, a setting the model cannot run
+    /// with, an operation the model's head cannot do) rather than in the
+    /// data or the run.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::ModelDirMissing { .. }
+                | Error::InvalidSetting(_)
+                | Error::ModelFileMissing { .. }
+                | Error::AmbiguousOnnxFile { .. }
+                | Error::WrongHead { .. }
+        )
+    }
+
+    /// Whether the error is in the input data (types or lengths that do not
+    /// line up).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::InvalidInput(_))
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {

@@ -43,7 +43,7 @@ pub mod tokenize;
 pub use cpu_info::CpuInfo;
 pub use embed::{BiEncoder, Embeddings};
 pub use encoder::{CrossEncoder, Predictions};
-pub use error::{Error, Result};
+pub use error::{Error, Result, SourceError};
 pub use head::{Activation, Head};
 pub use model::{Fingerprint, ModelConfig, ModelFiles};
 pub use options::EngineOptions;

@@ -99,7 +99,7 @@ impl OutputColumns {
         }
         if let Some(threshold) = threshold {
             head.check_threshold("--threshold", threshold)
-                .map_err(Error::InvalidInput)?;
+                .map_err(Error::InvalidSetting)?;
         }
         let mut fields = vec![Field::new("cross_score", DataType::Float32, true)];
         fields.extend(class_fields(head));

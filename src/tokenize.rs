@@ -76,7 +76,7 @@ impl PairTokenizer {
             .map_or(0, |processor| processor.added_tokens(true))
             + 2;
         if max_length < shortest {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidSetting(format!(
                 "--max-length {max_length}: a pair needs at least {shortest} tokens \
                  (its special tokens and one token of each text)"
             )));
@@ -85,7 +85,7 @@ impl PairTokenizer {
         let mut counter = tokenizer.clone();
         counter
             .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(|e| Error::tokenizer("", e))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -93,7 +93,7 @@ impl PairTokenizer {
                 stride: 0,
                 direction: TruncationDirection::Right,
             }))
-            .map_err(|e| Error::Tokenizer(format!("max length {max_length}: {e}")))?;
+            .map_err(|e| Error::tokenizer(format!(", max length {max_length}"), e))?;
         let pad_id = pad_token
             .and_then(|token| tokenizer.token_to_id(token))
             .or(pad_id)
@@ -111,8 +111,8 @@ impl PairTokenizer {
     /// a length beyond the model's position table is an error.
     pub fn for_model(files: &ModelFiles, config: &ModelConfig, max_length: usize) -> Result<Self> {
         if let Some(limit) = config.max_position_embeddings.filter(|&l| max_length > l) {
-            return Err(Error::InvalidInput(format!(
-                "max length {max_length} exceeds the model's max_position_embeddings {limit}"
+            return Err(Error::InvalidSetting(format!(
+                "--max-length {max_length} exceeds the model's max_position_embeddings {limit}"
             )));
         }
         Self::from_file(
@@ -198,7 +198,7 @@ impl PairTokenizer {
         let encoding = self
             .counter
             .encode_fast(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(|e| Error::tokenizer("", e))?;
         Ok(encoding.len())
     }
 
@@ -206,7 +206,7 @@ impl PairTokenizer {
         let encodings = self
             .tokenizer
             .encode_batch(inputs, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(|e| Error::tokenizer("", e))?;
         Ok(encodings
             .into_iter()
             .map(|encoding| EncodedPair {

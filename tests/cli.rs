@@ -217,7 +217,7 @@ async fn sql_prints_csv_and_json_lines() {
 }
 
 #[test]
-fn the_binary_runs_sql_over_the_bundled_sample_and_fails_with_exit_code_1() {
+fn the_binary_runs_sql_over_the_bundled_sample_and_a_statement_that_does_not_plan_exits_2() {
     let sample = repo_root().join("examples/pairs.parquet");
     let output = Command::new(crossflow_binary())
         .args(["sql", "--table", &format!("pairs={}", sample.display())])
@@ -244,6 +244,61 @@ fn the_binary_runs_sql_over_the_bundled_sample_and_fails_with_exit_code_1() {
         .args(["sql", "SELECT cross_score(1, 2)"])
         .output()
         .unwrap();
-    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(failed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("error: "));
+}
+
+/// The binary's exit code and its `error:` line for `args`.
+fn failure(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(crossflow_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn exit_codes_follow_the_kind_of_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = repo_root().join("examples/pairs.parquet");
+    let sample = sample.to_str().unwrap();
+    let out = dir.path().join("out.parquet");
+    let out = out.to_str().unwrap();
+    let score = |more: &[&str]| {
+        let args = [&["score", "--input", sample, "--output", out][..], more].concat();
+        failure(&args)
+    };
+    // Usage (2): a value no input makes right, as clap's own parse errors.
+    let (code, stderr) = score(&["--a", "a", "--b", "b", "--threshold", "2"]);
+    assert_eq!(
+        code,
+        Some(i32::from(crossflow_pipelines::EXIT_USAGE)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--threshold"), "{stderr}");
+    let (code, stderr) = failure(&["score", "--input", sample]);
+    assert_eq!(code, Some(2), "clap: {stderr}");
+    // Data (4): the input lacks what the flags name.
+    let (code, stderr) = score(&["--a", "premise", "--b", "b"]);
+    assert_eq!(
+        code,
+        Some(i32::from(crossflow_pipelines::EXIT_DATA)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"premise\""), "{stderr}");
+    // Runtime (1): the model cannot be loaded.
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    crossflow_tests::copy_model_config(&sts_model_dir(), &model);
+    std::fs::write(model.join("model.onnx"), b"not an onnx graph").unwrap();
+    let model = model.to_str().unwrap();
+    let (code, stderr) = score(&["--a", "a", "--b", "b", "--model", model]);
+    assert_eq!(
+        code,
+        Some(i32::from(crossflow_pipelines::EXIT_RUNTIME)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("model.onnx"), "{stderr}");
+    assert!(!Path::new(out).exists(), "no output after a failure");
 }

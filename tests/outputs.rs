@@ -20,11 +20,6 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Fails unless the run exited 1 with an error containing every one of `words`.
-fn assert_refused(output: &Output, words: &[&str]) {
-    assert_refused_with(output, 1, words);
-}
-
 /// The names in `dir` that are temporary outputs.
 fn temporaries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -52,7 +47,7 @@ fn score_refuses_an_output_that_is_its_input_or_a_link_to_it() {
     std::os::unix::fs::symlink(&input, &link).unwrap();
     for output in [&input, &link] {
         let run = crossflow(&["score", "--input", s(&input), "--output", s(output)]);
-        assert_refused(&run, &["--output", "would overwrite the input"]);
+        assert_refused_with(&run, 2, &["--output", "would overwrite the input"]);
         assert_eq!(std::fs::read(&input).unwrap(), before, "input untouched");
     }
 }
@@ -73,7 +68,7 @@ fn a_failed_score_keeps_the_previous_output_and_leaves_no_temporary_file() {
         "--output",
         s(&output),
     ]);
-    assert_refused(&run, &["\"id\"", "pairs.parquet"]);
+    assert_refused_with(&run, 4, &["\"id\"", "pairs.parquet"]);
     assert_eq!(std::fs::read(&output).unwrap(), PREVIOUS);
     assert_eq!(temporaries(dir.path()), Vec::<String>::new());
 }
@@ -134,7 +129,7 @@ fn a_copy_that_fails_part_way_leaves_the_previous_file_and_no_partial_one() {
             path.display()
         );
         let run = crossflow(&["sql", &copy]);
-        assert_refused(&run, &["Divide by zero"]);
+        assert_refused_with(&run, 1, &["Divide by zero"]);
         assert_eq!(std::fs::read(&previous).unwrap(), PREVIOUS);
         assert_eq!(temporaries(dir.path()), Vec::<String>::new());
         if target.ends_with('/') {
@@ -179,10 +174,10 @@ fn a_bad_later_statement_stops_the_call_before_any_copy_runs() {
         target.display()
     );
     let syntax = crossflow(&["sql", &copy, "SELEC oops"]);
-    assert_refused(&syntax, &["statement 2"]);
+    assert_refused_with(&syntax, 2, &["statement 2"]);
     assert!(!target.exists(), "the COPY did not run");
     let plan = crossflow(&["sql", &copy, "SELECT * FROM no_such_table"]);
-    assert_refused(&plan, &["statement 2", "no_such_table"]);
+    assert_refused_with(&plan, 2, &["statement 2", "no_such_table"]);
     assert!(!target.exists(), "the COPY did not run");
 }
 
@@ -232,7 +227,7 @@ fn dedupe_refuses_two_outputs_at_one_path() {
     std::os::unix::fs::symlink(&output, &link).unwrap();
     for pairs in [&output, &link] {
         let run = dedupe(&input, &output, &["--pairs-output", s(pairs)]);
-        assert_refused(&run, &["--pairs-output", "--output", "same file"]);
+        assert_refused_with(&run, 2, &["--pairs-output", "--output", "same file"]);
         assert!(!output.exists());
     }
 }
@@ -243,7 +238,7 @@ fn dedupe_refuses_duplicate_ids_naming_the_first() {
     let input = dedupe_input(dir.path(), &["7", "8", "7"]);
     let output = dir.path().join("out.parquet");
     let run = dedupe(&input, &output, &["--id-column", "id"]);
-    assert_refused(&run, &["id \"7\"", "rows 0 and 2", "\"id\""]);
+    assert_refused_with(&run, 4, &["id \"7\"", "rows 0 and 2", "\"id\""]);
     assert!(!output.exists());
 }
 

@@ -37,7 +37,7 @@ fn a_max_length_without_room_for_a_pair_is_an_error_not_a_panic() {
             "--output",
             s(&output),
         ]);
-        assert_refused_with(&run, 1, &["--max-length", "at least 5 tokens"]);
+        assert_refused_with(&run, 2, &["--max-length", "at least 5 tokens"]);
     }
     assert!(!output.exists());
 }
@@ -57,7 +57,7 @@ fn score_thresholds_off_the_model_scale_are_refused() {
             s(&output),
             &threshold,
         ]);
-        assert_refused_with(&run, 1, &["--threshold", "probability in [0, 1]"]);
+        assert_refused_with(&run, 2, &["--threshold", "probability in [0, 1]"]);
     }
 }
 
@@ -85,7 +85,7 @@ fn dedupe_numbers_out_of_range_are_refused_before_any_work() {
         ("--threshold=7", "--threshold"),
         ("--top-k=0", "--top-k"),
     ] {
-        assert_refused_with(&dedupe(flag), 1, &[named]);
+        assert_refused_with(&dedupe(flag), 2, &[named]);
     }
     assert!(!output.exists());
 }
@@ -129,10 +129,10 @@ fn rerank_weights_and_k_out_of_range_are_refused() {
     let output = dir.path().join("top.parquet");
     for fusion in ["--fusion=2", "--fusion=NaN", "--fusion=-1", "--fusion=-inf"] {
         let run = rerank(&input, &output, &["--first-stage-column", "bm25", fusion]);
-        assert_refused_with(&run, 1, &["--fusion", "[0, 1]"]);
+        assert_refused_with(&run, 2, &["--fusion", "[0, 1]"]);
     }
     let run = rerank(&input, &output, &["--top-k", "0"]);
-    assert_refused_with(&run, 1, &["--top-k"]);
+    assert_refused_with(&run, 2, &["--top-k"]);
     assert!(!output.exists());
     let run = rerank(
         &input,
@@ -152,7 +152,7 @@ fn rerank_refuses_null_query_ids_and_bad_first_stage_scores() {
     let output = dir.path().join("top.parquet");
     let null_id = rerank_input(dir.path(), &[Some(1), None, None], &[Some(0.1); 3]);
     let run = rerank(&null_id, &output, &[]);
-    assert_refused_with(&run, 1, &["--query-id-column", "2 rows"]);
+    assert_refused_with(&run, 4, &["--query-id-column", "2 rows"]);
     for bad in [f64::NAN, f64::INFINITY] {
         let input = rerank_input(dir.path(), &[Some(1), Some(1)], &[Some(0.5), Some(bad)]);
         let run = rerank(
@@ -160,7 +160,7 @@ fn rerank_refuses_null_query_ids_and_bad_first_stage_scores() {
             &output,
             &["--first-stage-column", "bm25", "--fusion", "0.5"],
         );
-        assert_refused_with(&run, 1, &["--first-stage-column", "NaN or infinite"]);
+        assert_refused_with(&run, 4, &["--first-stage-column", "NaN or infinite"]);
     }
     let input = rerank_input(dir.path(), &[Some(1), Some(1)], &[Some(0.5), None]);
     let run = rerank(
@@ -168,7 +168,7 @@ fn rerank_refuses_null_query_ids_and_bad_first_stage_scores() {
         &output,
         &["--first-stage-column", "bm25", "--fusion", "0.5"],
     );
-    assert_refused_with(&run, 1, &["--first-stage-column", "null"]);
+    assert_refused_with(&run, 4, &["--first-stage-column", "null"]);
     assert!(!output.exists());
 }
 
@@ -178,15 +178,15 @@ fn rerank_names_the_flag_of_a_missing_or_mistyped_column() {
     let input = rerank_input(dir.path(), &[Some(1)], &[Some(0.1)]);
     let output = dir.path().join("top.parquet");
     let run = rerank(&input, &output, &["--doc-column", "passage"]);
-    assert_refused_with(&run, 1, &["--doc-column \"passage\"", "no such column"]);
+    assert_refused_with(&run, 4, &["--doc-column \"passage\"", "no such column"]);
     let run = rerank(&input, &output, &["--query-column", "query_id"]);
-    assert_refused_with(&run, 1, &["--query-column \"query_id\"", "Int64"]);
+    assert_refused_with(&run, 4, &["--query-column \"query_id\"", "Int64"]);
     let run = rerank(
         &input,
         &output,
         &["--first-stage-column", "doc", "--fusion", "0.5"],
     );
-    assert_refused_with(&run, 1, &["--first-stage-column \"doc\"", "numeric"]);
+    assert_refused_with(&run, 4, &["--first-stage-column \"doc\"", "numeric"]);
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn dedupe_names_a_nested_id_column() {
         "--output",
         s(&output),
     ]);
-    assert_refused_with(&run, 1, &["column \"key\"", "Struct"]);
+    assert_refused_with(&run, 4, &["column \"key\"", "Struct"]);
 }
 
 #[test]
@@ -256,10 +256,10 @@ fn text_that_is_not_utf8_is_named_by_file_and_column() {
     let input = not_utf8(dir.path());
     let output = dir.path().join("out.parquet");
     let run = crossflow(&["score", "--input", s(&input), "--output", s(&output)]);
-    assert_refused_with(&run, 1, &["column \"b\"", "bytes.parquet", "UTF-8"]);
+    assert_refused_with(&run, 4, &["column \"b\"", "bytes.parquet", "UTF-8"]);
     let table = format!("t={}", input.display());
     let run = crossflow(&["sql", "-t", &table, "SELECT cross_score(a, b) FROM t"]);
-    assert_refused_with(&run, 1, &["column \"b\"", "bytes.parquet", "UTF-8"]);
+    assert_refused_with(&run, 4, &["column \"b\"", "bytes.parquet", "UTF-8"]);
 }
 
 #[test]

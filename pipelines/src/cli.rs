@@ -126,7 +126,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             let args = args.clone();
             let summary = tokio::task::spawn_blocking(move || score::run(&args, &model))
                 .await
-                .map_err(|e| crate::JobError::Usage(format!("score job panicked: {e}")))??;
+                .map_err(|e| crate::JobError::Internal(format!("the score job panicked: {e}")))??;
             eprintln!(
                 "scored {} pairs in {:.2}s ({:.0} pairs/s); {} with a null text, {} truncated, {} from the cache",
                 summary.rows,

@@ -27,6 +27,12 @@ pub enum JobError {
         path: String,
         source: datafusion::parquet::errors::ParquetError,
     },
+    /// An input file is not Parquet, or not readable as Parquet.
+    #[error("{path}: not readable as Parquet: {source}")]
+    InputParquet {
+        path: String,
+        source: datafusion::parquet::errors::ParquetError,
+    },
     /// A string column holds bytes that are not UTF-8.
     #[error("column {column:?} in {path} holds text that is not valid UTF-8: {message}")]
     NotUtf8 {
@@ -98,9 +104,38 @@ pub enum JobError {
     /// A cluster node could not start or run.
     #[error(transparent)]
     Cluster(#[from] crossflow_cluster::ClusterError),
-    /// Invalid command-line arguments.
+    /// Invalid command-line arguments: a value, or flags that do not go
+    /// together, whatever the input.
     #[error("{0}")]
     Usage(String),
+    /// A settings file (`--config`) that cannot be read as its format.
+    #[error("{path}: {source}")]
+    Config {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// Input data the job cannot use as asked: a column a flag names is
+    /// missing or of another type, rows break a rule of the job.
+    #[error("{0}")]
+    InvalidData(String),
+    /// Every message of a batch of several failed in the engine: the error
+    /// is not the messages' (enrich stops, nothing committed).
+    #[error("the engine failed on every message of a batch of {failed}: {source}")]
+    BatchFailed {
+        failed: usize,
+        #[source]
+        source: Box<JobError>,
+    },
+    /// The dead-letter topic refused a dead letter for a reason other than
+    /// its size.
+    #[error("the dead-letter topic {topic} refuses the dead letter of {input}: {reason}")]
+    DeadLetterRefused {
+        topic: String,
+        /// The input message, `topic/partition@offset`.
+        input: String,
+        reason: String,
+    },
 
     /// A broken invariant of crossflow itself (a bug), reported rather than
     /// papered over.
@@ -108,21 +143,58 @@ pub enum JobError {
     Internal(String),
 }
 
+/// Exit code of a job that failed while running (a model, Kafka, a file
+/// that could not be written, a bug).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code of a command line that cannot be run, whatever the input (as
+/// clap's own parse errors).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code of a job stopped because another instance took over its
 /// transactional id (`enrich --guarantee exactly-once`).
 pub const EXIT_FENCED: u8 = 3;
+/// Exit code of input data the job cannot use as asked (a missing or
+/// ill-typed column, text that is not UTF-8, rows that break a rule).
+pub const EXIT_DATA: u8 = 4;
 
 impl JobError {
-    /// The process exit code for this error: [`EXIT_FENCED`] when fenced, 1 otherwise.
+    /// The process exit code for this error: [`EXIT_USAGE`],
+    /// [`EXIT_DATA`], [`EXIT_FENCED`] or [`EXIT_RUNTIME`].
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Usage(_)
+            | Self::Config { .. }
+            | Self::BundledModelMissing { .. }
+            | Self::ColumnExists(_) => EXIT_USAGE,
+            Self::Engine(error) if error.is_usage() => EXIT_USAGE,
+            Self::DataFusion(error) | Self::Statement { source: error, .. }
+                if is_statement_error(error) =>
+            {
+                EXIT_USAGE
+            }
+            Self::InvalidData(_)
+            | Self::MissingColumn { .. }
+            | Self::ColumnType { .. }
+            | Self::NotUtf8 { .. }
+            | Self::InputParquet { .. }
+            | Self::Read { .. } => EXIT_DATA,
+            Self::Engine(error) if error.is_invalid_input() => EXIT_DATA,
             Self::Fenced { .. } => EXIT_FENCED,
-            _ => 1,
+            _ => EXIT_RUNTIME,
         }
     }
 
     pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn input_parquet(
+        path: impl std::fmt::Display,
+        source: datafusion::parquet::errors::ParquetError,
+    ) -> Self {
+        Self::InputParquet {
             path: path.to_string(),
             source,
         }
@@ -137,4 +209,14 @@ impl JobError {
             source,
         }
     }
+}
+
+/// Whether a DataFusion error is in the statement itself (SQL that does not
+/// parse or plan: a syntax error, an unknown table, column or function).
+fn is_statement_error(error: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as E;
+    matches!(
+        error.find_root(),
+        E::SQL(..) | E::Plan(..) | E::SchemaError(..)
+    )
 }

@@ -17,4 +17,4 @@ pub mod score;
 pub mod sql;
 mod statements;
 
-pub use error::{EXIT_FENCED, JobError, Result};
+pub use error::{EXIT_DATA, EXIT_FENCED, EXIT_RUNTIME, EXIT_USAGE, JobError, Result};

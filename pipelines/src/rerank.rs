@@ -156,7 +156,7 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
             .field_with_unqualified_name(name)
             .map(|f| f.data_type().clone())
             .map_err(|_| {
-                JobError::Usage(format!(
+                JobError::InvalidData(format!(
                     "{flag} {name:?}: no such column in {}; its columns are: {}",
                     args.input,
                     schema
@@ -197,13 +197,13 @@ async fn check_input(ctx: &SessionContext, args: &RerankArgs) -> Result<()> {
     };
     let problems = count_bad_rows(&table, &args.query_id_column, first).await?;
     if problems.null_query_ids > 0 {
-        return Err(JobError::Usage(format!(
+        return Err(JobError::InvalidData(format!(
             "--query-id-column {:?}: {} rows of {} have a null query id; give them one",
             args.query_id_column, problems.null_query_ids, args.input
         )));
     }
     if let (Some(name), true) = (first, problems.bad_first_stage > 0) {
-        return Err(JobError::Usage(format!(
+        return Err(JobError::InvalidData(format!(
             "--first-stage-column {name:?}: {} rows of {} have a null, NaN or infinite score",
             problems.bad_first_stage, args.input
         )));
@@ -218,7 +218,7 @@ fn wrong_type(
     expected: &str,
     args: &RerankArgs,
 ) -> JobError {
-    JobError::Usage(format!(
+    JobError::InvalidData(format!(
         "{flag} {name:?}: column of {} has type {found}; expected {expected}",
         args.input
     ))

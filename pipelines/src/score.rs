@@ -66,8 +66,8 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     )?;
     let input = args.input.display().to_string();
     let file = File::open(&args.input).map_err(|e| JobError::io(&input, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| JobError::parquet(&input, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| JobError::input_parquet(&input, e))?;
     let total = builder.metadata().file_metadata().num_rows() as u64;
     let in_schema = builder.schema().clone();
     let columns = [
@@ -79,7 +79,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
     let reader = builder
         .with_batch_size(args.batch_size.max(1))
         .build()
-        .map_err(|e| JobError::parquet(&input, e))?;
+        .map_err(|e| JobError::input_parquet(&input, e))?;
 
     let output = args.output.display().to_string();
     let (pending, out_file) = OutputFile::create(&args.output)?;

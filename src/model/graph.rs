@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn every_failed_rewrite_runs_one_pair_per_batch() {
-        let failing_probes = || Err(Error::Tokenizer("probe tokenization failed".into()));
+        let failing_probes = || Err(Error::tokenizer("", "probe tokenization failed".into()));
         let not_handled: Rewrite = |_| Ok(None);
         let malformed: Rewrite = |bytes| proto::parse(&bytes[..bytes.len() / 2]).map(|_| None);
         let refused: Rewrite = |_| {

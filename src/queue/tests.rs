@@ -53,10 +53,7 @@ impl Backend for Summing {
             panic!("pair {PANICS}");
         }
         if rows.iter().any(|r| r.contains(&i64::from(FAILS))) {
-            return Err(Error::Ort {
-                context: "running a batch".into(),
-                message: "injected failure".into(),
-            });
+            return Err(Error::ort("running a batch", "injected failure"));
         }
         let mut data = Vec::new();
         for (row, mask) in rows.iter().zip(batch.attention_mask.chunks(batch.cols)) {

@@ -98,7 +98,7 @@ fn refuse_duplicate_ids(ids: &[Option<String>], args: &DedupeArgs) -> Result<()>
     for (row, id) in ids.iter().enumerate() {
         let Some(id) = id.as_deref() else { continue };
         if let Some(first) = seen.insert(id, row) {
-            return Err(JobError::Usage(format!(
+            return Err(JobError::InvalidData(format!(
                 "{}: id {id:?} in column {:?} is on rows {first} and {row}; \
                  ids must be unique (or leave out --id-column to use row numbers)",
                 args.input,

@@ -217,14 +217,11 @@ impl Job {
             self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
             return Ok(self.dead_letter(input, record.input, &reason));
         }
-        let refusal = JobError::Usage(format!(
-            "the dead-letter topic {} refuses the dead letter of {}/{}@{}: {}",
-            record.topic,
-            input.topic(),
-            input.partition(),
-            input.offset(),
-            reason.text
-        ));
+        let refusal = JobError::DeadLetterRefused {
+            topic: record.topic.clone(),
+            input: format!("{}/{}@{}", input.topic(), input.partition(), input.offset()),
+            reason: reason.text.clone(),
+        };
         if reason.code != "too_large" {
             return Err(refusal);
         }

@@ -217,23 +217,27 @@ impl Job {
             if let Ok(scored) = self.scorer.score(good) {
                 return scored_results(self.record_scoring(&scored, good.len()));
             }
-            bisect(good, &mut |pairs| {
-                let scored = self.scorer.score(pairs);
-                if let Err(error) = &scored {
-                    first_error.get_or_insert_with(|| error.to_string());
+            bisect(good, &mut |pairs| match self.scorer.score(pairs) {
+                Ok(scored) => Ok(self.record_scoring(&scored, pairs.len())),
+                Err(error) => {
+                    let text = error.to_string();
+                    first_error.get_or_insert(error);
+                    Err(text)
                 }
-                scored.map(|s| self.record_scoring(&s, pairs.len()))
             })
         });
         self.metrics
-            .inference_seconds
+            .scoring_seconds
             .observe(started.elapsed().as_secs_f64());
         let failed = results.iter().filter(|r| r.is_err()).count();
         if failed > 1 && failed == good.len() {
-            return Err(JobError::Usage(format!(
-                "the engine failed on every message of a batch of {failed}: {}",
-                first_error.unwrap_or_default()
-            )));
+            return Err(match first_error {
+                Some(error) => JobError::BatchFailed {
+                    failed,
+                    source: Box::new(error),
+                },
+                None => JobError::Internal(format!("{failed} messages failed without an error")),
+            });
         }
         if failed > 0 {
             tracing::warn!(

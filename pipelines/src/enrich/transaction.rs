@@ -42,7 +42,7 @@ impl Job {
             let group = self
                 .consumer
                 .group_metadata()
-                .ok_or_else(|| JobError::Usage("the consumer has no group metadata".into()))?;
+                .ok_or_else(|| JobError::Internal("the consumer has no group metadata".into()))?;
             tokio::task::block_in_place(|| {
                 self.producer
                     .send_offsets_to_transaction(offsets, &group, KAFKA_TIMEOUT)?;
