@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use crossflow::BatchLimits;
 use crossflow::{Activation, CrossEncoder, Device, EngineOptions, QueueOptions};
 use crossflow_udfs::ModelSet;
+use serde::{Deserialize, Deserializer};
 
 use crate::{JobError, Result};
 
@@ -23,8 +24,47 @@ pub const BUNDLED_MODELS: [&str; 3] = [DEFAULT_SCORE_MODEL, DEFAULT_NLI_MODEL, D
 /// The longest `--batch-wait-ms`: every call may wait this long for a batch to fill.
 pub const MAX_BATCH_WAIT_MS: u64 = 10_000;
 
-/// How to find and run the models.
-#[derive(Debug, Clone, Args)]
+/// Activation of a one-label model's score (`--activation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationArg {
+    /// The activation the model's configuration names.
+    Auto,
+    /// The raw logit.
+    #[value(alias = "identity", alias = "raw")]
+    #[serde(alias = "identity", alias = "raw")]
+    None,
+    /// `1 / (1 + e^-x)`, a score in 0..1.
+    Sigmoid,
+    /// Softmax over the labels (classifiers).
+    Softmax,
+}
+
+/// Batch invariance of dynamically quantized int8 graphs (`--batch-invariant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchInvariance {
+    /// `on` for int8 graphs whose results depend on batch neighbours.
+    Auto,
+    /// One pair per micro-batch on the CPU, per-pair scales on CUDA.
+    #[value(alias = "true")]
+    #[serde(alias = "true")]
+    On,
+    /// Batched as they are: not invariant.
+    #[value(alias = "false")]
+    #[serde(alias = "false")]
+    Off,
+    /// One pair per micro-batch.
+    OnePair,
+    /// Rewritten to per-pair quantization scales, batched.
+    Scales,
+}
+
+/// How to find and run the models: the same settings from the command line
+/// and, for `crossflow enrich --config`, from the `[models]` table of its
+/// file (the flags' names in snake_case); a flag wins over the file.
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[command(next_help_heading = "Model and inference options (any command)")]
 pub struct ModelArgs {
     /// Cross-encoder directory (sentence-transformers layout) serving scores
@@ -61,25 +101,34 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub threads: Option<usize>,
 
-    /// Execution device: cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu", global = true)]
-    pub device: Device,
+    /// Execution device: cpu, cuda or cuda:N [default: cpu]
+    #[arg(long, global = true)]
+    #[serde(deserialize_with = "device")]
+    pub device: Option<Device>,
 
-    /// Activation of a one-label model's score: auto (from its config), none, sigmoid
-    #[arg(long, default_value = "auto", global = true)]
-    pub activation: String,
+    /// Activation of a one-label model's score: auto (from its config), none,
+    /// sigmoid, softmax [default: auto]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        hide_possible_values = true
+    )]
+    pub activation: Option<ActivationArg>,
 
     /// Results that never depend on batch neighbours, for dynamically quantized
     /// int8 graphs: auto / on (one-pair on CPU, scales on CUDA), one-pair (one
     /// pair per micro-batch), scales (rewritten to per-pair quantization
-    /// scales, batched), off (batched as they are: not invariant)
-    #[arg(long, default_value = "auto", global = true)]
-    pub batch_invariant: String,
+    /// scales, batched), off (batched as they are: not invariant) [default: auto]
+    #[arg(long, global = true, value_enum, hide_possible_values = true)]
+    pub batch_invariant: Option<BatchInvariance>,
 
     /// Distinct pairs whose scores are kept across batches so that a pair
-    /// seen again (stream re-delivery, repeated query) is not run again; 0 turns the cache off
-    #[arg(long, default_value_t = 100_000, global = true)]
-    pub cache_pairs: usize,
+    /// seen again (stream re-delivery, repeated query) is not run again; 0
+    /// turns the cache off [default: 100000]
+    #[arg(long, global = true)]
+    pub cache_pairs: Option<usize>,
 
     /// Pairs waiting in a model's queue at most; callers wait for room
     /// [default: 8 micro-batches per session]
@@ -101,26 +150,69 @@ pub struct ModelArgs {
     pub ort_lib: Option<PathBuf>,
 }
 
+/// Default of `--cache-pairs`.
+pub const DEFAULT_CACHE_PAIRS: usize = 100_000;
+
+/// A `--device` value from a settings file.
+fn device<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Device>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.map(|t| t.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 impl ModelArgs {
+    /// These settings, each taken from `file` where it is not set here.
+    pub fn or(self, file: ModelArgs) -> ModelArgs {
+        ModelArgs {
+            model: self.model.or(file.model),
+            nli_model: self.nli_model.or(file.nli_model),
+            onnx_file: self.onnx_file.or(file.onnx_file),
+            max_length: self.max_length.or(file.max_length),
+            max_batch_tokens: self.max_batch_tokens.or(file.max_batch_tokens),
+            max_batch_pairs: self.max_batch_pairs.or(file.max_batch_pairs),
+            sessions: self.sessions.or(file.sessions),
+            threads: self.threads.or(file.threads),
+            device: self.device.or(file.device),
+            activation: self.activation.or(file.activation),
+            batch_invariant: self.batch_invariant.or(file.batch_invariant),
+            cache_pairs: self.cache_pairs.or(file.cache_pairs),
+            queue_pairs: self.queue_pairs.or(file.queue_pairs),
+            queue_tokens: self.queue_tokens.or(file.queue_tokens),
+            batch_wait_ms: self.batch_wait_ms.or(file.batch_wait_ms),
+            ort_lib: self.ort_lib.or(file.ort_lib),
+        }
+    }
+
+    /// Whether `--activation` asks for another activation than the model's own.
+    pub fn overrides_activation(&self) -> bool {
+        self.activation.is_some_and(|a| a != ActivationArg::Auto)
+    }
+
     /// Engine options from the flags.
     pub fn engine_options(&self) -> Result<EngineOptions> {
-        let activation = match self.activation.as_str() {
-            "auto" => None,
-            other => Some(other.parse::<Activation>().map_err(JobError::Usage)?),
+        let activation = match self.activation.unwrap_or(ActivationArg::Auto) {
+            ActivationArg::Auto => None,
+            ActivationArg::None => Some(Activation::Identity),
+            ActivationArg::Sigmoid => Some(Activation::Sigmoid),
+            ActivationArg::Softmax => Some(Activation::Softmax),
         };
-        let (batch_invariant, per_pair_scales) = match self.batch_invariant.as_str() {
-            "auto" => (None, None),
-            "on" | "true" => (Some(true), None),
-            "off" | "false" => (Some(false), None),
-            "one-pair" => (Some(true), Some(false)),
-            "scales" => (Some(true), Some(true)),
-            other => {
-                return Err(JobError::Usage(format!(
-                    "--batch-invariant {other:?}: expected auto, on, off, one-pair or scales"
-                )));
-            }
-        };
-        let device_limits = BatchLimits::for_device(self.device);
+        let (batch_invariant, per_pair_scales) =
+            match self.batch_invariant.unwrap_or(BatchInvariance::Auto) {
+                BatchInvariance::Auto => (None, None),
+                BatchInvariance::On => (Some(true), None),
+                BatchInvariance::Off => (Some(false), None),
+                BatchInvariance::OnePair => (Some(true), Some(false)),
+                BatchInvariance::Scales => (Some(true), Some(true)),
+            };
+        if let Some(wait) = self.batch_wait_ms.filter(|&ms| ms > MAX_BATCH_WAIT_MS) {
+            return Err(JobError::Usage(format!(
+                "--batch-wait-ms {wait}: expected at most {MAX_BATCH_WAIT_MS}"
+            )));
+        }
+        let device = self.device.unwrap_or_default();
+        let device_limits = BatchLimits::for_device(device);
         Ok(EngineOptions {
             onnx_file: self.onnx_file.clone(),
             max_length: self.max_length,
@@ -134,12 +226,12 @@ impl ModelArgs {
             },
             sessions: self.sessions,
             threads: self.threads,
-            device: self.device,
+            device,
             activation,
             ort_library: self.ort_lib.clone(),
             batch_invariant,
             per_pair_scales,
-            cache_pairs: self.cache_pairs,
+            cache_pairs: self.cache_pairs.unwrap_or(DEFAULT_CACHE_PAIRS),
             queue: QueueOptions {
                 max_pairs: self.queue_pairs,
                 max_tokens: self.queue_tokens,

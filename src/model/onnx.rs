@@ -14,14 +14,12 @@ pub(super) const NODE_OP_TYPE: u32 = 4;
 pub(super) const NODE_ATTRIBUTE: u32 = 5;
 
 /// The version of the default (`ai.onnx`) operator set the model imports (0 if none).
-pub(super) fn opset(model: &[Field]) -> u64 {
-    model
+pub(super) fn opset(model: &[Field]) -> Result<u64, ProtoError> {
+    Ok(proto::messages(model, MODEL_OPSET)?
         .iter()
-        .filter(|f| f.number() == MODEL_OPSET)
-        .filter_map(|f| proto::parse(f.bytes()?).ok())
         .filter(|set| matches!(proto::string(set, 1).as_str(), "" | "ai.onnx"))
-        .find_map(|set| proto::int(&set, 2))
-        .unwrap_or(0)
+        .find_map(|set| proto::int(set, 2))
+        .unwrap_or(0))
 }
 
 /// A node as its fields, with its inputs, outputs and operator read out.
@@ -75,13 +73,12 @@ impl Node {
         }
     }
 
-    pub(super) fn int_attribute(&self, name: &str) -> Option<u64> {
-        self.fields
+    /// The `INT` attribute `name`; a malformed attribute is an error.
+    pub(super) fn int_attribute(&self, name: &str) -> Result<Option<u64>, ProtoError> {
+        Ok(proto::messages(&self.fields, NODE_ATTRIBUTE)?
             .iter()
-            .filter(|f| f.number() == NODE_ATTRIBUTE)
-            .filter_map(|f| proto::parse(f.bytes()?).ok())
             .find(|a| proto::string(a, 1) == name)
-            .and_then(|a| proto::int(&a, 3))
+            .and_then(|a| proto::int(a, 3)))
     }
 }
 

@@ -61,6 +61,23 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Field>, ProtoError> {
         .collect())
 }
 
+/// The sub-messages in the fields numbered `number`, parsed. A field of that
+/// number that is not length-delimited, or does not parse, is an error: a
+/// malformed graph is never read in part.
+pub fn messages(fields: &[Field], number: u32) -> Result<Vec<Vec<Field>>, ProtoError> {
+    fields
+        .iter()
+        .filter(|f| f.number() == number)
+        .map(|f| match f.bytes() {
+            Some(bytes) => parse(bytes),
+            None => Err(ProtoError {
+                at: 0,
+                what: "a sub-message field that is not length-delimited",
+            }),
+        })
+        .collect()
+}
+
 /// The payloads of the length-delimited fields numbered `number`, borrowed
 /// from `bytes` (for reading a large message without copying it).
 pub fn payloads(bytes: &[u8], number: u32) -> Result<Vec<&[u8]>, ProtoError> {

@@ -127,8 +127,8 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
              tuned with --ivf-lists and --ivf-probes), as fast or faster at equal or better recall"
         );
     }
-    if models.activation != "auto" {
-        tracing::warn!(activation = %models.activation,
+    if models.overrides_activation() {
+        tracing::warn!(activation = ?models.activation,
             "dedupe scores with the model's own activation; --activation is ignored");
     }
     // The verifier first: a threshold off its scale is refused before any work.

@@ -39,7 +39,7 @@ impl Job {
     pub(super) async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
         let mut batch: Vec<Received> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.len() < self.settings.max_batch_pairs {
+        while batch.len() < self.settings.gather_messages {
             let until = deadline
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(250));
             tokio::select! {

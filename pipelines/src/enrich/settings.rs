@@ -11,6 +11,10 @@ use super::message::{FieldMapping, FieldPath};
 use crate::models::ModelArgs;
 use crate::{JobError, Result};
 
+/// Messages per Kafka batch when neither --gather-messages nor
+/// --max-batch-pairs says.
+pub const DEFAULT_GATHER_MESSAGES: usize = 256;
+
 /// Delivery guarantee of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -52,9 +56,13 @@ pub struct EnrichArgs {
     /// Field (or JSON pointer) holding the message id [default: id]
     #[arg(long)]
     pub id_field: Option<String>,
-    /// Wait at most this long for a micro-batch to fill [default: 50]
+    /// Wait at most this long for a Kafka batch to fill [default: 50]
     #[arg(long)]
     pub linger_ms: Option<u64>,
+    /// Messages gathered into one Kafka batch at most (scored together,
+    /// committed together) [default: --max-batch-pairs if given, else 256]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gather_messages: Option<u64>,
     /// at-least-once or exactly-once [default: at-least-once]
     #[arg(long, value_enum)]
     pub guarantee: Option<Guarantee>,
@@ -85,7 +93,9 @@ pub struct EnrichArgs {
     pub pause_before_commit_ms: Option<u64>,
 }
 
-/// The settings file: the same keys as the flags, plus the model flags.
+/// The settings file: the same keys as the flags, and every model flag in a
+/// `[models]` table (`model`, `max_batch_pairs`, `nli_model` and
+/// `max_batch_tokens` may also be top-level keys, as in earlier versions).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
@@ -98,6 +108,7 @@ struct FileSettings {
     b_field: Option<String>,
     id_field: Option<String>,
     linger_ms: Option<u64>,
+    gather_messages: Option<u64>,
     guarantee: Option<Guarantee>,
     transactional_id: Option<String>,
     metrics_addr: Option<SocketAddr>,
@@ -109,7 +120,24 @@ struct FileSettings {
     max_batch_pairs: Option<usize>,
     max_batch_tokens: Option<usize>,
     #[serde(default)]
+    models: ModelArgs,
+    #[serde(default)]
     kafka: std::collections::BTreeMap<String, String>,
+}
+
+impl FileSettings {
+    /// The model settings of the file: the `[models]` table, then the
+    /// top-level keys of earlier versions.
+    fn models(&mut self) -> ModelArgs {
+        let top_level = ModelArgs {
+            model: self.model.take(),
+            nli_model: self.nli_model.take(),
+            max_batch_pairs: self.max_batch_pairs.take(),
+            max_batch_tokens: self.max_batch_tokens.take(),
+            ..ModelArgs::default()
+        };
+        std::mem::take(&mut self.models).or(top_level)
+    }
 }
 
 /// Resolved settings of one enrich run.
@@ -121,7 +149,8 @@ pub struct EnrichSettings {
     pub group_id: String,
     pub dlq_topic: String,
     pub fields: FieldMapping,
-    pub max_batch_pairs: usize,
+    /// Messages gathered into one Kafka batch at most.
+    pub gather_messages: usize,
     pub linger: Duration,
     pub guarantee: Guarantee,
     pub transactional_id: String,
@@ -138,14 +167,11 @@ impl EnrichArgs {
     /// Merges the flags over the settings file; fills `models` from the file
     /// where its flags were not given. Missing required settings are errors.
     pub fn resolve(&self, models: &mut ModelArgs) -> Result<EnrichSettings> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        models.model = models.model.take().or(file.model);
-        models.nli_model = models.nli_model.take().or(file.nli_model);
-        models.max_batch_pairs = models.max_batch_pairs.or(file.max_batch_pairs);
-        models.max_batch_tokens = models.max_batch_tokens.or(file.max_batch_tokens);
+        *models = std::mem::take(models).or(file.models());
         let required = |flag: &Option<String>, from_file: Option<String>, name: &str| {
             flag.clone().or(from_file).ok_or_else(|| {
                 JobError::Usage(format!(
@@ -184,7 +210,13 @@ impl EnrichArgs {
                 b: field(&self.b_field, file.b_field, "b"),
                 id: field(&self.id_field, file.id_field, "id"),
             },
-            max_batch_pairs: models.max_batch_pairs.unwrap_or(256).max(1),
+            gather_messages: self
+                .gather_messages
+                .or(file.gather_messages)
+                .map(|n| n as usize)
+                .or(models.max_batch_pairs)
+                .unwrap_or(DEFAULT_GATHER_MESSAGES)
+                .max(1),
             linger: Duration::from_millis(self.linger_ms.or(file.linger_ms).unwrap_or(50)),
             guarantee: self
                 .guarantee
@@ -213,7 +245,10 @@ impl EnrichArgs {
 
 fn read_file(path: &Path) -> Result<FileSettings> {
     let text = std::fs::read_to_string(path).map_err(|e| JobError::io(path.display(), e))?;
-    toml::from_str(&text).map_err(|e| JobError::Usage(format!("{}: {e}", path.display())))
+    toml::from_str(&text).map_err(|source| JobError::Config {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn hostname() -> String {
@@ -270,7 +305,8 @@ mod tests {
             "{}",
             settings.transactional_id
         );
-        assert_eq!(settings.max_batch_pairs, 64);
+        assert_eq!(settings.gather_messages, 64, "--max-batch-pairs, as before");
+        assert_eq!(models.max_batch_pairs, Some(64));
         assert_eq!(settings.fields.a, FieldPath::new("a"));
         assert_eq!(
             settings.kafka,
@@ -300,5 +336,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("brokerz"), "{err}");
+    }
+
+    /// A value for each model flag, as it is written in a settings file.
+    fn file_value(flag: &str) -> &'static str {
+        match flag {
+            "model" | "nli_model" | "onnx_file" | "ort_lib" => "\"/some/path\"",
+            "device" => "\"cuda:1\"",
+            "activation" => "\"sigmoid\"",
+            "batch_invariant" => "\"one-pair\"",
+            _ => "7",
+        }
+    }
+
+    #[test]
+    fn every_model_flag_can_be_set_in_the_file_and_a_flag_wins() {
+        use clap::CommandFactory;
+        #[derive(Parser)]
+        struct ModelsOnly {
+            #[command(flatten)]
+            models: ModelArgs,
+        }
+        let flags: Vec<String> = ModelsOnly::command()
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(flags.len() >= 16, "{flags:?}");
+        let dir = tempfile::tempdir().unwrap();
+        for flag in &flags {
+            let file = dir.path().join(format!("{flag}.toml"));
+            let text = format!(
+                "brokers = \"b:1\"\ninput_topic = \"i\"\noutput_topic = \"o\"\n\
+                 group_id = \"g\"\n[models]\n{flag} = {}\n",
+                file_value(flag)
+            );
+            std::fs::write(&file, text).unwrap();
+            let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+            let mut models = cli.models.clone();
+            cli.enrich.resolve(&mut models).unwrap();
+            assert_ne!(models, ModelArgs::default(), "{flag} from the file is used");
+        }
+        let file = dir.path().join("both.toml");
+        std::fs::write(
+            &file,
+            "brokers = \"b:1\"\ninput_topic = \"i\"\noutput_topic = \"o\"\ngroup_id = \"g\"\n\
+             gather_messages = 32\n[models]\nsessions = 3\nmax_batch_pairs = 8\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), "--sessions", "2"]);
+        let mut models = cli.models.clone();
+        let settings = cli.enrich.resolve(&mut models).unwrap();
+        assert_eq!(models.sessions, Some(2), "the flag wins");
+        assert_eq!(models.max_batch_pairs, Some(8), "the engine's cap");
+        assert_eq!(
+            settings.gather_messages, 32,
+            "the gather size, apart from it"
+        );
     }
 }

@@ -32,14 +32,14 @@ pub struct Rewritten {
 /// per batch instead).
 pub fn rewrite(model: &[u8]) -> Result<Option<Rewritten>, ProtoError> {
     let mut model = proto::parse(model)?;
-    let opset = opset(&model);
+    let opset = opset(&model)?;
     if opset < 13 {
         return Ok(None);
     }
     let Some(at) = model.iter().position(|f| f.number() == MODEL_GRAPH) else {
         return Ok(None);
     };
-    let graph = proto::parse(model[at].bytes().unwrap_or_default())?;
+    let graph = proto::messages(&model[at..=at], MODEL_GRAPH)?.remove(0);
     let Some((graph, quantizers)) = Graph::new(graph)?.rewrite(opset)? else {
         return Ok(None);
     };
@@ -82,16 +82,14 @@ impl Graph {
         })
     }
 
-    fn has_input(&self, name: &str) -> bool {
-        self.rest
+    fn has_input(&self, name: &str) -> Result<bool, ProtoError> {
+        Ok(proto::messages(&self.rest, GRAPH_INPUT)?
             .iter()
-            .filter(|f| f.number() == GRAPH_INPUT)
-            .filter_map(|f| proto::parse(f.bytes()?).ok())
-            .any(|value_info| proto::string(&value_info, 1) == name)
+            .any(|value_info| proto::string(value_info, 1) == name))
     }
 
     fn rewrite(self, opset: u64) -> Result<Option<(Vec<Field>, usize)>, ProtoError> {
-        if !self.has_input("attention_mask") {
+        if !self.has_input("attention_mask")? {
             return Ok(None);
         }
         let consumers = self.consumers();
@@ -117,7 +115,7 @@ impl Graph {
                     return Ok(None);
                 }
                 let prefix = format!("{PREFIX}{quantizers}_");
-                let pooled = after_cls_selection(x, &producers, &self.constants, 0);
+                let pooled = after_cls_selection(x, &producers, &self.constants, 0)?;
                 nodes.extend(per_pair_quantizer(&prefix, [x, y, scale], pooled, opset));
                 zero_points.insert(zero.clone(), format!("{prefix}zp"));
                 quantizers += 1;
@@ -173,20 +171,22 @@ fn after_cls_selection(
     producers: &HashMap<&str, &Node>,
     constants: &[String],
     depth: usize,
-) -> bool {
+) -> Result<bool, ProtoError> {
     let Some(node) = producers.get(name) else {
-        return false;
+        return Ok(false);
     };
     if depth > 12 || node.op == "LayerNormalization" {
-        return false;
+        return Ok(false);
     }
-    if node.op == "Gather" && node.int_attribute("axis") == Some(1) {
-        return true;
+    if node.op == "Gather" && node.int_attribute("axis")? == Some(1) {
+        return Ok(true);
     }
-    node.inputs
-        .iter()
-        .filter(|i| !constants.contains(i))
-        .any(|i| after_cls_selection(i, producers, constants, depth + 1))
+    for input in node.inputs.iter().filter(|i| !constants.contains(i)) {
+        if after_cls_selection(input, producers, constants, depth + 1)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -233,5 +233,44 @@ mod tests {
         ]);
         assert!(rewrite(&model).unwrap().is_none());
         assert!(rewrite(b"\x3a\x05junk").is_err() || rewrite(b"\x3a\x05junk").unwrap().is_none());
+    }
+
+    /// The bundled model with the sub-messages numbered `number` of its
+    /// graph (or, for [`MODEL_OPSET`], of the model) replaced by bytes that
+    /// do not parse.
+    fn with_malformed(number: u32) -> Vec<u8> {
+        let junk = b"\xff\xff\xff".to_vec();
+        let break_fields = |fields: Vec<Field>| -> Vec<Field> {
+            fields
+                .into_iter()
+                .map(|f| match f {
+                    Field::Bytes(n, _) if n == number => Field::Bytes(n, junk.clone()),
+                    other => other,
+                })
+                .collect()
+        };
+        let model = proto::parse(&bundled("crossflow-sts-minilm-l6")).unwrap();
+        if number == MODEL_OPSET {
+            return proto::encode(&break_fields(model));
+        }
+        let model: Vec<Field> = model
+            .into_iter()
+            .map(|f| match f {
+                Field::Bytes(MODEL_GRAPH, graph) => {
+                    let graph = break_fields(proto::parse(&graph).unwrap());
+                    Field::Bytes(MODEL_GRAPH, proto::encode(&graph))
+                }
+                other => other,
+            })
+            .collect();
+        proto::encode(&model)
+    }
+
+    #[test]
+    fn a_malformed_sub_message_is_an_error_not_skipped() {
+        for (what, number) in [("opset import", MODEL_OPSET), ("graph input", GRAPH_INPUT)] {
+            let error = rewrite(&with_malformed(number)).err();
+            assert!(error.is_some(), "a malformed {what} is an error");
+        }
     }
 }
