@@ -35,7 +35,7 @@ pub struct Metrics {
     pub produce_retries: Counter,
     pub batch_pairs: Histogram,
     pub batch_tokens: Histogram,
-    pub inference_seconds: Histogram,
+    pub scoring_seconds: Histogram,
     pub end_to_end_seconds: Histogram,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -61,6 +61,25 @@ fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
 fn histogram(registry: &mut Registry, name: &str, help: &str, bounds: &[f64]) -> Histogram {
     let histogram = Histogram::new(bounds.iter().copied());
     registry.register(name, help, histogram.clone());
+    histogram
+}
+
+/// Wall time to score a Kafka batch, registered under its name and, for one
+/// release, under its former name `crossflow_inference_seconds` (which the
+/// cluster executors use for ONNX Runtime time, a counter).
+fn scoring_seconds(registry: &mut Registry) -> Histogram {
+    let histogram = histogram(
+        registry,
+        "crossflow_batch_scoring_seconds",
+        "Wall time to score a Kafka batch: tokenization, waiting in the models' queues, \
+         ONNX Runtime, narrowing down engine errors",
+        &SECONDS,
+    );
+    registry.register(
+        "crossflow_inference_seconds",
+        "Deprecated name of crossflow_batch_scoring_seconds, kept for one release",
+        histogram.clone(),
+    );
     histogram
 }
 
@@ -114,7 +133,12 @@ impl Default for Metrics {
                 "crossflow_truncated_pairs",
                 "Pairs truncated to the model's max length",
             ),
-            batches: counter(&mut r, "crossflow_batches", "Micro-batches processed"),
+            batches: counter(
+                &mut r,
+                "crossflow_batches",
+                "Engine calls for a Kafka batch (or, while an engine error is narrowed down, \
+                 part of one)",
+            ),
             abandoned: counter(
                 &mut r,
                 "crossflow_messages_abandoned",
@@ -138,21 +162,16 @@ impl Default for Metrics {
             batch_pairs: histogram(
                 &mut r,
                 "crossflow_batch_pairs",
-                "Pairs per micro-batch",
+                "Pairs per engine call for a Kafka batch",
                 &PAIRS,
             ),
             batch_tokens: histogram(
                 &mut r,
                 "crossflow_batch_tokens",
-                "Tokens per micro-batch",
+                "Tokens per engine call for a Kafka batch (after truncation)",
                 &TOKENS,
             ),
-            inference_seconds: histogram(
-                &mut r,
-                "crossflow_inference_seconds",
-                "Scoring time per micro-batch",
-                &SECONDS,
-            ),
+            scoring_seconds: scoring_seconds(&mut r),
             end_to_end_seconds: histogram(
                 &mut r,
                 "crossflow_end_to_end_seconds",
@@ -165,7 +184,7 @@ impl Default for Metrics {
             merged_batches: counter(
                 &mut r,
                 "crossflow_merged_batches",
-                "Micro-batches that held pairs of more than one call",
+                "ONNX Runtime batches of the models' queues that held pairs of more than one call",
             ),
             queue_full_waits: counter(
                 &mut r,

@@ -13,20 +13,22 @@ use crate::metrics_http::{OPENMETRICS, accept_loop};
 fn renders_counters_histograms_and_lag() {
     let metrics = Metrics::default();
     metrics.messages_in.inc_by(3);
-    metrics.inference_seconds.observe(0.02);
-    metrics.inference_seconds.observe(2.0);
+    metrics.scoring_seconds.observe(0.02);
+    metrics.scoring_seconds.observe(2.0);
     metrics.count_cache(1, 3);
     metrics.set_lag("in", 1, 42);
     let text = metrics.render();
     assert!(text.contains("crossflow_messages_in_total 3\n"), "{text}");
-    assert!(
-        text.contains("crossflow_inference_seconds_bucket{le=\"0.025\"} 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("crossflow_inference_seconds_bucket{le=\"+Inf\"} 2\n"),
-        "{text}"
-    );
+    // The histogram under its name and its deprecated alias.
+    for name in [
+        "crossflow_batch_scoring_seconds",
+        "crossflow_inference_seconds",
+    ] {
+        for (bound, count) in [("0.025", 1), ("+Inf", 2)] {
+            let line = format!("{name}_bucket{{le=\"{bound}\"}} {count}\n");
+            assert!(text.contains(&line), "{line}in\n{text}");
+        }
+    }
     assert!(text.contains("crossflow_cache_hit_ratio 0.25\n"), "{text}");
     metrics.count_queue(&crossflow::StatsSnapshot {
         queue_depth: 7,
