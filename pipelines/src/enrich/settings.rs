@@ -1,5 +1,6 @@
 //! `crossflow enrich` settings: command-line flags, optionally a TOML file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,10 +28,13 @@ pub enum Guarantee {
 
 /// Flags of `crossflow enrich`. Every one may come from `--config FILE`
 /// instead (same names, snake_case); flags win over the file.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EnrichArgs {
-    /// TOML file with any of these settings (keys: brokers, input_topic, ..., and a [kafka] table)
+    /// TOML file with any of these settings (keys: brokers, input_topic, ...),
+    /// a [kafka] table of librdkafka properties and a [models] table of model options
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]
     #[arg(long)]
@@ -84,59 +88,55 @@ pub struct EnrichArgs {
     pub status_secs: Option<u64>,
     /// librdkafka setting for the consumer and producer, KEY=VALUE (repeatable)
     #[arg(short = 'X', value_name = "KEY=VALUE")]
+    #[serde(skip)]
     pub kafka: Vec<String>,
     /// Test hook (hidden): wait this long between producing a batch's
     /// outputs and committing its offsets (at-least-once: after their
     /// acknowledgement; exactly-once: inside the open transaction), so that a
     /// test can kill the job in that window.
     #[arg(long, hide = true)]
+    #[serde(skip)]
     pub pause_before_commit_ms: Option<u64>,
 }
 
-/// The settings file: the same keys as the flags, and every model flag in a
-/// `[models]` table (`model`, `max_batch_pairs`, `nli_model` and
-/// `max_batch_tokens` may also be top-level keys, as in earlier versions).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The settings file: the enrich flags' names as keys, a `[kafka]` table
+/// of librdkafka properties and a `[models]` table of model options.
+#[derive(Debug, Default)]
 struct FileSettings {
-    brokers: Option<String>,
-    input_topic: Option<String>,
-    output_topic: Option<String>,
-    group_id: Option<String>,
-    dlq_topic: Option<String>,
-    a_field: Option<String>,
-    b_field: Option<String>,
-    id_field: Option<String>,
-    linger_ms: Option<u64>,
-    gather_messages: Option<u64>,
-    guarantee: Option<Guarantee>,
-    transactional_id: Option<String>,
-    metrics_addr: Option<SocketAddr>,
-    threshold: Option<f32>,
-    nli: Option<bool>,
-    status_secs: Option<u64>,
-    model: Option<PathBuf>,
-    nli_model: Option<PathBuf>,
-    max_batch_pairs: Option<usize>,
-    max_batch_tokens: Option<usize>,
-    #[serde(default)]
+    enrich: EnrichArgs,
     models: ModelArgs,
-    #[serde(default)]
-    kafka: std::collections::BTreeMap<String, String>,
+    kafka: BTreeMap<String, String>,
 }
 
+/// Model options that are also read as top-level keys of the settings
+/// file, as in earlier versions.
+const TOP_LEVEL_MODEL_KEYS: [&str; 4] =
+    ["model", "nli_model", "max_batch_pairs", "max_batch_tokens"];
+
 impl FileSettings {
-    /// The model settings of the file: the `[models]` table, then the
-    /// top-level keys of earlier versions.
-    fn models(&mut self) -> ModelArgs {
-        let top_level = ModelArgs {
-            model: self.model.take(),
-            nli_model: self.nli_model.take(),
-            max_batch_pairs: self.max_batch_pairs.take(),
-            max_batch_tokens: self.max_batch_tokens.take(),
-            ..ModelArgs::default()
-        };
-        std::mem::take(&mut self.models).or(top_level)
+    /// Reads `path`; a key that is not a setting is an error naming it.
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| JobError::io(path.display(), e))?;
+        Self::parse(&text).map_err(|source| JobError::Config {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn parse(text: &str) -> std::result::Result<Self, toml::de::Error> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        let mut take = |key: &str| table.remove(key).unwrap_or(toml::Table::new().into());
+        let kafka = take("kafka").try_into()?;
+        let models: ModelArgs = take("models").try_into()?;
+        let top_level: toml::Table = TOP_LEVEL_MODEL_KEYS
+            .iter()
+            .filter_map(|&key| Some((key.to_string(), table.remove(key)?)))
+            .collect();
+        Ok(Self {
+            models: models.or(top_level.try_into()?),
+            enrich: table.try_into()?,
+            kafka,
+        })
     }
 }
 
@@ -164,91 +164,96 @@ pub struct EnrichSettings {
 }
 
 impl EnrichArgs {
+    /// These flags, each taken from `file` where it is not given (`-X`
+    /// settings are kept apart, after the file's `[kafka]` table).
+    fn or(self, file: EnrichArgs) -> EnrichArgs {
+        EnrichArgs {
+            config: self.config,
+            brokers: self.brokers.or(file.brokers),
+            input_topic: self.input_topic.or(file.input_topic),
+            output_topic: self.output_topic.or(file.output_topic),
+            group_id: self.group_id.or(file.group_id),
+            dlq_topic: self.dlq_topic.or(file.dlq_topic),
+            a_field: self.a_field.or(file.a_field),
+            b_field: self.b_field.or(file.b_field),
+            id_field: self.id_field.or(file.id_field),
+            linger_ms: self.linger_ms.or(file.linger_ms),
+            gather_messages: self.gather_messages.or(file.gather_messages),
+            guarantee: self.guarantee.or(file.guarantee),
+            transactional_id: self.transactional_id.or(file.transactional_id),
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            threshold: self.threshold.or(file.threshold),
+            nli: self.nli || file.nli,
+            status_secs: self.status_secs.or(file.status_secs),
+            kafka: self.kafka,
+            pause_before_commit_ms: self.pause_before_commit_ms,
+        }
+    }
+
     /// Merges the flags over the settings file; fills `models` from the file
     /// where its flags were not given. Missing required settings are errors.
     pub fn resolve(&self, models: &mut ModelArgs) -> Result<EnrichSettings> {
-        let mut file = match &self.config {
-            Some(path) => read_file(path)?,
+        let file = match &self.config {
+            Some(path) => FileSettings::read(path)?,
             None => FileSettings::default(),
         };
-        *models = std::mem::take(models).or(file.models());
-        let required = |flag: &Option<String>, from_file: Option<String>, name: &str| {
-            flag.clone().or(from_file).ok_or_else(|| {
+        *models = std::mem::take(models).or(file.models);
+        let args = self.clone().or(file.enrich);
+        let required = |value: &Option<String>, name: &str| {
+            value.clone().ok_or_else(|| {
                 JobError::Usage(format!(
                     "enrich needs --{name} (or `{}` in --config)",
                     name.replace('-', "_")
                 ))
             })
         };
-        let input_topic = required(&self.input_topic, file.input_topic, "input-topic")?;
-        let group_id = required(&self.group_id, file.group_id, "group-id")?;
+        let input_topic = required(&args.input_topic, "input-topic")?;
+        let group_id = required(&args.group_id, "group-id")?;
         let mut kafka: Vec<(String, String)> = file.kafka.into_iter().collect();
-        for setting in &self.kafka {
+        for setting in &args.kafka {
             let (key, value) = setting
                 .split_once('=')
                 .ok_or_else(|| JobError::Usage(format!("-X {setting:?}: expected KEY=VALUE")))?;
             kafka.push((key.to_string(), value.to_string()));
         }
-        let field = |flag: &Option<String>, from_file: Option<String>, default: &str| {
-            FieldPath::new(
-                &flag
-                    .clone()
-                    .or(from_file)
-                    .unwrap_or_else(|| default.to_string()),
-            )
+        let field = |value: &Option<String>, default: &str| {
+            FieldPath::new(value.as_deref().unwrap_or(default))
         };
         Ok(EnrichSettings {
-            brokers: required(&self.brokers, file.brokers, "brokers")?,
-            output_topic: required(&self.output_topic, file.output_topic, "output-topic")?,
-            dlq_topic: self
+            brokers: required(&args.brokers, "brokers")?,
+            output_topic: required(&args.output_topic, "output-topic")?,
+            dlq_topic: args
                 .dlq_topic
                 .clone()
-                .or(file.dlq_topic)
                 .unwrap_or_else(|| format!("{input_topic}.dlq")),
             fields: FieldMapping {
-                a: field(&self.a_field, file.a_field, "a"),
-                b: field(&self.b_field, file.b_field, "b"),
-                id: field(&self.id_field, file.id_field, "id"),
+                a: field(&args.a_field, "a"),
+                b: field(&args.b_field, "b"),
+                id: field(&args.id_field, "id"),
             },
-            gather_messages: self
+            gather_messages: args
                 .gather_messages
-                .or(file.gather_messages)
                 .map(|n| n as usize)
                 .or(models.max_batch_pairs)
                 .unwrap_or(DEFAULT_GATHER_MESSAGES)
                 .max(1),
-            linger: Duration::from_millis(self.linger_ms.or(file.linger_ms).unwrap_or(50)),
-            guarantee: self
-                .guarantee
-                .or(file.guarantee)
-                .unwrap_or(Guarantee::AtLeastOnce),
-            transactional_id: self
-                .transactional_id
-                .clone()
-                .or(file.transactional_id)
-                .unwrap_or_else(|| {
-                    format!("crossflow-{group_id}-{}-{}", hostname(), std::process::id())
-                }),
-            metrics_addr: self.metrics_addr.or(file.metrics_addr),
-            threshold: self.threshold.or(file.threshold),
-            nli: self.nli || file.nli.unwrap_or(false),
-            status_interval: Some(self.status_secs.or(file.status_secs).unwrap_or(10))
+            linger: Duration::from_millis(args.linger_ms.unwrap_or(50)),
+            guarantee: args.guarantee.unwrap_or(Guarantee::AtLeastOnce),
+            transactional_id: args.transactional_id.clone().unwrap_or_else(|| {
+                format!("crossflow-{group_id}-{}-{}", hostname(), std::process::id())
+            }),
+            metrics_addr: args.metrics_addr,
+            threshold: args.threshold,
+            nli: args.nli,
+            status_interval: Some(args.status_secs.unwrap_or(10))
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
             kafka,
-            pause_before_commit: self.pause_before_commit_ms.map(Duration::from_millis),
+            pause_before_commit: args.pause_before_commit_ms.map(Duration::from_millis),
             input_topic,
             group_id,
         })
     }
-}
-
-fn read_file(path: &Path) -> Result<FileSettings> {
-    let text = std::fs::read_to_string(path).map_err(|e| JobError::io(path.display(), e))?;
-    toml::from_str(&text).map_err(|source| JobError::Config {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 fn hostname() -> String {
