@@ -51,4 +51,4 @@ pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
 pub use queue::{BatchLimits, QueueLimits, QueueOptions};
 pub use runtime::Device;
 pub use stats::StatsSnapshot;
-pub use texts::Texts;
+pub use texts::{TEXT_TYPES, Texts, is_text_type};

@@ -180,6 +180,18 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// The Arrow types [`Texts::from_array`] reads, in words, for errors.
+pub const TEXT_TYPES: &str = "Utf8, LargeUtf8, Utf8View or a dictionary of them";
+
+/// Whether arrays of `data_type` are texts the engine reads without copying
+/// ([`TEXT_TYPES`]): the one check of text types for every caller.
+pub fn is_text_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, value) => is_plain_string(value),
+        other => is_plain_string(other),
+    }
+}
+
 fn is_plain_string(data_type: &DataType) -> bool {
     matches!(
         data_type,
@@ -189,7 +201,7 @@ fn is_plain_string(data_type: &DataType) -> bool {
 
 fn not_texts(data_type: &DataType) -> Error {
     Error::InvalidInput(format!(
-        "expected a string array (Utf8, LargeUtf8, Utf8View or a dictionary of them), got {data_type}"
+        "expected a string array ({TEXT_TYPES}), got {data_type}"
     ))
 }
 

@@ -73,6 +73,53 @@ async fn score_keeps_every_column_and_adds_the_engine_score() {
     }
 }
 
+/// Dictionary-encoded text columns are scored as they are (the engine reads
+/// them without a cast) and give the scores of plain strings.
+#[tokio::test]
+async fn score_reads_dictionary_text_columns_like_plain_ones() {
+    use arrow::array::{ArrayRef, DictionaryArray};
+    use arrow::datatypes::Int32Type;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let plain_input = input(dir.path());
+    let dictionary_input = dir.path().join("dictionary.parquet");
+    let texts = |side: usize| {
+        let dictionary: DictionaryArray<Int32Type> = PAIRS
+            .iter()
+            .map(|&(_, a, b)| if side == 0 { a } else { b })
+            .collect();
+        Arc::new(dictionary) as ArrayRef
+    };
+    crossflow_tests::write_parquet(&dictionary_input, vec![("a", texts(0)), ("b", texts(1))]);
+    let mut scores = Vec::new();
+    for (name, input) in [("plain", &plain_input), ("dictionary", &dictionary_input)] {
+        let output = dir.path().join(format!("{name}-scored.parquet"));
+        crossflow(&[
+            "score",
+            "--input",
+            s(input),
+            "--a",
+            "a",
+            "--b",
+            "b",
+            "--output",
+            s(&output),
+        ])
+        .await
+        .unwrap();
+        let batch = read_parquet(&output);
+        assert!(
+            matches!(
+                batch.column_by_name("a").unwrap().data_type(),
+                DataType::Dictionary(..)
+            ) == (name == "dictionary"),
+            "{name}: the input column is kept as it was"
+        );
+        scores.push(batch.column_by_name("cross_score").unwrap().clone());
+    }
+    assert_eq!(&scores[0], &scores[1]);
+}
+
 #[tokio::test]
 async fn score_with_a_classifier_adds_label_and_probabilities_and_threshold_adds_a_flag() {
     let dir = tempfile::tempdir().unwrap();

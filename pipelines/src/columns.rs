@@ -28,19 +28,18 @@ pub fn index_of(schema: &Schema, name: &str, path: &str) -> Result<usize> {
     })
 }
 
-/// A text column as a string array the engine reads: Utf8, LargeUtf8 and
-/// Utf8View as they are, dictionary strings and all-null columns cast; any
-/// other type is an error naming the column.
+/// A text column as an array the engine reads: strings and dictionary
+/// strings as they are (read without copying), an all-null column cast to
+/// strings; any other type is an error naming the column.
 pub fn text_array(column: &ArrayRef, name: &str, path: &str) -> Result<ArrayRef> {
     match column.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(Arc::clone(column)),
-        DataType::Dictionary(_, value) if value.is_string() => Ok(cast(column.as_ref(), value)?),
+        text if crossflow::is_text_type(text) => Ok(Arc::clone(column)),
         DataType::Null => Ok(cast(column.as_ref(), &DataType::Utf8)?),
         other => Err(JobError::ColumnType {
             column: name.to_string(),
             path: path.to_string(),
             found: other.to_string(),
-            expected: "a string column (Utf8, LargeUtf8, Utf8View)",
+            expected: crossflow::TEXT_TYPES,
         }),
     }
 }
@@ -91,10 +90,7 @@ pub fn not_utf8_error(path: &Path, message: &str) -> Option<JobError> {
 }
 
 /// Whether a column of this type holds texts the jobs read: strings,
-/// dictionary strings, or all nulls.
+/// dictionary strings ([`crossflow::is_text_type`]), or all nulls.
 pub fn is_text(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Dictionary(_, value) => value.is_string(),
-        other => other.is_string() || *other == DataType::Null,
-    }
+    crossflow::is_text_type(data_type) || *data_type == DataType::Null
 }

@@ -16,11 +16,12 @@ pub(crate) fn coerce_text(
     data_type: &DataType,
 ) -> Result<DataType> {
     match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(data_type.clone()),
+        text if crossflow::is_text_type(text) => Ok(data_type.clone()),
         DataType::Null => Ok(DataType::Utf8),
-        DataType::Dictionary(_, value) if value.is_string() => Ok(data_type.clone()),
         other => plan_err!(
-            "{function}: argument {position} must be a string (Utf8, LargeUtf8 or Utf8View), got {other}; cast it with CAST(... AS VARCHAR) if that is intended"
+            "{function}: argument {position} must be a string ({}), got {other}; cast it with \
+             CAST(... AS VARCHAR) if that is intended",
+            crossflow::TEXT_TYPES
         ),
     }
 }
