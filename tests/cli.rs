@@ -326,6 +326,10 @@ fn exit_codes_follow_the_kind_of_error() {
     assert!(stderr.contains("--threshold"), "{stderr}");
     let (code, stderr) = failure(&["score", "--input", sample]);
     assert_eq!(code, Some(2), "clap: {stderr}");
+    let (code, stderr) = failure(&["sql", "--table", "no-name", "SELECT 1"]);
+    assert_eq!(code, Some(2), "a --table that is not NAME=PATH: {stderr}");
+    let (code, stderr) = failure(&["enrich", "--config", "/nonexistent/enrich.toml"]);
+    assert_eq!(code, Some(2), "a missing --config file: {stderr}");
     // Data (4): the input lacks what the flags name.
     let (code, stderr) = score(&["--a", "premise", "--b", "b"]);
     assert_eq!(

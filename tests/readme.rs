@@ -168,7 +168,16 @@ async fn the_enrich_example_runs() {
     assert_eq!(ids_of(&outputs).len(), pairs.len(), "every pair enriched");
     let first: serde_json::Value =
         serde_json::from_slice(rdkafka::Message::payload(&outputs[0]).expect("a payload")).unwrap();
-    assert!(first.get("cross_score").is_some(), "{first}");
+    let mut fields = vec!["cross_score"];
+    if command.contains("--threshold") {
+        fields.push("is_paraphrase");
+    }
+    if command.contains("--nli") {
+        fields.extend(["nli_label", "nli_probs"]);
+    }
+    for field in fields {
+        assert!(first.get(field).is_some(), "{field} in {first}");
+    }
     signal(&job.0, "-TERM");
     let mut job = job;
     let status = tokio::task::block_in_place(|| job.0.wait()).unwrap();

@@ -159,22 +159,31 @@ impl SchedulerMetrics {
         }
     }
 
-    /// Executors registered now (0 before the scheduler has started).
-    pub fn executors(&self) -> usize {
+    /// Executors registered now (0 before the scheduler has started), or
+    /// `None` when the scheduler's state cannot say at once.
+    pub fn executors(&self) -> Option<usize> {
         let Some(state) = self.state.get() else {
-            return 0;
+            return Some(0);
         };
-        let registered = state.executor_manager.get_executors_state();
-        match ready(registered) {
-            Some(Ok(executors)) => executors.len(),
-            Some(Err(error)) => panic!("the scheduler's executor list cannot be read: {error}"),
-            None => panic!("the scheduler's executor list was not ready at once (not in memory)"),
+        match ready(state.executor_manager.get_executors_state()) {
+            Some(Ok(executors)) => Some(executors.len()),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "scheduler metrics: the executor list cannot be read");
+                None
+            }
+            None => {
+                tracing::warn!("scheduler metrics: the executor list is not in memory");
+                None
+            }
         }
     }
 
-    /// The OpenMetrics text exposition.
+    /// The OpenMetrics text exposition; the executor gauge keeps its last
+    /// value when the list cannot be read.
     pub fn render(&self) -> String {
-        self.executors.set(self.executors() as i64);
+        if let Some(executors) = self.executors() {
+            self.executors.set(executors as i64);
+        }
         let registry = self.registry.lock().expect("metrics registry poisoned");
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");

@@ -161,17 +161,25 @@ impl JobError {
     /// [`EXIT_DATA`], [`EXIT_FENCED`] or [`EXIT_RUNTIME`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_)
-            | Self::Config { .. }
-            | Self::BundledModelMissing { .. }
-            | Self::ColumnExists(_) => EXIT_USAGE,
+            Self::Usage(_) | Self::Config { .. } | Self::BundledModelMissing { .. } => EXIT_USAGE,
             Self::Engine(error) if error.is_usage() => EXIT_USAGE,
+            Self::Udf(
+                crossflow_udfs::UdfError::WrongModel { .. }
+                | crossflow_udfs::UdfError::UnknownFormat { .. }
+                | crossflow_udfs::UdfError::InvalidTableSpec(_),
+            ) => EXIT_USAGE,
+            Self::Cluster(
+                crossflow_cluster::ClusterError::Address(_)
+                | crossflow_cluster::ClusterError::DataRoot(_)
+                | crossflow_cluster::ClusterError::Token(_),
+            ) => EXIT_USAGE,
             Self::DataFusion(error) | Self::Statement { source: error, .. }
                 if is_statement_error(error) =>
             {
                 EXIT_USAGE
             }
             Self::InvalidData(_)
+            | Self::ColumnExists(_)
             | Self::MissingColumn { .. }
             | Self::ColumnType { .. }
             | Self::NotUtf8 { .. }

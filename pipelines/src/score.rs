@@ -65,7 +65,8 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         &[FlagPath::new("--output", &args.output)],
     )?;
     let input = args.input.display().to_string();
-    let file = File::open(&args.input).map_err(|e| JobError::io(&input, e))?;
+    let file =
+        File::open(&args.input).map_err(|e| JobError::Usage(format!("--input {input}: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| JobError::input_parquet(&input, e))?;
     let total = builder.metadata().file_metadata().num_rows() as u64;

@@ -108,7 +108,15 @@ impl Broker {
                 .status()
                 .expect("kill -INT");
             assert!(status.success(), "kill -INT the broker: {status}");
-            process.wait().expect("the broker exits");
+            let started = Instant::now();
+            while process.try_wait().expect("broker status").is_none() {
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = process.kill();
+                    let _ = process.wait();
+                    panic!("the broker did not stop within 30 s of SIGINT");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 

@@ -94,10 +94,10 @@ impl Scheduler {
     /// so that a query's tasks can go to each of them.
     pub async fn settle(&self, executors: usize) {
         let started = Instant::now();
-        while self.metrics.executors() < executors {
+        while self.metrics.executors().expect("the executor list") < executors {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "{} of {executors} executors registered in 60 s",
+                "{:?} of {executors} executors registered in 60 s",
                 self.metrics.executors()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -211,7 +211,11 @@ pub fn check_topics(consumer: &Consumer, topics: &[(&str, &str)], timeout: Durat
                 Some((Some(RDKafkaErrorCode::LeaderNotAvailable), _))
                     if started.elapsed() < timeout =>
                 {
-                    std::thread::sleep(backoff.next());
+                    std::thread::sleep(
+                        backoff
+                            .next()
+                            .min(timeout.saturating_sub(started.elapsed())),
+                    );
                     continue;
                 }
                 Some((Some(error), _)) => format!("{error:?}"),

@@ -116,7 +116,8 @@ const TOP_LEVEL_MODEL_KEYS: [&str; 4] =
 impl FileSettings {
     /// Reads `path`; a key that is not a setting is an error naming it.
     fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| JobError::io(path.display(), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| JobError::Usage(format!("--config {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|source| JobError::Config {
             path: path.display().to_string(),
             source,
@@ -233,7 +234,13 @@ impl EnrichArgs {
             },
             gather_messages: args
                 .gather_messages
-                .map(|n| n as usize)
+                .map(|n| match n {
+                    0 => Err(JobError::Usage(
+                        "gather_messages 0 in --config: expected at least 1".into(),
+                    )),
+                    n => Ok(n as usize),
+                })
+                .transpose()?
                 .or(models.max_batch_pairs)
                 .unwrap_or(DEFAULT_GATHER_MESSAGES)
                 .max(1),
@@ -379,7 +386,18 @@ mod tests {
             let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
             let mut models = cli.models.clone();
             cli.enrich.resolve(&mut models).unwrap();
-            assert_ne!(models, ModelArgs::default(), "{flag} from the file is used");
+            let option = format!("--{}", flag.replace('_', "-"));
+            let value = file_value(flag).trim_matches('"');
+            let from_flag = ModelsOnly::parse_from(["x", &option, value]).models;
+            assert_ne!(
+                from_flag,
+                ModelArgs::default(),
+                "{option} {value} sets something"
+            );
+            assert_eq!(
+                models, from_flag,
+                "{flag} in the file sets what {option} sets"
+            );
         }
         let file = dir.path().join("both.toml");
         std::fs::write(
