@@ -160,6 +160,14 @@ impl JobError {
     /// The process exit code for this error: [`EXIT_USAGE`],
     /// [`EXIT_DATA`], [`EXIT_FENCED`] or [`EXIT_RUNTIME`].
     pub fn exit_code(&self) -> u8 {
+        if let Some(engine) = self.engine_error() {
+            if engine.is_usage() {
+                return EXIT_USAGE;
+            }
+            if engine.is_invalid_input() {
+                return EXIT_DATA;
+            }
+        }
         match self {
             Self::Usage(_) | Self::Config { .. } | Self::BundledModelMissing { .. } => EXIT_USAGE,
             Self::Engine(error) if error.is_usage() => EXIT_USAGE,
@@ -219,6 +227,28 @@ impl JobError {
     }
 }
 
+impl JobError {
+    /// The engine's error behind this one: the engine's own, or one a SQL
+    /// function raised inside a query (see [`crossflow_udfs::FunctionError`]).
+    fn engine_error(&self) -> Option<&crossflow::Error> {
+        match self {
+            Self::Engine(error) => Some(error),
+            Self::DataFusion(error) | Self::Statement { source: error, .. } => {
+                engine_error_in(error)
+            }
+            Self::Udf(error) => engine_error_in(error),
+            _ => None,
+        }
+    }
+}
+
+/// The first engine error in `error`'s source chain, `error` included.
+fn engine_error_in<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crossflow::Error> {
+    std::iter::successors(Some(error), |e| e.source()).find_map(|e| e.downcast_ref())
+}
+
 /// Whether a DataFusion error is in the statement itself (SQL that does not
 /// parse or plan: a syntax error, an unknown table, column or function).
 fn is_statement_error(error: &datafusion::error::DataFusionError) -> bool {
@@ -227,4 +257,32 @@ fn is_statement_error(error: &datafusion::error::DataFusionError) -> bool {
         error.find_root(),
         E::SQL(..) | E::Plan(..) | E::SchemaError(..)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossflow_udfs::FunctionError;
+
+    #[test]
+    fn an_engine_error_inside_a_query_keeps_its_kind_and_source() {
+        let inside = |engine| {
+            let error = FunctionError::wrap("cross_score", engine).context("statement 1");
+            JobError::DataFusion(error)
+        };
+        let usage = inside(crossflow::Error::InvalidSetting("--max-length 2".into()));
+        assert_eq!(usage.exit_code(), EXIT_USAGE, "{usage}");
+        let data = inside(crossflow::Error::InvalidInput("not texts".into()));
+        assert_eq!(data.exit_code(), EXIT_DATA, "{data}");
+        let runtime = inside(crossflow::Error::Scheduler("workers stopped".into()));
+        assert_eq!(runtime.exit_code(), EXIT_RUNTIME, "{runtime}");
+        assert!(
+            usage.to_string().contains("cross_score: --max-length 2"),
+            "{usage}"
+        );
+        assert!(
+            usage.engine_error().is_some(),
+            "the engine error is in the chain"
+        );
+    }
 }

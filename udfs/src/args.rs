@@ -3,6 +3,8 @@
 use crossflow::Texts;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, exec_err, plan_err};
+
+use crate::FunctionError;
 use datafusion::error::Result;
 use datafusion::logical_expr::ColumnarValue;
 
@@ -42,8 +44,9 @@ pub(crate) fn coerce_threshold(
 /// Views one text argument as engine input without copying it.
 pub(crate) fn texts<'a>(function: &str, value: &'a ColumnarValue) -> Result<Texts<'a>> {
     match value {
-        ColumnarValue::Array(array) => Texts::from_array(array.as_ref())
-            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{function}: {e}"))),
+        ColumnarValue::Array(array) => {
+            Texts::from_array(array.as_ref()).map_err(|e| FunctionError::wrap(function, e))
+        }
         ColumnarValue::Scalar(scalar) => match scalar {
             ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
                 Ok(Texts::Scalar(s.as_deref()))

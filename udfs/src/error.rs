@@ -35,3 +35,25 @@ pub enum UdfError {
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }
+
+/// An engine error in a call of a SQL function, carried through DataFusion
+/// as an external error so that its kind and source survive the query.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: {source}")]
+pub struct FunctionError {
+    /// The SQL function.
+    pub function: String,
+    /// What the engine said.
+    #[source]
+    pub source: crossflow::Error,
+}
+
+impl FunctionError {
+    /// `source` of a call of `function`, as a DataFusion error.
+    pub fn wrap(function: &str, source: crossflow::Error) -> DataFusionError {
+        DataFusionError::External(Box::new(Self {
+            function: function.to_string(),
+            source,
+        }))
+    }
+}

@@ -7,12 +7,13 @@ use crossflow::{CrossEncoder, Head, probability_fields};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, plan_err};
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
+use crate::FunctionError;
 use crate::args;
 use crate::error::{Result, UdfError};
 
@@ -231,7 +232,7 @@ impl CrossUdf {
         let name = &self.name;
         let a = args::texts(name, &args[0])?;
         let b = args::texts(name, &args[1])?;
-        let engine = |e: crossflow::Error| DataFusionError::Execution(format!("{name}: {e}"));
+        let engine = |e: crossflow::Error| FunctionError::wrap(name, e);
         let model = &self.model;
         Ok(match self.function {
             CrossFunction::Score => Arc::new(model.score(&a, &b).map_err(engine)?),

@@ -19,7 +19,7 @@ mod error;
 mod functions;
 mod tables;
 
-pub use error::{Result, UdfError};
+pub use error::{FunctionError, Result, UdfError};
 pub use functions::{
     CrossFunction, CrossUdf, ModelSet, cross_functions, cross_udf, register_cross_functions,
 };
