@@ -122,7 +122,6 @@ type State = SchedulerState<LogicalPlanNode, PhysicalPlanNode>;
 
 /// Metrics of a scheduler: the executors registered with it, read from its
 /// state at each scrape once [`crate::run_scheduler`] has started it.
-#[derive(Default)]
 pub struct SchedulerMetrics {
     state: OnceLock<Arc<State>>,
     executors: Gauge,
@@ -138,19 +137,28 @@ impl std::fmt::Debug for SchedulerMetrics {
     }
 }
 
+impl Default for SchedulerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SchedulerMetrics {
     /// Metrics of a scheduler that has not started yet (no executors).
     pub fn new() -> Self {
-        let metrics = Self::default();
+        let executors = Gauge::default();
         let mut registry = Registry::with_prefix("crossflow");
         registry.register(
             "scheduler_executors",
             "Executors registered with this scheduler: each polled it for work and has not \
              yet been expired for missing heartbeats",
-            metrics.executors.clone(),
+            executors.clone(),
         );
-        *metrics.registry.lock().expect("metrics registry poisoned") = registry;
-        metrics
+        Self {
+            state: OnceLock::new(),
+            executors,
+            registry: Mutex::new(registry),
+        }
     }
 
     pub(crate) fn started(&self, state: Arc<State>) {
@@ -198,5 +206,18 @@ fn ready<F: Future>(future: F) -> Option<F::Output> {
     match pin!(future).poll(&mut context) {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduler_not_started_has_no_executors_and_says_so() {
+        let metrics = SchedulerMetrics::default();
+        assert_eq!(metrics.executors(), Some(0));
+        let text = metrics.render();
+        assert!(text.contains("crossflow_scheduler_executors 0\n"), "{text}");
     }
 }
