@@ -153,14 +153,15 @@ impl BiEncoder {
             dimension,
         };
         let rows = Box::new(move |out, lengths: &[usize]| pooler.pool(out, lengths));
+        let stats = Arc::new(Stats::default());
         let (scheduler, _) = Scheduler::for_graph(
             &name,
             prepared,
             options,
             (tokenizer.pad_id(), dimension),
             rows,
+            stats.clone(),
         )?;
-        let stats = scheduler.stats().clone();
         Ok(Self {
             name,
             tokenizer,

@@ -45,7 +45,7 @@ pub use embed::{BiEncoder, Embeddings};
 pub use encoder::{CrossEncoder, Predictions};
 pub use error::{Error, Result, SourceError};
 pub use head::{Activation, Head};
-pub use model::{Fingerprint, ModelConfig, ModelFiles};
+pub use model::{Fingerprint, ModelConfig, ModelDescription, ModelFiles};
 pub use options::EngineOptions;
 pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
 pub use queue::{BatchLimits, QueueLimits, QueueOptions};

@@ -20,6 +20,7 @@ pub struct Stats {
     queue_wait_nanos: AtomicU64,
     merged_batches: AtomicU64,
     admission_waits: AtomicU64,
+    sessions: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -54,6 +55,9 @@ pub struct StatsSnapshot {
     pub merged_batches: u64,
     /// Times a caller waited for room in a full queue.
     pub admission_waits: u64,
+    /// ONNX Runtime sessions the model runs on: 0 until it starts (a gauge,
+    /// as `queue_depth`).
+    pub sessions: u64,
 }
 
 impl StatsSnapshot {
@@ -80,6 +84,7 @@ impl StatsSnapshot {
             queue_wait_time: self.queue_wait_time.saturating_sub(earlier.queue_wait_time),
             merged_batches: self.merged_batches.saturating_sub(earlier.merged_batches),
             admission_waits: self.admission_waits.saturating_sub(earlier.admission_waits),
+            sessions: self.sessions,
         }
     }
 }
@@ -103,6 +108,7 @@ impl std::ops::Add for StatsSnapshot {
             queue_wait_time: self.queue_wait_time + other.queue_wait_time,
             merged_batches: self.merged_batches + other.merged_batches,
             admission_waits: self.admission_waits + other.admission_waits,
+            sessions: self.sessions + other.sessions,
         }
     }
 }
@@ -146,6 +152,10 @@ impl Stats {
             .fetch_add(u64::from(merged), Ordering::Relaxed);
     }
 
+    pub(crate) fn set_sessions(&self, sessions: usize) {
+        self.sessions.store(sessions as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_admission_wait(&self) {
         self.admission_waits.fetch_add(1, Ordering::Relaxed);
     }
@@ -168,6 +178,7 @@ impl Stats {
             queue_wait_time: Duration::from_nanos(get(&self.queue_wait_nanos)),
             merged_batches: get(&self.merged_batches),
             admission_waits: get(&self.admission_waits),
+            sessions: get(&self.sessions),
         }
     }
 }

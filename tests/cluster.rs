@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use crossflow_pipelines::sql::{cluster_session, session};
 use crossflow_tests::cluster_nodes::{
     QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample, sample,
-    small_row_groups, start_executor, start_scheduler, succeeded, write,
+    small_row_groups, start_executor, start_scheduler, started, succeeded, write,
 };
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
 use crossflow_tests::{crossflow_binary, query, read_parquet};
@@ -17,7 +17,9 @@ use crossflow_tests::{crossflow_binary, query, read_parquet};
 async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score() {
     let dir = tempfile::tempdir().unwrap();
     let client = models(None);
-    let scheduler = start_scheduler(&client).await;
+    // The scheduler and the cluster client only plan: their models never start.
+    let (planning, scheduling) = (models(None), models(None));
+    let scheduler = start_scheduler(&scheduling).await;
     let executors = [
         start_executor(&scheduler, models(None), &dir.path().join("w1")),
         start_executor(&scheduler, models(None), &dir.path().join("w2")),
@@ -34,7 +36,7 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
     }
     let table = [format!("t={}", files.display())];
     let local = query(&session(&client, &table).await.unwrap(), QUERY).await;
-    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &client, &table)
+    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &planning, &table)
         .await
         .expect("cluster session");
     let remote = query(&remote_ctx, QUERY).await;
@@ -77,11 +79,21 @@ async fn queries_on_two_executors_equal_the_local_run_and_both_executors_score()
     let table = [format!("t={}", one_file.display())];
     let count = "SELECT count(*) AS n, sum(CAST(is_paraphrase(a, b) AS INT)) AS k FROM t";
     let local = query(&session(&client, &table).await.unwrap(), count).await;
-    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &client, &table)
+    let remote_ctx = cluster_session(&scheduler.to_string(), Some(4), None, &planning, &table)
         .await
         .unwrap();
     assert_eq!(query(&remote_ctx, count).await, local);
     assert_each_ran_more(&executors, &before, "the one file's tasks");
+    assert!(
+        started(&client).len() == 2,
+        "the local runs started both models"
+    );
+    assert_eq!(started(&scheduling), Vec::<String>::new(), "the scheduler");
+    assert_eq!(
+        started(&planning),
+        Vec::<String>::new(),
+        "the cluster client"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

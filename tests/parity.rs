@@ -102,19 +102,19 @@ fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
     let reference = stored();
     let per_pair = sts_int8(EngineOptions::default());
     assert_eq!(
-        per_pair.limits().max_batch_pairs,
+        per_pair.limits().expect("started").max_batch_pairs,
         1,
         "CPU default: one pair per batch"
     );
     let fp32 = reference_model(&reference.models["sts-fp32"], EngineOptions::default());
-    assert_eq!(fp32.limits(), BatchLimits::default());
+    assert_eq!(fp32.limits(), Some(BatchLimits::default()));
     let int8 = sts_int8(EngineOptions {
         per_pair_scales: Some(true),
         ..EngineOptions::default()
     });
     assert_eq!(
         int8.limits(),
-        BatchLimits::default(),
+        Some(BatchLimits::default()),
         "batched, not one pair per batch"
     );
     let pairs = reference_pairs(&reference);
@@ -341,6 +341,8 @@ fn broken_model_files_are_named_in_the_error() {
         .to_string();
     assert!(err.contains("model.onnx"), "{err}");
 
+    let graph = crossflow::ModelFiles::resolve(sts_model_dir(), None).unwrap().onnx;
+    std::fs::copy(graph, dir.path().join("model.onnx")).unwrap();
     std::fs::write(dir.path().join("tokenizer.json"), b"{ broken").unwrap();
     let err = CrossEncoder::load(dir.path(), &EngineOptions::default())
         .unwrap_err()

@@ -5,20 +5,18 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
 use crossflow::Texts;
-use crossflow_pipelines::models::{DEFAULT_NLI_MODEL, DEFAULT_SCORE_MODEL, bundled_model_dir};
+use crossflow_pipelines::models::ModelArgs;
 use crossflow_pipelines::sql::session;
-use crossflow_tests::{PAIRS, load, query, read_parquet, write_pairs_parquet};
+use crossflow_tests::{PAIRS, query, read_parquet, write_pairs_parquet};
 use crossflow_udfs::ModelSet;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
+/// The bundled models as `crossflow sql` opens them: not started.
 fn models() -> ModelSet {
-    let score = bundled_model_dir(DEFAULT_SCORE_MODEL).expect("bundled score model");
-    let nli = bundled_model_dir(DEFAULT_NLI_MODEL).expect("bundled NLI model");
-    ModelSet {
-        score: Arc::new(load(&score)),
-        nli: Some(Arc::new(load(&nli))),
-    }
+    ModelArgs::default()
+        .load_model_set()
+        .expect("the bundled models")
 }
 
 async fn ctx_with_pairs(dir: &Path) -> (SessionContext, ModelSet) {
@@ -36,6 +34,25 @@ fn f32_column<'a>(batch: &'a RecordBatch, name: &str) -> &'a Float32Array {
         .column_by_name(name)
         .unwrap_or_else(|| panic!("column {name}"))
         .as_primitive::<Float32Type>()
+}
+
+/// A session starts a model's ONNX Runtime sessions only when a query runs
+/// one of its functions: planning reads the model's description alone.
+#[tokio::test]
+async fn a_query_starts_only_the_models_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, models) = ctx_with_pairs(dir.path()).await;
+    let nli = models.nli.clone().unwrap();
+    let started = |model: &crossflow::CrossEncoder| (model.is_started(), model.stats().sessions);
+    assert_eq!(started(&models.score), (false, 0), "opened, not started");
+    assert_eq!(started(&nli), (false, 0));
+    query(&ctx, "EXPLAIN SELECT nli_label(a, b) FROM t").await;
+    assert_eq!(started(&nli), (false, 0), "planning starts nothing");
+    query(&ctx, "SELECT cross_score(a, b), is_paraphrase(a, b) FROM t").await;
+    assert!(models.score.stats().sessions > 0, "the score model ran");
+    assert_eq!(started(&nli), (false, 0), "no NLI function, no NLI session");
+    query(&ctx, "SELECT nli_label(a, b) FROM t").await;
+    assert!(nli.is_started() && nli.stats().sessions > 0);
 }
 
 #[tokio::test]

@@ -114,7 +114,7 @@ pub fn one(args: &OneArgs) -> Result<()> {
     let seconds = median(&mut times);
     let runs = times.len() as u64;
     let stats = model.stats();
-    let limits = model.limits();
+    let limits = model.limits().expect("a model that ran is started");
     let measurement = Measurement {
         system: format!(
             "crossflow {} (tokens {}, pairs {}, sessions {})",

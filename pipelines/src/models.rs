@@ -259,21 +259,33 @@ impl ModelArgs {
 
     /// Loads `--nli-model` (or the bundled NLI model).
     pub fn load_nli_model(&self) -> Result<Arc<CrossEncoder>> {
+        let (dir, options) = self.nli_model()?;
+        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
+    /// Both models, for SQL sessions and cluster nodes: opened, not started.
+    /// Each starts its sessions when a query first runs one of its functions,
+    /// so a query that uses one model never starts the other, and a cluster
+    /// client or scheduler that only plans starts none.
+    pub fn load_model_set(&self) -> Result<ModelSet> {
+        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
+        let score = CrossEncoder::open(dir, &self.engine_options()?)?;
+        let (dir, options) = self.nli_model()?;
+        Ok(ModelSet {
+            score: Arc::new(score),
+            nli: Some(Arc::new(CrossEncoder::open(dir, &options)?)),
+        })
+    }
+
+    /// `--nli-model`'s directory and options: the model's own graph and activation.
+    fn nli_model(&self) -> Result<(PathBuf, EngineOptions)> {
         let dir = resolve(self.nli_model.as_deref(), DEFAULT_NLI_MODEL)?;
         let options = EngineOptions {
             onnx_file: None,
             activation: None,
             ..self.engine_options()?
         };
-        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
-    }
-
-    /// Both models, for SQL sessions.
-    pub fn load_model_set(&self) -> Result<ModelSet> {
-        Ok(ModelSet {
-            score: self.load_score_model()?,
-            nli: Some(self.load_nli_model()?),
-        })
+        Ok((dir, options))
     }
 }
 

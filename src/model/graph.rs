@@ -10,12 +10,12 @@ use crate::session::{OrtModel, SessionSettings};
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
 
-/// A loaded graph and whether it must run one pair per batch.
+/// A loaded graph and whether it must run one pair per batch. Whether its
+/// results are batch-invariant follows from the options alone (see
+/// [`crate::ModelDescription`]): every failed rewrite runs one pair per batch.
 pub(crate) struct Prepared {
     pub model: OrtModel,
     pub one_pair_per_batch: bool,
-    /// Whether a pair's result is the same whatever batch it runs in.
-    pub batch_invariant: bool,
 }
 
 /// How to make results batch-invariant.
@@ -71,30 +71,29 @@ impl Graph<'_> {
         rewrite: Rewrite,
     ) -> Result<Prepared> {
         let (onnx, settings, wanted) = (self.onnx, self.settings, self.wanted);
-        let plain = |one_pair_per_batch, batch_invariant| {
+        let plain = |one_pair_per_batch| {
             Ok(Prepared {
                 model: OrtModel::load(onnx, None, settings, wanted)?,
                 one_pair_per_batch,
-                batch_invariant,
             })
         };
         let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
         if !quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))? {
-            return plain(false, true);
+            return plain(false);
         }
         match invariance {
-            Invariance::Off => plain(false, false),
-            Invariance::OnePairPerBatch => plain(true, true),
+            Invariance::Off | Invariance::OnePairPerBatch => {
+                plain(invariance == Invariance::OnePairPerBatch)
+            }
             Invariance::PerPairScales => {
                 match self.per_pair_scales(&bytes, probes, pad_id, rewrite) {
                     Ok(model) => Ok(Prepared {
                         model,
                         one_pair_per_batch: false,
-                        batch_invariant: true,
                     }),
                     Err(reason) => {
                         tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
-                        plain(true, true)
+                        plain(true)
                     }
                 }
             }
@@ -296,7 +295,7 @@ mod tests {
     #[test]
     fn a_rewrite_that_passes_its_probes_batches() {
         let prepared = load_int8(probes, per_pair::rewrite);
-        assert!(!prepared.one_pair_per_batch && prepared.batch_invariant);
+        assert!(!prepared.one_pair_per_batch);
     }
 
     #[test]
@@ -326,7 +325,6 @@ mod tests {
         ];
         for (case, prepared) in cases {
             assert!(prepared.one_pair_per_batch, "{case}");
-            assert!(prepared.batch_invariant, "{case}");
         }
     }
 }

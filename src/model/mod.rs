@@ -2,6 +2,7 @@
 //! where ([`files`]) and what their configuration says ([`config`]).
 
 pub mod config;
+mod description;
 pub mod files;
 mod fingerprint;
 pub mod graph;
@@ -10,5 +11,6 @@ mod per_pair;
 mod proto;
 
 pub use config::ModelConfig;
+pub use description::ModelDescription;
 pub use files::ModelFiles;
 pub use fingerprint::Fingerprint;

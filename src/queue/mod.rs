@@ -123,13 +123,15 @@ impl Scheduler {
 
     /// The scheduler of a loaded graph, with the options' batch and queue
     /// limits (one pair per batch where the graph needs it); returns it with
-    /// the batch limits in force. `width` floats per row come out of `rows`.
+    /// the batch limits in force. `width` floats per row come out of `rows`;
+    /// its workers count into `stats`.
     pub fn for_graph(
         name: &str,
         prepared: Prepared,
         options: &EngineOptions,
         (pad_id, width): (u32, usize),
         rows: Box<Rows>,
+        stats: Arc<Stats>,
     ) -> Result<(Self, BatchLimits)> {
         let mut batches = options.limits;
         if prepared.one_pair_per_batch {
@@ -146,12 +148,9 @@ impl Scheduler {
             width,
             rows,
         };
-        Ok((Self::start(sessions, config, Arc::default())?, batches))
-    }
-
-    /// The counters its workers update.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.shared.stats
+        let scheduler = Self::start(sessions, config, stats)?;
+        scheduler.shared.stats.set_sessions(scheduler.workers());
+        Ok((scheduler, batches))
     }
 
     /// Number of workers (sessions).

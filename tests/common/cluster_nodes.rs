@@ -23,12 +23,13 @@ use crate::{nli_model_dir, read_parquet, repo_root, sts_model_dir};
 pub const QUERY: &str = "SELECT id, cross_score(a, b) AS s, is_paraphrase(a, b) AS p, \
      nli_label(a, b) AS label, nli_probs(a, b) AS probs FROM t ORDER BY id";
 
+/// The bundled models, opened as the nodes open them: started on first use.
 pub fn models(max_length: Option<usize>) -> ModelSet {
     let options = EngineOptions {
         max_length,
         ..EngineOptions::default()
     };
-    let load = |dir: &Path| Arc::new(CrossEncoder::load(dir, &options).expect("model"));
+    let load = |dir: &Path| Arc::new(CrossEncoder::open(dir, &options).expect("model"));
     ModelSet {
         score: load(&sts_model_dir()),
         nli: Some(load(&nli_model_dir())),
@@ -163,6 +164,16 @@ pub fn start_executor_with(
         }
     });
     (metrics, bind)
+}
+
+/// Models of `set` that started ONNX Runtime sessions, by name.
+pub fn started(set: &ModelSet) -> Vec<String> {
+    [Some(&set.score), set.nli.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|model| model.is_started() || model.stats().sessions > 0)
+        .map(|model| model.name().to_string())
+        .collect()
 }
 
 /// Tasks each executor has run to success.

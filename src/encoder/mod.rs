@@ -1,39 +1,41 @@
-//! [`CrossEncoder`]: a loaded model that scores text pairs.
+//! [`CrossEncoder`]: a cross-encoder that scores text pairs. Opening one
+//! reads its [`ModelDescription`]; its sessions start on first use.
+
+mod engine;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{BooleanArray, Float32Array};
 
 use crate::cache::{Key, PairCache};
 use crate::head::Head;
-use crate::model::graph;
-use crate::model::{Fingerprint, ModelConfig, ModelFiles};
-use crate::options::{EngineOptions, invariance, session_settings};
+use crate::model::{Fingerprint, ModelConfig, ModelDescription, ModelFiles};
+use crate::options::EngineOptions;
 use crate::output::{self, ClassifiedArrays};
 use crate::queue::BatchLimits;
-use crate::queue::Scheduler;
-use crate::session::Output;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
 use crate::tokenize::PairTokenizer;
 use crate::{Error, Result};
+use engine::Engine;
 
-/// A cross-encoder ready to score pairs. Share it (`Arc`): concurrent callers
+/// A cross-encoder that scores pairs. Share it (`Arc`): concurrent callers
 /// go through one queue to the model's sessions, and share micro-batches.
+///
+/// [`CrossEncoder::open`] reads the model's description and tokenizer only;
+/// the ONNX Runtime sessions and worker threads start when pairs are first
+/// scored, or at [`CrossEncoder::start`]. [`CrossEncoder::load`] does both.
 pub struct CrossEncoder {
-    name: String,
-    files: ModelFiles,
-    config: ModelConfig,
-    head: Head,
+    description: ModelDescription,
+    options: EngineOptions,
     tokenizer: PairTokenizer,
-    scheduler: Scheduler,
-    limits: BatchLimits,
-    batch_invariant: bool,
+    engine: OnceLock<Engine>,
+    /// Held while the engine starts, so that it starts once.
+    starting: Mutex<()>,
     cache: Option<PairCache>,
     stats: Arc<Stats>,
-    fingerprint: Fingerprint,
 }
 
 /// Raw model outputs for a set of rows: `num_labels` logits per row, and
@@ -70,99 +72,114 @@ impl Predictions {
 impl std::fmt::Debug for CrossEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CrossEncoder")
-            .field("name", &self.name)
-            .field("onnx", &self.files.onnx)
-            .field("head", &self.head)
+            .field("name", &self.description.name)
+            .field("onnx", &self.description.files.onnx)
+            .field("head", &self.description.head)
             .field("max_length", &self.max_length())
-            .field("limits", &self.limits)
+            .field("limits", &self.limits())
             .finish_non_exhaustive()
     }
 }
 
 impl CrossEncoder {
-    /// Loads a model directory. Missing or corrupt files give an error naming the file.
+    /// Opens a model directory and starts its sessions. Missing or corrupt
+    /// files, and a graph ONNX Runtime refuses, give an error naming the file.
     pub fn load(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
-        let files = ModelFiles::resolve(dir, options.onnx_file.as_deref())?;
-        let config = ModelConfig::load(&files)?;
-        let max_length = options.max_length.unwrap_or(config.max_length);
-        let tokenizer = PairTokenizer::for_model(&files, &config, max_length)?;
-        let prepared = graph::load(
-            &files.onnx,
-            &session_settings(options),
-            &["logits"],
-            invariance(options),
-            || tokenizer.encode_pairs(&PROBES),
-            tokenizer.pad_id(),
+        let model = Self::open(dir, options)?;
+        model.start()?;
+        Ok(model)
+    }
+
+    /// Opens a model directory without starting ONNX Runtime: its
+    /// description and tokenizer are read (errors name the file), its
+    /// sessions start on first use. For callers that may never score, such as
+    /// a SQL session whose queries use one model of two, or a cluster
+    /// scheduler that only checks fingerprints.
+    pub fn open(dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
+        let description = ModelDescription::read(dir, options)?;
+        let tokenizer = PairTokenizer::for_model(
+            &description.files,
+            &description.config,
+            description.max_length,
         )?;
-        let name = model_name(&files.dir);
-        let head = config.head(options.activation);
-        let (one_pair_per_batch, batch_invariant) =
-            (prepared.one_pair_per_batch, prepared.batch_invariant);
-        let rows = Box::new(logits_of_batch(files.onnx.clone(), head.num_labels()));
-        let (scheduler, limits) = Scheduler::for_graph(
-            &name,
-            prepared,
-            options,
-            (tokenizer.pad_id(), head.num_labels()),
-            rows,
-        )?;
-        tracing::info!(model = %name, onnx = %files.onnx.display(), head = head.describe(),
-            max_length, one_pair_per_batch, batch_invariant, device = %options.device,
-            cache_pairs = options.cache_pairs, cpu = %crate::CpuInfo::host(), "model loaded");
         let cache = (options.cache_pairs > 0)
-            .then(|| PairCache::new(options.cache_pairs, head.num_labels()));
-        let stats = scheduler.stats().clone();
-        let settings = format!(
-            "max_length={max_length};head={};batch_invariant={batch_invariant}",
-            head.describe()
-        );
-        let fingerprint = Fingerprint::of(&files, &settings)?;
+            .then(|| PairCache::new(options.cache_pairs, description.head.num_labels()));
+        tracing::debug!(model = %description.name, fingerprint = %description.fingerprint, "model opened");
         Ok(Self {
-            name,
-            files,
-            head,
-            config,
+            description,
+            options: options.clone(),
             tokenizer,
-            scheduler,
-            limits,
-            batch_invariant,
+            engine: OnceLock::new(),
+            starting: Mutex::new(()),
             cache,
-            stats,
-            fingerprint,
+            stats: Arc::default(),
         })
+    }
+
+    /// Starts the sessions and worker threads if they are not running yet.
+    pub fn start(&self) -> Result<()> {
+        self.engine().map(|_| ())
+    }
+
+    /// Whether the sessions have started.
+    pub fn is_started(&self) -> bool {
+        self.engine.get().is_some()
+    }
+
+    /// The running engine, started on first call.
+    fn engine(&self) -> Result<&Engine> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let engine = Engine::start(
+            &self.description,
+            &self.tokenizer,
+            &self.options,
+            self.stats.clone(),
+        )?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// What the model is, read without starting it.
+    pub fn description(&self) -> &ModelDescription {
+        &self.description
     }
 
     /// Whether a pair's result is the same whatever else is in its batch:
     /// true unless a dynamically quantized graph runs with
     /// `batch_invariant: Some(false)`.
     pub fn is_batch_invariant(&self) -> bool {
-        self.batch_invariant
+        self.description.batch_invariant
     }
 
     /// The model's name (its directory name).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.description.name
     }
 
     /// What the model's logits mean.
     pub fn head(&self) -> &Head {
-        &self.head
+        &self.description.head
     }
 
     /// The hash of the model's files and result-changing settings, computed
-    /// at load: equal fingerprints mean equal scores on the same CPU.
+    /// at open: equal fingerprints mean equal scores on the same CPU.
     pub fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
+        &self.description.fingerprint
     }
 
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
+        &self.description.config
     }
 
     /// The model's files.
     pub fn files(&self) -> &ModelFiles {
-        &self.files
+        &self.description.files
     }
 
     /// Maximum pair length in tokens.
@@ -170,17 +187,21 @@ impl CrossEncoder {
         self.tokenizer.max_length()
     }
 
-    /// The micro-batch limits in force (one pair per batch when batch-invariant).
-    pub fn limits(&self) -> BatchLimits {
-        self.limits
+    /// The micro-batch limits in force once started (one pair per batch
+    /// where the graph needs it for batch invariance); `None` before.
+    pub fn limits(&self) -> Option<BatchLimits> {
+        self.engine.get().map(|engine| engine.limits)
     }
 
-    /// Number of ONNX Runtime sessions micro-batches are spread over.
+    /// Number of ONNX Runtime sessions micro-batches are spread over (0
+    /// before the model starts).
     pub fn sessions(&self) -> usize {
-        self.scheduler.workers()
+        self.engine
+            .get()
+            .map_or(0, |engine| engine.scheduler.workers())
     }
 
-    /// Counters since the model was loaded.
+    /// Counters since the model was opened.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
     }
@@ -230,21 +251,21 @@ impl CrossEncoder {
     /// Whether each row's score reaches `threshold` (default: the head's
     /// 50 % point); needs a score model.
     pub fn paraphrase(&self, a: &Texts, b: &Texts, threshold: Option<f32>) -> Result<BooleanArray> {
-        if !matches!(self.head, Head::Score { .. }) {
+        if !matches!(self.head(), Head::Score { .. }) {
             return Err(self.wrong_head("a paraphrase decision", "a one-label score model"));
         }
-        let threshold = threshold.unwrap_or_else(|| self.head.default_threshold());
+        let threshold = threshold.unwrap_or_else(|| self.head().default_threshold());
         Ok(output::at_least(&self.score(a, b)?, threshold))
     }
 
     /// Scores of already computed predictions (see [`CrossEncoder::score`]).
     pub fn scores_of(&self, predictions: &Predictions) -> Float32Array {
-        output::scores(predictions, &self.head)
+        output::scores(predictions, self.head())
     }
 
     /// Labels and probabilities of already computed predictions; needs a classifier.
     pub fn classes_of(&self, predictions: &Predictions) -> Result<ClassifiedArrays> {
-        let Head::Classification { labels } = &self.head else {
+        let Head::Classification { labels } = self.head() else {
             return Err(self.wrong_head("classification", "a model with several labels"));
         };
         output::classified(predictions, labels)
@@ -255,8 +276,8 @@ impl CrossEncoder {
         Error::WrongHead {
             operation,
             needs,
-            model: self.name.clone(),
-            has: self.head.describe(),
+            model: self.description.name.clone(),
+            has: self.head().describe(),
         }
     }
 
@@ -266,7 +287,7 @@ impl CrossEncoder {
         let Some(cache) = &self.cache else {
             return self.run_unique(pairs);
         };
-        let width = self.head.num_labels();
+        let width = self.head().num_labels();
         let keys: Vec<Key> = pairs.iter().map(|(a, b)| cache.key(a, b)).collect();
         let mut logits = vec![0.0; pairs.len() * width];
         let found = cache.lookup(&keys, &mut logits);
@@ -291,11 +312,11 @@ impl CrossEncoder {
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         self.stats.record_run(pairs.len(), truncated);
-        self.scheduler.run(encoded)
+        self.engine()?.scheduler.run(encoded)
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {
-        let labels = self.head.num_labels();
+        let labels = self.head().num_labels();
         let mut logits = vec![0.0; slots.len() * labels];
         for (row, slot) in slots.iter().enumerate() {
             if let Some(u) = slot {
@@ -309,64 +330,4 @@ impl CrossEncoder {
             valid: slots.iter().map(Option::is_some).collect(),
         }
     }
-}
-
-/// Pairs of different lengths that check a rewritten graph at load time.
-const PROBES: [(&str, &str); 8] = [
-    (
-        "A man is playing a guitar on the stage.",
-        "Someone plays an instrument.",
-    ),
-    ("Yes.", "No."),
-    (
-        "The quick brown fox jumps over the lazy dog near the river bank.",
-        "A fox jumps.",
-    ),
-    (
-        "How do I reset my password?",
-        "Steps to change a forgotten password",
-    ),
-    (
-        "Two dogs run through the snow.",
-        "Two dogs are running outside in winter.",
-    ),
-    (
-        "I love this film!",
-        "I hated every minute of that movie and left early.",
-    ),
-    ("A", "B"),
-    (
-        "The committee postponed the vote on the new budget until next Thursday, citing missing figures.",
-        "The budget vote was delayed.",
-    ),
-];
-
-/// Reads one batch's logits: `labels` per row, else the graph does not
-/// match its config.
-fn logits_of_batch(
-    onnx: PathBuf,
-    labels: usize,
-) -> impl Fn(Output, &[usize]) -> Result<Vec<f32>> + Send + Sync {
-    move |out, lengths| {
-        let width = out.shape.get(1).copied().unwrap_or(1);
-        if out.shape.len() > 2 || width != labels {
-            return Err(Error::InvalidModel {
-                path: onnx.clone(),
-                reason: format!(
-                    "the graph's output has shape {:?} for {} pairs; config.json names {labels} labels",
-                    out.shape,
-                    lengths.len()
-                ),
-            });
-        }
-        Ok(out.data)
-    }
-}
-
-fn model_name(dir: &Path) -> String {
-    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    canonical
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| canonical.display().to_string())
 }
