@@ -341,7 +341,9 @@ fn broken_model_files_are_named_in_the_error() {
         .to_string();
     assert!(err.contains("model.onnx"), "{err}");
 
-    let graph = crossflow::ModelFiles::resolve(sts_model_dir(), None).unwrap().onnx;
+    let graph = crossflow::ModelFiles::resolve(sts_model_dir(), None)
+        .unwrap()
+        .onnx;
     std::fs::copy(graph, dir.path().join("model.onnx")).unwrap();
     std::fs::write(dir.path().join("tokenizer.json"), b"{ broken").unwrap();
     let err = CrossEncoder::load(dir.path(), &EngineOptions::default())

@@ -25,6 +25,11 @@ pub struct Measurement {
     pub tokens: u64,
     pub padded_tokens: u64,
     pub peak_rss_mb: f64,
+    /// Seconds to open the model (read its description and tokenizer) and
+    /// to start it (load the graph into sessions, rewrite and check it where
+    /// the configuration asks); crossflow only.
+    #[serde(default)]
+    pub open_start_s: Option<(f64, f64)>,
 }
 
 /// Arguments of `crossflow-bench one`.
@@ -94,10 +99,12 @@ pub fn options(
 /// Measures one configuration in this process and prints it as JSON.
 pub fn one(args: &OneArgs) -> Result<()> {
     let set = datasets::load(&args.profile, &args.data, args.limit)?;
-    let model = CrossEncoder::load(
-        &args.model,
-        &options(&args.config, &args.onnx_file, args.device, args.max_length)?,
-    )?;
+    let options = options(&args.config, &args.onnx_file, args.device, args.max_length)?;
+    let opening = Instant::now();
+    let model = CrossEncoder::open(&args.model, &options)?;
+    let (opened, starting) = (opening.elapsed().as_secs_f64(), Instant::now());
+    model.start()?;
+    let open_start_s = Some((opened, starting.elapsed().as_secs_f64()));
     let pairs: Vec<(&str, &str)> = set
         .pairs
         .iter()
@@ -129,6 +136,7 @@ pub fn one(args: &OneArgs) -> Result<()> {
         tokens: (stats.tokens - warm.tokens) / runs,
         padded_tokens: (stats.padded_tokens - warm.padded_tokens) / runs,
         peak_rss_mb: peak_rss_mb(),
+        open_start_s,
     };
     println!("{}", serde_json::to_string(&measurement)?);
     Ok(())
@@ -162,8 +170,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let mut results = Vec::new();
             for system in &systems {
                 let m = system.measure(args, &set)?;
+                let start = m.open_start_s.map_or(String::new(), |(open, start)| {
+                    format!(" (open {open:.2} s, start {start:.2} s)")
+                });
                 eprintln!(
-                    "  round {round}: {:<90} {:>8.1} pairs/s",
+                    "  round {round}: {:<90} {:>8.1} pairs/s{start}",
                     m.system, m.pairs_per_s
                 );
                 results.push(m);
