@@ -208,7 +208,18 @@ impl CrossEncoder {
 
     /// Runs the model over rows of pairs. A null on either side gives a null
     /// row; identical pairs are run once, and pairs in the cache not at all.
+    /// Blocks the calling thread until the rows are back: see
+    /// [`CrossEncoder::predict_async`] for async callers.
     pub fn predict(&self, a: &Texts, b: &Texts) -> Result<Predictions> {
+        futures::executor::block_on(self.predict_async(a, b))
+    }
+
+    /// [`CrossEncoder::predict`] for async callers: the pairs are tokenized
+    /// on the calling task, then the call waits for room in the model's queue
+    /// and for its rows without blocking the thread (the model runs on its
+    /// own worker threads). The first call of a model not yet started starts
+    /// it, which blocks for the time that takes.
+    pub async fn predict_async(&self, a: &Texts<'_>, b: &Texts<'_>) -> Result<Predictions> {
         let rows = row_count(a, b)?;
         let mut index: HashMap<(&str, &str), usize> = HashMap::new();
         let mut unique = Vec::new();
@@ -221,7 +232,7 @@ impl CrossEncoder {
                 }))
             })
             .collect();
-        let unique_logits = self.logits_of(&unique)?;
+        let unique_logits = self.logits_of(&unique).await?;
         let nulls = slots.iter().filter(|s| s.is_none()).count();
         self.stats.record_call(rows, nulls);
         Ok(self.scatter(&slots, &unique_logits))
@@ -283,9 +294,9 @@ impl CrossEncoder {
 
     /// Logits of distinct pairs in input order: cached ones from the cache,
     /// the others run (and then cached).
-    fn logits_of(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+    async fn logits_of(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let Some(cache) = &self.cache else {
-            return self.run_unique(pairs);
+            return self.run_unique(pairs).await;
         };
         let width = self.head().num_labels();
         let keys: Vec<Key> = pairs.iter().map(|(a, b)| cache.key(a, b)).collect();
@@ -297,7 +308,8 @@ impl CrossEncoder {
         if missing.is_empty() {
             return Ok(logits);
         }
-        let fresh = self.run_unique(&missing.iter().map(|&i| pairs[i]).collect::<Vec<_>>())?;
+        let missing_pairs: Vec<(&str, &str)> = missing.iter().map(|&i| pairs[i]).collect();
+        let fresh = self.run_unique(&missing_pairs).await?;
         for (row, &i) in fresh.chunks(width).zip(&missing) {
             logits[i * width..(i + 1) * width].copy_from_slice(row);
         }
@@ -308,11 +320,11 @@ impl CrossEncoder {
 
     /// Tokenizes distinct pairs and runs them through the model's queue;
     /// returns their logits in input order.
-    fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+    async fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         self.stats.record_run(pairs.len(), truncated);
-        self.engine()?.scheduler.run(encoded)
+        self.engine()?.scheduler.infer(encoded).await
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {

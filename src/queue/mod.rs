@@ -15,14 +15,16 @@
 //! the workers' threads, never on a caller's (an async runtime's) thread.
 
 mod limits;
+mod reply;
 mod state;
 mod worker;
 
 use std::cmp::Reverse;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+
+use tokio::sync::Notify;
 
 pub use limits::{BatchLimits, QueueLimits, QueueOptions};
 
@@ -32,6 +34,7 @@ use crate::session::{OrtSession, Output, PaddedBatch};
 use crate::stats::Stats;
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
+use reply::Reply;
 use state::State;
 
 /// What a worker runs batches on: one session it owns.
@@ -62,12 +65,6 @@ pub(crate) struct Config {
     pub rows: Box<Rows>,
 }
 
-/// A worker's answer to one call: its rows of one batch.
-pub(crate) struct Answer {
-    rows: Vec<usize>,
-    values: Result<Vec<f32>>,
-}
-
 /// The queue and the workers of one model.
 pub(crate) struct Scheduler {
     shared: Arc<Shared>,
@@ -78,8 +75,9 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when pairs are queued (workers wait on it).
     work: Condvar,
-    /// Signalled when pairs leave the queue (callers wait on it for room).
-    room: Condvar,
+    /// Notified when pairs leave the queue (callers wait on it for room,
+    /// without blocking a thread).
+    room: Notify,
     config: Config,
     stats: Arc<Stats>,
     next_call: AtomicU64,
@@ -101,7 +99,7 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
-            room: Condvar::new(),
+            room: Notify::new(),
             config,
             stats,
             next_call: AtomicU64::new(0),
@@ -159,59 +157,56 @@ impl Scheduler {
     }
 
     /// Runs `pairs`; returns `pairs.len() × width` floats in input order.
-    /// Blocks until every row is back (and while the queue is full).
+    /// Blocks the calling thread until every row is back (and while the
+    /// queue is full): [`Scheduler::infer`] for blocking callers.
     pub fn run(&self, pairs: Vec<EncodedPair>) -> Result<Vec<f32>> {
-        let width = self.shared.config.width;
-        let count = pairs.len();
-        let mut out = vec![0.0; count * width];
-        if count == 0 {
-            return Ok(out);
+        futures::executor::block_on(self.infer(pairs))
+    }
+
+    /// Runs `pairs`; returns `pairs.len() × width` floats in input order.
+    /// Waits for room in the queue and for the workers' rows without blocking
+    /// the thread; dropping the future withdraws the pairs still waiting.
+    pub async fn infer(&self, pairs: Vec<EncodedPair>) -> Result<Vec<f32>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
         }
         let mut ordered: Vec<(usize, EncodedPair)> = pairs.into_iter().enumerate().collect();
         ordered.sort_by_key(|(_, pair)| Reverse(pair.len()));
         let id = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
-        let (reply, answers) = mpsc::channel();
-        let received = self.shared.submit(id, &reply, ordered).and_then(|()| {
-            drop(reply);
-            receive(&answers, &mut out, width)
-        });
-        if received.is_err() {
-            let mut state = self.shared.lock();
-            state.cancel(id);
-            self.shared.stats.set_queue_depth(state.pairs());
-        }
-        received.map(|()| out)
+        let _withdraw = Withdraw {
+            shared: &self.shared,
+            id,
+        };
+        let (reply, answer) = Reply::new(ordered.len(), self.shared.config.width);
+        self.shared.submit(id, &reply, ordered).await?;
+        drop(reply);
+        answer.await.map_err(|_| {
+            Error::Scheduler("the model's workers stopped before answering every pair".into())
+        })?
     }
 }
 
-/// Copies answers into `out` until all its rows are there.
-fn receive(answers: &mpsc::Receiver<Answer>, out: &mut [f32], width: usize) -> Result<()> {
-    let mut filled = 0;
-    while filled < out.len() / width.max(1) {
-        let answer = answers.recv().map_err(|_| {
-            Error::Scheduler("the model's workers stopped before answering every pair".into())
-        })?;
-        let values = answer.values?;
-        if values.len() != answer.rows.len() * width {
-            return Err(Error::Scheduler(format!(
-                "a batch gave {} values for {} rows of {width}",
-                values.len(),
-                answer.rows.len()
-            )));
-        }
-        for (&row, value) in answer.rows.iter().zip(values.chunks(width)) {
-            out[row * width..(row + 1) * width].copy_from_slice(value);
-        }
-        filled += answer.rows.len();
+/// Withdraws a call's pairs that still wait when the call ends (answered,
+/// failed or dropped by its caller); nothing is left to withdraw from a call
+/// whose rows all came back.
+struct Withdraw<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.cancel(self.id);
+        self.shared.stats.set_queue_depth(state.pairs());
     }
-    Ok(())
 }
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.work.notify_all();
-        self.shared.room.notify_all();
+        self.shared.room.notify_waiters();
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
                 tracing::error!(model = %self.shared.config.name, "a worker thread panicked");

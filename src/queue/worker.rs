@@ -1,13 +1,14 @@
 //! The worker side of the scheduler: admitting pairs, cutting batches,
 //! running them on a worker's session, and answering the calls.
 
+use std::iter::Peekable;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::MutexGuard;
-use std::sync::mpsc::Sender;
 use std::time::Instant;
 
+use super::reply::ReplyTo;
 use super::state::{State, Taken};
-use super::{Answer, Backend, Shared};
+use super::{Backend, Shared};
 use crate::session::PaddedBatch;
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
@@ -23,31 +24,50 @@ impl Shared {
     }
 
     /// Queues a call's pairs, waiting for room whenever the queue is full.
-    pub(super) fn submit(
+    pub(super) async fn submit(
         &self,
         id: u64,
-        reply: &Sender<Answer>,
+        reply: &ReplyTo,
         pairs: Vec<(usize, EncodedPair)>,
     ) -> Result<()> {
-        let limits = &self.config.queue;
-        let mut state = self.lock();
-        for (index, (row, pair)) in pairs.into_iter().enumerate() {
-            if !state.admits(id, pair.len(), limits, &self.config.batches) {
-                self.stats.record_admission_wait();
+        let mut queueing = Queueing {
+            pairs: pairs.into_iter().peekable(),
+            first: true,
+            waited: false,
+        };
+        loop {
+            let room = self.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            let queued = self.push_admitted(id, reply, &mut queueing);
+            self.work.notify_all();
+            if queued? {
+                return Ok(());
             }
-            while !state.admits(id, pair.len(), limits, &self.config.batches) {
+            room.await;
+        }
+    }
+
+    /// Queues the pairs the queue admits now; whether all are queued.
+    fn push_admitted(&self, id: u64, reply: &ReplyTo, queueing: &mut Queueing) -> Result<bool> {
+        let (limits, batches) = (&self.config.queue, &self.config.batches);
+        let mut state = self.lock();
+        while let Some((_, pair)) = queueing.pairs.peek() {
+            if !state.admits(id, pair.len(), limits, batches) {
                 if state.shutdown {
                     return Err(Error::Scheduler("the model is shutting down".into()));
                 }
-                self.work.notify_all();
-                state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+                if !std::mem::replace(&mut queueing.waited, true) {
+                    self.stats.record_admission_wait();
+                }
+                return Ok(false);
             }
-            state.push(id, reply, (row, pair), index == 0);
+            let pair = queueing.pairs.next().expect("peeked");
+            state.push(id, reply, pair, std::mem::take(&mut queueing.first));
+            queueing.waited = false;
             self.stats.set_queue_depth(state.pairs());
         }
-        drop(state);
-        self.work.notify_all();
-        Ok(())
+        Ok(true)
     }
 
     /// A worker's loop: take a batch, run it, answer its calls. A batch of
@@ -88,7 +108,7 @@ impl Shared {
                     let taken = state.take(batches, now);
                     self.stats.set_queue_depth(state.pairs());
                     drop(state);
-                    self.room.notify_all();
+                    self.room.notify_waiters();
                     return taken;
                 }
                 state = self
@@ -118,9 +138,18 @@ impl Shared {
     }
 }
 
-/// Sends each call its rows of a batch. On failure the first call gets the
-/// error itself, the others an error naming it. A caller that gave up has
-/// dropped its receiver: sending to it does nothing.
+/// A call's pairs on their way into the queue.
+struct Queueing {
+    pairs: Peekable<std::vec::IntoIter<(usize, EncodedPair)>>,
+    /// Whether no pair is queued yet (the first puts the call at the head).
+    first: bool,
+    /// Whether the next pair's wait for room is already counted.
+    waited: bool,
+}
+
+/// Gives each call its rows of a batch. On failure the first call gets the
+/// error itself, the others an error naming it. A call that ended already
+/// ignores them.
 fn answer(batch: Taken, result: Result<Vec<f32>>, width: usize) {
     match result {
         Ok(values) => {
@@ -129,13 +158,9 @@ fn answer(batch: Taken, result: Result<Vec<f32>>, width: usize) {
                 let end = start + part.rows.len();
                 let values = values
                     .get(start * width..end * width)
-                    .map(<[f32]>::to_vec)
                     .ok_or_else(|| Error::Scheduler("a batch's output has too few rows".into()));
                 start = end;
-                let _ = part.reply.send(Answer {
-                    rows: part.rows,
-                    values,
-                });
+                part.reply.deliver(&part.rows, values);
             }
         }
         Err(error) => {
@@ -147,10 +172,7 @@ fn answer(batch: Taken, result: Result<Vec<f32>>, width: usize) {
                         "a batch shared with another call failed: {message}"
                     ))
                 });
-                let _ = part.reply.send(Answer {
-                    rows: part.rows,
-                    values: Err(error),
-                });
+                part.reply.deliver(&part.rows, Err(error));
             }
         }
     }

@@ -8,8 +8,8 @@ use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+use super::args::DedupeArgs;
 use super::clusters::Representative;
-use super::job::DedupeArgs;
 use super::normalize::normalize;
 use crate::columns;
 use crate::{JobError, Result};

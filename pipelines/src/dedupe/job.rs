@@ -1,15 +1,14 @@
 //! The dedupe job: read, group exact duplicates, embed, find candidates,
 //! verify, cluster, write.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
 use crossflow::{BiEncoder, EngineOptions};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::args::{DedupeArgs, DedupeSummary, Search};
 use super::candidates::{Candidate, exact_top_k};
-use super::clusters::{Clusters, Linkage, Representative, centre_clusters, centre_order};
+use super::clusters::{Clusters, Linkage, centre_clusters, centre_order};
 use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
@@ -18,97 +17,6 @@ use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
 use crate::output_file::{FlagPath, OutputFile, check_paths};
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
-
-/// Arguments of `crossflow dedupe`.
-#[derive(Debug, Clone, Args)]
-pub struct DedupeArgs {
-    /// Input Parquet: a file, a directory of files or a glob
-    #[arg(long)]
-    pub input: String,
-    /// Column holding the texts
-    #[arg(long)]
-    pub text_column: String,
-    /// Column identifying rows [default: the row number]
-    #[arg(long)]
-    pub id_column: Option<String>,
-    /// Output Parquet: every input row and column plus cluster_id, is_duplicate, duplicate_of, match_score
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Also write the candidate pairs (id_a, id_b, bi_score, cross_score, verified)
-    #[arg(long)]
-    pub pairs_output: Option<PathBuf>,
-    /// Bi-encoder directory [default: the bundled all-minilm-l6-v2]
-    #[arg(long, env = "CROSSFLOW_BI_ENCODER")]
-    pub bi_encoder: Option<PathBuf>,
-    /// Candidate neighbours per text
-    #[arg(long, default_value_t = 10)]
-    pub top_k: usize,
-    /// Minimum bi-encoder cosine of a candidate pair
-    #[arg(long, default_value_t = 0.75)]
-    pub min_cosine: f32,
-    /// Cross-encoder score at or above which a candidate pair is a duplicate: a
-    /// probability for a sigmoid model (the bundled one), a raw logit for a
-    /// model configured without activation, the --duplicate-label probability
-    /// for a classifier; --activation does not change it
-    #[arg(long, default_value_t = 0.75)]
-    pub threshold: f32,
-    /// For a classifier model (e.g. NLI): the label that means "duplicate"; a
-    /// pair's score is that label's probability, the lower of both directions
-    #[arg(long)]
-    pub duplicate_label: Option<String>,
-    /// Neighbour search: exact (quadratic), ivf (inverted-file index), or auto
-    /// (exact up to --exact-limit distinct texts, ivf above); hnsw is
-    /// deprecated and runs ivf (as fast or faster at equal or better recall)
-    #[arg(long, value_enum, default_value_t = Search::Auto)]
-    pub search: Search,
-    /// Largest number of distinct texts searched exactly under --search auto
-    #[arg(long, default_value_t = 200_000)]
-    pub exact_limit: usize,
-    /// Lists of the IVF index [default: 4·√(distinct texts)]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub ivf_lists: Option<u64>,
-    /// Lists of the IVF index each text is searched in (higher: better recall, slower)
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
-    pub ivf_probes: u64,
-    /// Deprecated with --search hnsw; accepted and ignored
-    #[arg(long, hide = true)]
-    pub hnsw_ef: Option<usize>,
-    /// Which row represents a cluster: its centre, which every duplicate matches directly
-    #[arg(long, value_enum, default_value_t = Representative::First)]
-    pub representative: Representative,
-    /// Largest number of rows in a cluster (a warning names the clusters that reach it)
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_cluster_size: Option<u64>,
-}
-
-/// How candidate neighbours are searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Search {
-    /// Exact, tiled over all pairs.
-    Exact,
-    /// Approximate, through an inverted-file index over the same products.
-    Ivf,
-    /// Deprecated: runs [`Search::Ivf`], with a warning.
-    Hnsw,
-    /// Exact up to `--exact-limit` distinct texts, IVF above.
-    Auto,
-}
-
-/// What a dedupe run found, and the time per stage.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DedupeSummary {
-    pub rows: usize,
-    pub exact_duplicates: usize,
-    pub candidates: usize,
-    /// Candidate pairs the cross-encoder scored (the others could not change a cluster).
-    pub scored: usize,
-    pub verified: usize,
-    pub clusters: usize,
-    pub duplicates: usize,
-    /// Clusters that left a verified match out because of --max-cluster-size.
-    pub capped_clusters: usize,
-    pub stage_seconds: Vec<(&'static str, f64)>,
-}
 
 /// Per row: the representative row of its cluster, the row it matches
 /// directly (an exact copy or the centre) and that match's score.
@@ -137,14 +45,7 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         args.duplicate_label.as_deref(),
         args.threshold,
     )?;
-    let mut summary = DedupeSummary::default();
-    let mut clock = Instant::now();
-    let mut lap = |summary: &mut DedupeSummary, stage: &'static str| {
-        summary
-            .stage_seconds
-            .push((stage, clock.elapsed().as_secs_f64()));
-        clock = Instant::now();
-    };
+    let mut stages = Stages::default();
     // One partition: rows in file order (the order --representative first
     // means); strings keep their input type in the output (no view types).
     // No file statistics: see crate::sql::session (NaN read as a constant).
@@ -157,13 +58,51 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         );
     let ctx = SessionContext::new_with_config(config);
     let rows = read_rows(&ctx, args).await?;
-    summary.rows = rows.texts.len();
-    lap(&mut summary, "read");
+    stages.summary.rows = rows.texts.len();
+    stages.lap("read");
+    // The rest is work for the CPU and the models: off the async threads.
+    let (args, models) = (args.clone(), models.clone());
+    tokio::task::spawn_blocking(move || dedupe_rows(&args, &models, &rows, &verifier, stages))
+        .await
+        .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
+}
 
+/// The summary and the time of each stage so far.
+struct Stages {
+    summary: DedupeSummary,
+    clock: Instant,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Self {
+            summary: DedupeSummary::default(),
+            clock: Instant::now(),
+        }
+    }
+}
+
+impl Stages {
+    /// Ends `stage`, which took the time since the last one ended.
+    fn lap(&mut self, stage: &'static str) {
+        let seconds = self.clock.elapsed().as_secs_f64();
+        self.summary.stage_seconds.push((stage, seconds));
+        self.clock = Instant::now();
+    }
+}
+
+/// Groups, embeds, searches, verifies, clusters and writes the rows read.
+fn dedupe_rows(
+    args: &DedupeArgs,
+    models: &ModelArgs,
+    rows: &Rows,
+    verifier: &Verifier,
+    mut stages: Stages,
+) -> Result<DedupeSummary> {
     let groups = exact_groups(&rows.texts, args.representative);
     let unique = &groups.head;
-    summary.exact_duplicates = rows.texts.iter().flatten().count() - unique.len();
-    lap(&mut summary, "exact");
+    stages.summary.exact_duplicates = rows.texts.iter().flatten().count() - unique.len();
+    stages.lap("exact");
 
     let options = models.engine_options()?;
     let bi_dir = match &args.bi_encoder {
@@ -175,42 +114,44 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         .map(|&r| rows.texts[r].as_deref().unwrap_or_default())
         .collect();
     let vectors = embed(&bi_dir, &options, &texts)?;
-    lap(&mut summary, "embed");
+    stages.lap("embed");
 
     let found = candidates(args, vectors, unique);
-    summary.candidates = found.len();
-    lap(&mut summary, "candidates");
+    stages.summary.candidates = found.len();
+    stages.lap("candidates");
 
-    let (clusters, cross_scores) = verify_and_link(args, &rows, &groups, &found, &verifier)?;
+    let (clusters, cross_scores) = verify_and_link(args, rows, &groups, &found, verifier)?;
+    let summary = &mut stages.summary;
     summary.scored = cross_scores.iter().flatten().count();
     summary.verified = cross_scores
         .iter()
         .flatten()
         .filter(|&&s| s >= args.threshold)
         .count();
-    warn_capped(&clusters, &groups, &rows, args.max_cluster_size);
+    warn_capped(&clusters, &groups, rows, args.max_cluster_size);
     summary.capped_clusters = clusters.capped.len();
-    lap(&mut summary, "verify");
+    stages.lap("verify");
 
     let assignment = assign(&groups, &clusters);
+    let summary = &mut stages.summary;
     summary.clusters = (0..rows.texts.len())
         .filter(|&r| assignment.cluster[r] == r)
         .count();
     summary.duplicates = summary.rows - summary.clusters;
-    let output = write_output(args, &rows, &assignment)?;
+    let output = write_output(args, rows, &assignment)?;
     let mut outputs = vec![output];
     if let Some(path) = &args.pairs_output {
         outputs.push(write_pairs(
             path,
-            &rows,
+            rows,
             &found,
             &cross_scores,
             args.threshold,
         )?);
     }
     OutputFile::commit_all(outputs)?;
-    lap(&mut summary, "write");
-    Ok(summary)
+    stages.lap("write");
+    Ok(stages.summary)
 }
 
 /// Refuses outputs that clash with the input or each other, and thresholds

@@ -3,6 +3,7 @@
 //! them — then clusters by centre linkage (every duplicate matches its
 //! cluster's centre directly).
 
+mod args;
 pub mod candidates;
 pub mod clusters;
 mod input;
@@ -12,4 +13,5 @@ pub mod normalize;
 mod output;
 mod verify;
 
-pub use job::{DedupeArgs, DedupeSummary, Search, run};
+pub use args::{DedupeArgs, DedupeSummary, Search};
+pub use job::run;

@@ -9,9 +9,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 
+use super::args::DedupeArgs;
 use super::candidates::Candidate;
 use super::input::Rows;
-use super::job::{Assignment, DedupeArgs};
+use super::job::Assignment;
 use crate::output_file::OutputFile;
 use crate::{JobError, Result};
 

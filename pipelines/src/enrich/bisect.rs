@@ -1,41 +1,92 @@
 //! Narrowing a failed batch down to the items that make it fail.
 
-/// Runs `run` over `items`. Where a call fails, the items are split in halves
+use std::ops::Range;
+
+/// Narrows a failed run of items down to the items that fail it: the caller
+/// runs each range [`Bisection::next`] gives and hands the outcome to
+/// [`Bisection::record`]. Where a run fails, its items are split in halves
 /// and each half is run again, down to single items: every item gets its
-/// result, or the error of the one-item call that failed, and one bad item
-/// costs O(log n) extra calls instead of the whole batch.
+/// result, or the error of the one-item run that failed, and one bad item
+/// costs O(log n) extra runs instead of one per item.
 ///
-/// `run` must return one result per item it was given (an invariant:
-/// violating it panics).
-pub fn bisect<T, U, E, F>(items: &[T], run: &mut F) -> Vec<Result<U, String>>
-where
-    E: std::fmt::Display,
-    F: FnMut(&[T]) -> Result<Vec<U>, E>,
-{
-    match run(items) {
-        Ok(results) => {
-            assert_eq!(
-                results.len(),
-                items.len(),
-                "a batch of {} items gave {} results",
-                items.len(),
-                results.len()
-            );
-            results.into_iter().map(Ok).collect()
+/// A run must give one result per item (an invariant: violating it panics).
+pub struct Bisection<U> {
+    results: Vec<Option<Result<U, String>>>,
+    /// Ranges still to run, the next on top: halves run left first.
+    todo: Vec<Range<usize>>,
+}
+
+impl<U> Bisection<U> {
+    /// A bisection of `items` items, starting with all of them.
+    pub fn new(items: usize) -> Self {
+        Self {
+            results: (0..items).map(|_| None).collect(),
+            todo: std::iter::once(0..items).collect(),
         }
-        Err(error) if items.len() <= 1 => items.iter().map(|_| Err(error.to_string())).collect(),
-        Err(_) => {
-            let (left, right) = items.split_at(items.len() / 2);
-            let mut results = bisect(left, run);
-            results.extend(bisect(right, run));
-            results
+    }
+
+    /// The next range of items to run.
+    pub fn next_range(&mut self) -> Option<Range<usize>> {
+        self.todo.pop()
+    }
+
+    /// What running `range` gave.
+    pub fn record<E: std::fmt::Display>(
+        &mut self,
+        range: Range<usize>,
+        outcome: Result<Vec<U>, E>,
+    ) {
+        match outcome {
+            Ok(out) => {
+                assert_eq!(
+                    out.len(),
+                    range.len(),
+                    "a batch of {} items gave {} results",
+                    range.len(),
+                    out.len()
+                );
+                for (slot, result) in self.results[range].iter_mut().zip(out) {
+                    *slot = Some(Ok(result));
+                }
+            }
+            Err(error) if range.len() <= 1 => {
+                for slot in &mut self.results[range] {
+                    *slot = Some(Err(error.to_string()));
+                }
+            }
+            Err(_) => {
+                let middle = range.start + range.len() / 2;
+                self.todo.push(middle..range.end);
+                self.todo.push(range.start..middle);
+            }
         }
+    }
+
+    /// Every item's result, in item order.
+    pub fn finish(self) -> Vec<Result<U, String>> {
+        assert!(self.todo.is_empty(), "ranges left to run");
+        self.results
+            .into_iter()
+            .map(|result| result.expect("every item is in one range that ran"))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bisect<T, U>(
+        items: &[T],
+        run: &mut impl FnMut(&[T]) -> Result<Vec<U>, String>,
+    ) -> Vec<Result<U, String>> {
+        let mut bisection = Bisection::new(items.len());
+        while let Some(range) = bisection.next_range() {
+            let outcome = run(&items[range.clone()]);
+            bisection.record(range, outcome);
+        }
+        bisection.finish()
+    }
 
     fn doubles(calls: &mut usize) -> impl FnMut(&[i32]) -> Result<Vec<i32>, String> + '_ {
         move |items| {

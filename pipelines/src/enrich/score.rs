@@ -45,15 +45,15 @@ impl Scorer {
         })
     }
 
-    /// Scores `pairs` (blocking: run it off the async threads).
-    pub fn score(&self, pairs: &[PairMessage]) -> Result<Scored> {
+    /// Scores `pairs`, waiting for the models without blocking the thread.
+    pub async fn score(&self, pairs: &[PairMessage]) -> Result<Scored> {
         let a = StringArray::from_iter_values(pairs.iter().map(|p| p.a.as_str()));
         let b = StringArray::from_iter_values(pairs.iter().map(|p| p.b.as_str()));
         let (a, b) = (Texts::Utf8(&a), Texts::Utf8(&b));
         let before = self.stats();
         let mut enrichments = vec![Enrichment::default(); pairs.len()];
         for (model, columns) in std::iter::once(&self.score).chain(&self.nli) {
-            let predictions = model.predict(&a, &b)?;
+            let predictions = model.predict_async(&a, &b).await?;
             fill(
                 &mut enrichments,
                 columns.fields(),

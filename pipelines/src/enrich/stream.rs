@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::bisect::bisect;
+use super::bisect::Bisection;
 use super::kafka::{self, Consumer};
 use super::message::{self, Enrichment, PairMessage};
 use super::metrics::Metrics;
@@ -211,21 +211,27 @@ impl Job {
         }
         let started = Instant::now();
         let mut first_error = None;
-        let results = tokio::task::block_in_place(|| {
-            // bisect's first call runs the whole batch again: a passing
-            // failure is not blamed on the messages.
-            if let Ok(scored) = self.scorer.score(good) {
-                return scored_results(self.record_scoring(&scored, good.len()));
-            }
-            bisect(good, &mut |pairs| match self.scorer.score(pairs) {
-                Ok(scored) => Ok(self.record_scoring(&scored, pairs.len())),
-                Err(error) => {
-                    let text = error.to_string();
-                    first_error.get_or_insert(error);
-                    Err(text)
+        // The bisection runs the whole batch again first: a passing failure
+        // is not blamed on the messages.
+        let results = match self.scorer.score(good).await {
+            Ok(scored) => scored_results(self.record_scoring(&scored, good.len())),
+            Err(_) => {
+                let mut bisection = Bisection::new(good.len());
+                while let Some(range) = bisection.next_range() {
+                    let pairs = &good[range.clone()];
+                    let outcome = match self.scorer.score(pairs).await {
+                        Ok(scored) => Ok(self.record_scoring(&scored, pairs.len())),
+                        Err(error) => {
+                            let text = error.to_string();
+                            first_error.get_or_insert(error);
+                            Err(text)
+                        }
+                    };
+                    bisection.record(range, outcome);
                 }
-            })
-        });
+                bisection.finish()
+            }
+        };
         self.metrics
             .scoring_seconds
             .observe(started.elapsed().as_secs_f64());

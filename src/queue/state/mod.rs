@@ -2,10 +2,10 @@
 //! from it. Pure bookkeeping under the scheduler's lock: no threads here.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::{Answer, BatchLimits, QueueLimits};
+use super::reply::ReplyTo;
+use super::{BatchLimits, QueueLimits};
 use crate::tokenize::EncodedPair;
 
 /// The pairs waiting, per call, in round-robin order: the call at the head
@@ -23,7 +23,7 @@ pub(super) struct State {
 /// One caller's pairs not yet taken by a worker.
 struct Call {
     id: u64,
-    reply: Sender<Answer>,
+    reply: ReplyTo,
     pending: VecDeque<Pending>,
     /// Tokens of `pending`.
     tokens: usize,
@@ -73,7 +73,7 @@ impl Taken {
 
 /// Consecutive pairs of a [`Taken`] batch that belong to one call.
 pub(super) struct Part {
-    pub reply: Sender<Answer>,
+    pub reply: ReplyTo,
     /// The caller's row of each pair.
     pub rows: Vec<usize>,
 }
@@ -113,7 +113,7 @@ impl State {
     pub fn push(
         &mut self,
         id: u64,
-        reply: &Sender<Answer>,
+        reply: &ReplyTo,
         (row, pair): (usize, EncodedPair),
         first: bool,
     ) {

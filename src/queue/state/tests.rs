@@ -1,6 +1,6 @@
 //! Turns, order, bounds and batch limits of the queue's bookkeeping.
 
-use std::sync::mpsc;
+use super::super::reply::Reply;
 
 use super::*;
 
@@ -21,7 +21,7 @@ fn limits(tokens: usize, pairs: usize) -> BatchLimits {
 
 /// Pushes `count` pairs of `len` tokens of call `id`, rows from 0.
 fn call(state: &mut State, id: u64, count: usize, len: usize, first: bool) {
-    let (reply, _answers) = mpsc::channel();
+    let (reply, _answer) = Reply::new(64, 1);
     for row in 0..count {
         state.push(id, &reply, (row, pair(len)), first && row == 0);
     }
@@ -102,7 +102,7 @@ fn new_calls_pass_a_waiting_call_a_bounded_number_of_times() {
 
 #[test]
 fn batches_stay_within_the_token_budget_padded_to_their_longest_pair() {
-    let (reply, _answers) = mpsc::channel();
+    let (reply, _answer) = Reply::new(64, 1);
     let mut state = State::default();
     state.push(1, &reply, (0, pair(30)), true);
     state.push(1, &reply, (1, pair(20)), false);
@@ -137,7 +137,7 @@ fn a_call_that_got_nothing_keeps_its_place() {
 
 #[test]
 fn the_bound_admits_a_call_with_less_than_a_turn_waiting() {
-    let (reply, _answers) = mpsc::channel();
+    let (reply, _answer) = Reply::new(64, 1);
     let bound = QueueLimits {
         max_pairs: 2,
         max_tokens: 100,

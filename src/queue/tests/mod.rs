@@ -351,3 +351,5 @@ fn a_small_call_gets_in_and_through_a_queue_full_of_large_ones() {
     // The held batch, then the small call's three pairs.
     assert_eq!(small_at, [1, 2, 3], "{order:?}");
 }
+
+mod infer;
