@@ -30,6 +30,8 @@ mod encoder;
 mod error;
 pub mod head;
 pub mod install;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 pub mod model;
 mod options;
 mod output;

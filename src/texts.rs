@@ -1,18 +1,14 @@
 //! Text inputs: any Arrow string array, or one constant for every row.
 
-use arrow::array::{
-    Array, AsArray, LargeStringArray, PrimitiveArray, StringArray, StringViewArray,
-};
-use arrow::datatypes::{
-    ArrowDictionaryKeyType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
-};
+use arrow::array::{Array, AsArray, LargeStringArray, StringArray, StringViewArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::DataType;
 
 use crate::{Error, Result};
 
 /// One side of the pairs: a string column, or a constant (`NULL` included)
 /// repeated for every row without materialising a column.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Texts<'a> {
     /// `Utf8` array.
     Utf8(&'a StringArray),
@@ -35,14 +31,14 @@ impl<'a> Texts<'a> {
             DataType::Utf8 => Ok(Texts::Utf8(array.as_string::<i32>())),
             DataType::LargeUtf8 => Ok(Texts::LargeUtf8(array.as_string::<i64>())),
             DataType::Utf8View => Ok(Texts::Utf8View(array.as_string_view())),
-            DataType::Dictionary(key, value) if is_plain_string(value) => {
-                let keys = Keys::of(array, key).ok_or_else(|| not_texts(array.data_type()))?;
-                let values = match array.as_any_dictionary_opt() {
-                    Some(dictionary) => Texts::from_array(dictionary.values().as_ref())?,
-                    None => return Err(not_texts(array.data_type())),
-                };
+            DataType::Dictionary(_, value) if is_plain_string(value) => {
+                let dictionary = array
+                    .as_any_dictionary_opt()
+                    .ok_or_else(|| not_texts(array.data_type()))?;
+                let values = Texts::from_array(dictionary.values().as_ref())?;
                 Ok(Texts::Dictionary(DictionaryTexts {
-                    keys,
+                    keys: dictionary.normalized_keys(),
+                    null_keys: dictionary.keys().nulls().cloned(),
                     values: Strings::of(values).ok_or_else(|| not_texts(array.data_type()))?,
                 }))
             }
@@ -68,21 +64,38 @@ impl<'a> Texts<'a> {
 
     /// The text of row `i`, `None` where it is null.
     pub fn get(&self, i: usize) -> Option<&'a str> {
-        match *self {
+        match self {
             Texts::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             Texts::LargeUtf8(a) => a.is_valid(i).then(|| a.value(i)),
             Texts::Utf8View(a) => a.is_valid(i).then(|| a.value(i)),
-            Texts::Dictionary(d) => d.keys.get(i).and_then(|k| d.values.get(k)),
-            Texts::Scalar(s) => s,
+            Texts::Dictionary(d) => d.get(i),
+            Texts::Scalar(s) => *s,
         }
     }
 }
 
-/// Dictionary-encoded strings: a key per row into a string array.
-#[derive(Debug, Clone, Copy)]
+/// Dictionary-encoded strings: a key per row into a string array, the keys
+/// of any integer type read once as indices (arrow-rs'
+/// `AnyDictionaryArray::normalized_keys`).
+#[derive(Debug, Clone)]
 pub struct DictionaryTexts<'a> {
-    keys: Keys<'a>,
+    keys: Vec<usize>,
+    /// Rows whose key is null (a null key's index is arbitrary).
+    null_keys: Option<NullBuffer>,
     values: Strings<'a>,
+}
+
+impl<'a> DictionaryTexts<'a> {
+    fn get(&self, i: usize) -> Option<&'a str> {
+        if self
+            .null_keys
+            .as_ref()
+            .is_some_and(|nulls| nulls.is_null(i))
+        {
+            return None;
+        }
+        self.values.get(self.keys[i])
+    }
 }
 
 /// A dictionary's values.
@@ -110,72 +123,6 @@ impl<'a> Strings<'a> {
             Strings::Utf8(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
             Strings::LargeUtf8(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
             Strings::Utf8View(a) => (k < a.len() && a.is_valid(k)).then(|| a.value(k)),
-        }
-    }
-}
-
-/// A dictionary's keys, whatever their integer type.
-#[derive(Debug, Clone, Copy)]
-enum Keys<'a> {
-    I8(&'a PrimitiveArray<Int8Type>),
-    I16(&'a PrimitiveArray<Int16Type>),
-    I32(&'a PrimitiveArray<Int32Type>),
-    I64(&'a PrimitiveArray<Int64Type>),
-    U8(&'a PrimitiveArray<UInt8Type>),
-    U16(&'a PrimitiveArray<UInt16Type>),
-    U32(&'a PrimitiveArray<UInt32Type>),
-    U64(&'a PrimitiveArray<UInt64Type>),
-}
-
-impl<'a> Keys<'a> {
-    fn of(array: &'a dyn Array, key: &DataType) -> Option<Self> {
-        fn keys<K: ArrowDictionaryKeyType>(array: &dyn Array) -> Option<&PrimitiveArray<K>> {
-            array.as_dictionary_opt::<K>().map(|d| d.keys())
-        }
-        Some(match key {
-            DataType::Int8 => Keys::I8(keys(array)?),
-            DataType::Int16 => Keys::I16(keys(array)?),
-            DataType::Int32 => Keys::I32(keys(array)?),
-            DataType::Int64 => Keys::I64(keys(array)?),
-            DataType::UInt8 => Keys::U8(keys(array)?),
-            DataType::UInt16 => Keys::U16(keys(array)?),
-            DataType::UInt32 => Keys::U32(keys(array)?),
-            DataType::UInt64 => Keys::U64(keys(array)?),
-            _ => return None,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.array().len()
-    }
-
-    fn array(&self) -> &'a dyn Array {
-        match *self {
-            Keys::I8(k) => k,
-            Keys::I16(k) => k,
-            Keys::I32(k) => k,
-            Keys::I64(k) => k,
-            Keys::U8(k) => k,
-            Keys::U16(k) => k,
-            Keys::U32(k) => k,
-            Keys::U64(k) => k,
-        }
-    }
-
-    /// Key of row `i`, `None` where the row is null.
-    fn get(&self, i: usize) -> Option<usize> {
-        if self.array().is_null(i) {
-            return None;
-        }
-        match *self {
-            Keys::I8(k) => usize::try_from(k.value(i)).ok(),
-            Keys::I16(k) => usize::try_from(k.value(i)).ok(),
-            Keys::I32(k) => usize::try_from(k.value(i)).ok(),
-            Keys::I64(k) => usize::try_from(k.value(i)).ok(),
-            Keys::U8(k) => Some(usize::from(k.value(i))),
-            Keys::U16(k) => Some(usize::from(k.value(i))),
-            Keys::U32(k) => usize::try_from(k.value(i)).ok(),
-            Keys::U64(k) => usize::try_from(k.value(i)).ok(),
         }
     }
 }

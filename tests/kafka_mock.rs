@@ -116,8 +116,10 @@ async fn an_aborted_transaction_is_rewound_and_counted_once() {
 }
 
 /// The output topic's leader goes down: sends time out and are retried with
-/// backoff, nothing is counted as sent meanwhile; when the broker is back
-/// every output is delivered.
+/// backoff, nothing is counted as sent and no offset is committed meanwhile
+/// (at-least-once stores a batch's offsets only once its outputs are
+/// delivered, and librdkafka commits them in the background, here every
+/// 100 ms); when the broker is back every output is delivered and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost() {
     let (mock, count) = mock_with_pairs().await;
@@ -126,9 +128,17 @@ async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost()
     mock.broker_down(2).unwrap();
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
-    let extra = ["--metrics-addr", &metrics, "-X", "message.timeout.ms=2000"];
+    let extra = [
+        "--metrics-addr",
+        &metrics,
+        "-X",
+        "message.timeout.ms=2000",
+        "-X",
+        "auto.commit.interval.ms=100",
+    ];
     let (stop, task) =
         start_in_process(enrich_args_at(&mock.bootstrap_servers(), "g-down", &extra));
+    let bootstrap = mock.bootstrap_servers();
     tokio::task::block_in_place(|| {
         wait_for_metric(port, "crossflow_produce_retries_total", 2.0);
         assert_eq!(
@@ -136,8 +146,16 @@ async fn sends_are_retried_while_the_output_leader_is_down_and_nothing_is_lost()
             0.0,
             "nothing counted as sent while the leader is down"
         );
+        assert_eq!(
+            committed_at(&bootstrap, "g-down", "pairs", 1),
+            0,
+            "no offset committed before its outputs are delivered"
+        );
         mock.broker_up(2).unwrap();
         wait_for_metric(port, "crossflow_messages_out_total", count as f64);
+        wait_until("the delivered batch's offsets committed", || {
+            committed_at(&bootstrap, "g-down", "pairs", 1) == count as i64
+        });
     });
     stop.send(true).unwrap();
     let summary = task.await.unwrap();

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -11,6 +10,7 @@ use ballista_scheduler::state::SchedulerState;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use crossflow::CrossEncoder;
+use crossflow::metrics::EngineCollector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -24,60 +24,44 @@ struct Outcome {
     outcome: &'static str,
 }
 
-/// Counters of one executor; the model counters are read from the models'
-/// stats when the metrics are rendered.
+/// Counters of one executor; the models' own counters are read from their
+/// stats when the metrics are rendered ([`EngineCollector`]).
 #[derive(Debug)]
 pub struct ExecutorMetrics {
-    models: Vec<Arc<CrossEncoder>>,
-    pairs_scored: Counter,
-    inference_seconds: Counter<f64, AtomicU64>,
+    engine: EngineCollector,
     tasks: Family<Outcome, Counter>,
     running: Gauge,
-    registry: Mutex<Registry>,
+    registry: Registry,
 }
 
 impl ExecutorMetrics {
     /// Metrics of an executor running `models`.
     pub fn new(models: Vec<Arc<CrossEncoder>>) -> Self {
-        let metrics = Self {
-            models,
-            pairs_scored: Counter::default(),
-            inference_seconds: Counter::default(),
-            tasks: Family::default(),
-            running: Gauge::default(),
-            registry: Mutex::new(Registry::with_prefix("crossflow")),
-        };
-        metrics.register();
-        metrics
-    }
-
-    fn register(&self) {
-        let mut registry = self.registry.lock().expect("metrics registry poisoned");
+        let engine = EngineCollector::new(models).with_inference_seconds_alias();
+        let (tasks, running) = (Family::default(), Gauge::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(engine.clone()));
         registry.register(
-            "pairs_scored",
-            "Pairs run through the models on this executor (cache hits and nulls excluded)",
-            self.pairs_scored.clone(),
-        );
-        registry.register(
-            "inference_seconds",
-            "Seconds spent inside ONNX Runtime on this executor",
-            self.inference_seconds.clone(),
-        );
-        registry.register(
-            "executor_tasks",
+            "crossflow_executor_tasks",
             "Ballista tasks by outcome: started, succeeded, failed (errors, aborts and panics)",
-            self.tasks.clone(),
+            tasks.clone(),
         );
         registry.register(
-            "executor_running_tasks",
+            "crossflow_executor_running_tasks",
             "Ballista tasks running now",
-            self.running.clone(),
+            running.clone(),
         );
+        Self {
+            engine,
+            tasks,
+            running,
+            registry,
+        }
     }
 
     /// Pairs the models ran since the executor started.
     pub fn pairs_scored(&self) -> u64 {
-        self.models.iter().map(|m| m.stats().unique_pairs).sum()
+        self.engine.totals().unique_pairs
     }
 
     /// Tasks with `outcome` (`started`, `succeeded`, `failed`).
@@ -100,19 +84,8 @@ impl ExecutorMetrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let registry = self.registry.lock().expect("metrics registry poisoned");
-        let pairs = self.pairs_scored();
-        self.pairs_scored
-            .inc_by(pairs.saturating_sub(self.pairs_scored.get()));
-        let seconds: f64 = self
-            .models
-            .iter()
-            .map(|m| m.stats().inference_time.as_secs_f64())
-            .sum();
-        self.inference_seconds
-            .inc_by((seconds - self.inference_seconds.get()).max(0.0));
         let mut out = String::new();
-        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

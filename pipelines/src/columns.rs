@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossflow::Texts;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -93,4 +93,21 @@ pub fn not_utf8_error(path: &Path, message: &str) -> Option<JobError> {
 /// dictionary strings ([`crossflow::is_text_type`]), or all nulls.
 pub fn is_text(data_type: &DataType) -> bool {
     crossflow::is_text_type(data_type) || *data_type == DataType::Null
+}
+
+/// `schema` with the `added` columns after its own (its metadata kept): the
+/// output schema of every job that adds columns to its input. An added
+/// column the input already has is an error.
+pub fn with_added(schema: &Schema, added: &[Field]) -> Result<SchemaRef> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for field in added {
+        if schema.index_of(field.name()).is_ok() {
+            return Err(JobError::ColumnExists(field.name().clone()));
+        }
+        fields.push(field.clone());
+    }
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }

@@ -4,12 +4,10 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use crossflow::{CrossEncoder, OutputColumns, Texts};
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -76,7 +74,7 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         columns::index_of(&in_schema, &args.b, &input)?,
     ];
     let outputs = OutputColumns::for_model(model, args.threshold)?;
-    let out_schema = extend(&in_schema, &outputs)?;
+    let out_schema = columns::with_added(&in_schema, outputs.fields())?;
     let reader = builder
         .with_batch_size(args.batch_size.max(1))
         .build()
@@ -117,20 +115,4 @@ pub fn run(args: &ScoreArgs, model: &CrossEncoder) -> Result<ScoreSummary> {
         cache_hits: stats.cache_hits,
         seconds: elapsed.as_secs_f64(),
     })
-}
-
-/// The input schema with the model's output columns after its own; an
-/// output column the input already has is an error.
-fn extend(schema: &Schema, outputs: &OutputColumns) -> Result<SchemaRef> {
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    for field in outputs.fields() {
-        if schema.index_of(field.name()).is_ok() {
-            return Err(JobError::ColumnExists(field.name().clone()));
-        }
-        fields.push(field.clone());
-    }
-    Ok(Arc::new(Schema::new_with_metadata(
-        fields,
-        schema.metadata().clone(),
-    )))
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use crossflow_pipelines::cli::{Cli, Command as CliCommand};
 use crossflow_pipelines::enrich::{self, EnrichSettings, EnrichSummary, Scorer};
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -162,13 +162,19 @@ pub fn distinct_and_duplicates(messages: &[OwnedMessage]) -> (usize, usize) {
 }
 
 pub fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = broker
-        .config()
+    committed_at(&broker.bootstrap(), group, topic, PARTITIONS)
+}
+
+/// The offsets `group` committed on `partitions` partitions of `topic` at
+/// the brokers at `bootstrap`, summed (0 for a partition without one).
+pub fn committed_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions {
         list.add_partition(topic, partition);
     }
     let offsets = consumer
@@ -179,6 +185,15 @@ pub fn committed(broker: &Broker, group: &str, topic: &str) -> i64 {
         .iter()
         .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
         .sum()
+}
+
+/// Waits up to 60 s for `ready`, polling.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < Duration::from_secs(60), "60 s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn enrich_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float32Array, RecordBatch, StringArray, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::parquet::arrow::ArrowWriter;
 
 use super::args::DedupeArgs;
 use super::candidates::Candidate;
 use super::input::Rows;
 use super::job::Assignment;
+use crate::columns;
 use crate::output_file::OutputFile;
 use crate::{JobError, Result};
 
@@ -30,19 +31,7 @@ pub(super) fn write_output(
         Field::new("duplicate_of", DataType::Utf8, true),
         Field::new("match_score", DataType::Float32, true),
     ];
-    let mut fields: Vec<Field> = rows
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    for field in &added {
-        if rows.schema.index_of(field.name()).is_ok() {
-            return Err(JobError::ColumnExists(field.name().clone()));
-        }
-        fields.push(field.clone());
-    }
-    let schema = Arc::new(Schema::new(fields));
+    let schema = columns::with_added(&rows.schema, &added)?;
     let path = args.output.display().to_string();
     let (pending, file) = OutputFile::create(&args.output)?;
     let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)

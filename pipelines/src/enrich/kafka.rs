@@ -150,7 +150,14 @@ pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Cons
     let mut config = base_config(settings);
     config
         .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
+        // At-least-once: a batch's offsets are stored once its outputs are
+        // delivered, and librdkafka commits what is stored in the background
+        // (every auto.commit.interval.ms), on a revocation and at shutdown.
+        // Exactly-once: offsets go into the transaction only.
+        .set(
+            "enable.auto.commit",
+            (settings.guarantee == Guarantee::AtLeastOnce).to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")

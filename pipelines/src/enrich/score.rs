@@ -1,22 +1,23 @@
-//! Scoring a micro-batch of parsed messages through the engine.
+//! Scoring a micro-batch of parsed messages through the engine, from each
+//! model's predictions straight to the messages' enrichments.
 
 use std::sync::Arc;
 
-use crossflow::{CrossEncoder, OutputColumns, StatsSnapshot, Texts};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StructArray};
-use datafusion::arrow::datatypes::{Field, Float32Type};
+use crossflow::head::{Head, argmax, probabilities};
+use crossflow::{CrossEncoder, OutputColumns, Predictions, StatsSnapshot, Texts};
+use datafusion::arrow::array::StringArray;
 
-use super::message::{Enrichment, PairMessage};
-use crate::{JobError, Result};
+use super::message::Enrichment;
+use crate::Result;
 
-/// The models of an enrich job and the columns each adds to a message.
+/// The models of an enrich job and what each adds to a message.
 #[derive(Debug, Clone)]
 pub struct Scorer {
     /// Gives `cross_score` (and `nli_*` when it is a classifier), plus
-    /// `is_paraphrase` with a threshold.
-    score: (Arc<CrossEncoder>, OutputColumns),
+    /// `is_paraphrase` at the threshold when one is set.
+    score: (Arc<CrossEncoder>, Option<f32>),
     /// Gives `nli_label` / `nli_probs` when set.
-    nli: Option<(Arc<CrossEncoder>, OutputColumns)>,
+    nli: Option<Arc<CrossEncoder>>,
 }
 
 /// Outputs of one batch and what it cost.
@@ -28,37 +29,41 @@ pub struct Scored {
 
 impl Scorer {
     /// The scorer of `score` (with `is_paraphrase` at `threshold`, which
-    /// needs a one-label model) and, when given, the classifier `nli`.
+    /// needs a one-label model and a threshold on its scale) and, when given,
+    /// the classifier `nli`.
     pub fn new(
         score: Arc<CrossEncoder>,
         nli: Option<Arc<CrossEncoder>>,
         threshold: Option<f32>,
     ) -> Result<Self> {
-        let columns = OutputColumns::for_model(&score, threshold)?;
-        let nli = match nli {
-            Some(model) => Some((model.clone(), OutputColumns::classes(&model)?)),
-            None => None,
-        };
+        // The checks of the columns SQL and `score` add for the same models.
+        OutputColumns::for_model(&score, threshold)?;
+        if let Some(model) = &nli {
+            OutputColumns::classes(model)?;
+        }
         Ok(Self {
-            score: (score, columns),
+            score: (score, threshold),
             nli,
         })
     }
 
-    /// Scores `pairs`, waiting for the models without blocking the thread.
-    pub async fn score(&self, pairs: &[PairMessage]) -> Result<Scored> {
-        let a = StringArray::from_iter_values(pairs.iter().map(|p| p.a.as_str()));
-        let b = StringArray::from_iter_values(pairs.iter().map(|p| p.b.as_str()));
+    /// Scores `(a, b)` pairs, waiting for the models without blocking the thread.
+    pub async fn score(&self, pairs: &[(&str, &str)]) -> Result<Scored> {
+        let a = StringArray::from_iter_values(pairs.iter().map(|p| p.0));
+        let b = StringArray::from_iter_values(pairs.iter().map(|p| p.1));
         let (a, b) = (Texts::Utf8(&a), Texts::Utf8(&b));
         let before = self.stats();
         let mut enrichments = vec![Enrichment::default(); pairs.len()];
-        for (model, columns) in std::iter::once(&self.score).chain(&self.nli) {
+        let (model, threshold) = &self.score;
+        let predictions = model.predict_async(&a, &b).await?;
+        for (i, enrichment) in enrichments.iter_mut().enumerate() {
+            enrich(enrichment, model.head(), &predictions, i, *threshold);
+        }
+        if let Some(model) = &self.nli {
             let predictions = model.predict_async(&a, &b).await?;
-            fill(
-                &mut enrichments,
-                columns.fields(),
-                &columns.arrays(&predictions)?,
-            )?;
+            for (i, enrichment) in enrichments.iter_mut().enumerate() {
+                add_classes(enrichment, model.head(), &predictions, i);
+            }
         }
         Ok(Scored {
             enrichments,
@@ -66,60 +71,50 @@ impl Scorer {
         })
     }
 
+    /// The models, the score model first.
+    pub fn models(&self) -> Vec<Arc<CrossEncoder>> {
+        std::iter::once(&self.score.0)
+            .chain(&self.nli)
+            .cloned()
+            .collect()
+    }
+
     /// The counters of both models, summed.
     fn stats(&self) -> StatsSnapshot {
-        std::iter::once(&self.score)
-            .chain(&self.nli)
-            .map(|(model, _)| model.stats())
+        self.models()
+            .iter()
+            .map(|model| model.stats())
             .fold(StatsSnapshot::default(), |sum, s| sum + s)
     }
 }
 
-/// Copies each row's output columns into its enrichment.
-fn fill(out: &mut [Enrichment], fields: &[Field], arrays: &[ArrayRef]) -> Result<()> {
-    for (field, array) in fields.iter().zip(arrays) {
-        let valid = |i: usize| array.is_valid(i);
-        match field.name().as_str() {
-            "cross_score" => {
-                let scores = array.as_primitive::<Float32Type>();
-                for (i, e) in out.iter_mut().enumerate() {
-                    e.cross_score = valid(i).then(|| scores.value(i));
-                }
-            }
-            "is_paraphrase" => {
-                let flags = array.as_boolean();
-                for (i, e) in out.iter_mut().enumerate() {
-                    e.is_paraphrase = valid(i).then(|| flags.value(i));
-                }
-            }
-            "nli_label" => {
-                let labels = array.as_string::<i32>();
-                for (i, e) in out.iter_mut().enumerate() {
-                    e.nli_label = valid(i).then(|| labels.value(i).to_string());
-                }
-            }
-            "nli_probs" => {
-                let probs = array.as_struct();
-                for (i, e) in out.iter_mut().enumerate() {
-                    e.nli_probs = valid(i).then(|| label_probabilities(probs, i));
-                }
-            }
-            other => {
-                return Err(JobError::Internal(format!(
-                    "no message field for output column {other:?}"
-                )));
-            }
-        }
+/// Row `i` of the score model: `cross_score`, the classes of a classifier,
+/// and `is_paraphrase` at `threshold`.
+fn enrich(
+    out: &mut Enrichment,
+    head: &Head,
+    predictions: &Predictions,
+    i: usize,
+    threshold: Option<f32>,
+) {
+    if !predictions.is_valid(i) {
+        return;
     }
-    Ok(())
+    let score = head.score(predictions.logits(i));
+    out.cross_score = Some(score);
+    out.is_paraphrase = threshold.map(|threshold| score >= threshold);
+    add_classes(out, head, predictions, i);
 }
 
-/// Row `i` of a probabilities struct as (label, probability) pairs.
-fn label_probabilities(probs: &StructArray, i: usize) -> Vec<(String, f32)> {
-    probs
-        .fields()
-        .iter()
-        .zip(probs.columns())
-        .map(|(f, c)| (f.name().clone(), c.as_primitive::<Float32Type>().value(i)))
-        .collect()
+/// Row `i`'s `nli_label` and `nli_probs`, for a classifier.
+fn add_classes(out: &mut Enrichment, head: &Head, predictions: &Predictions, i: usize) {
+    let Head::Classification { labels } = head else {
+        return;
+    };
+    if !predictions.is_valid(i) {
+        return;
+    }
+    let probs = probabilities(predictions.logits(i));
+    out.nli_label = Some(labels[argmax(&probs)].clone());
+    out.nli_probs = Some(labels.iter().cloned().zip(probs).collect());
 }

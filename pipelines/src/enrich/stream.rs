@@ -5,10 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+
+use crossflow::metrics::EngineCollector;
 
 use super::bisect::Bisection;
 use super::kafka::{self, Consumer};
@@ -38,7 +42,7 @@ pub async fn run(
     scorer: Scorer,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<EnrichSummary> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(EngineCollector::new(scorer.models())));
     if let Some(addr) = settings.metrics_addr {
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
@@ -112,19 +116,22 @@ impl Job {
                 self.process(batch).await.map_err(|e| self.fatal_or(e))?;
             }
             if stopping {
+                self.commit_stored()?;
                 tracing::info!("shutdown: last batch committed");
                 return Ok(());
             }
         }
     }
 
-    /// Scores a batch, produces its outputs and dead letters, commits its offsets.
+    /// Scores a batch, produces its outputs and dead letters, and stores its
+    /// offsets (at-least-once) or commits them in its transaction (exactly-once).
     async fn process(&self, batch: Vec<OwnedMessage>) -> Result<()> {
         let parsed: Vec<std::result::Result<PairMessage, Reason>> =
             batch.iter().map(|m| self.parse(m)).collect();
-        let good: Vec<PairMessage> = parsed
+        let good: Vec<(&str, &str)> = parsed
             .iter()
-            .filter_map(|p| p.as_ref().ok().cloned())
+            .filter_map(|p| p.as_ref().ok())
+            .map(|pair| (pair.a.as_str(), pair.b.as_str()))
             .collect();
         let mut scored = self.score(&good).await?.into_iter();
         let outgoing: Vec<Outgoing> = batch
@@ -155,9 +162,7 @@ impl Job {
                 let tally = self.produce(outgoing, &batch, true).await?;
                 self.count(&batch, tally);
                 self.pause_before_commit().await;
-                self.consumer
-                    .commit(&offsets, CommitMode::Sync)
-                    .map_err(|e| kafka::kafka("committing offsets", e))
+                self.store(&offsets)
             }
             Guarantee::ExactlyOnce => {
                 if let Some(tally) = self.transact(outgoing, &offsets, &batch).await? {
@@ -165,6 +170,34 @@ impl Job {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// At-least-once: stores a delivered batch's offsets for librdkafka's
+    /// background commit. Offsets of partitions revoked while the batch was
+    /// in flight are not stored: their next owner consumes those messages
+    /// again.
+    fn store(&self, offsets: &TopicPartitionList) -> Result<()> {
+        match self.consumer.store_offsets(offsets) {
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::info!("the batch's partitions were revoked: offsets not stored");
+                Ok(())
+            }
+            stored => stored.map_err(|e| kafka::kafka("storing offsets", e)),
+        }
+    }
+
+    /// At shutdown under at-least-once: commits the stored offsets now
+    /// rather than at the next background commit.
+    fn commit_stored(&self) -> Result<()> {
+        if self.settings.guarantee != Guarantee::AtLeastOnce {
+            return Ok(());
+        }
+        let committed =
+            tokio::task::block_in_place(|| self.consumer.commit_consumer_state(CommitMode::Sync));
+        match committed {
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            committed => committed.map_err(|e| kafka::kafka("committing offsets", e)),
         }
     }
 
@@ -204,7 +237,7 @@ impl Job {
     /// the job stops with it (nothing committed).
     async fn score(
         &self,
-        good: &[PairMessage],
+        good: &[(&str, &str)],
     ) -> Result<Vec<std::result::Result<Enrichment, Reason>>> {
         if good.is_empty() {
             return Ok(Vec::new());
@@ -269,12 +302,6 @@ impl Job {
         self.metrics
             .batch_tokens
             .observe(scored.stats.tokens as f64);
-        self.metrics
-            .truncated_pairs
-            .inc_by(scored.stats.truncated_pairs);
-        self.metrics
-            .count_cache(scored.stats.cache_hits, scored.stats.cache_misses);
-        self.metrics.count_queue(&scored.stats);
         scored.enrichments.clone()
     }
 

@@ -1,10 +1,10 @@
-//! Metrics of the enrich job: counters, histograms and gauges in a
-//! `prometheus-client` registry, served in the OpenMetrics text format over
-//! HTTP (hyper) at `--metrics-addr`.
+//! Metrics of the enrich job: its counters, histograms and gauges in a
+//! `prometheus-client` registry beside the engine's own
+//! ([`crossflow::metrics::EngineCollector`]), served in the OpenMetrics text
+//! format over HTTP (hyper) at `--metrics-addr`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crossflow::metrics::EngineCollector;
 
 const SECONDS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -29,7 +31,6 @@ pub struct Metrics {
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub dead_lettered: Counter,
-    pub truncated_pairs: Counter,
     pub batches: Counter,
     pub abandoned: Counter,
     pub produce_retries: Counter,
@@ -37,13 +38,8 @@ pub struct Metrics {
     pub batch_tokens: Histogram,
     pub scoring_seconds: Histogram,
     pub end_to_end_seconds: Histogram,
-    cache_hits: Counter,
-    cache_misses: Counter,
-    cache_hit_ratio: Gauge<f64, AtomicU64>,
-    queue_depth: Gauge,
-    queue_wait_seconds: Counter<f64, AtomicU64>,
-    merged_batches: Counter,
-    queue_full_waits: Counter,
+    /// The models' own counters (pairs, cache, queue, ONNX Runtime).
+    engine: EngineCollector,
     lag: Family<PartitionLabels, Gauge>,
     lag_by_partition: Mutex<BTreeMap<(String, i32), i64>>,
     assigned_partitions: Gauge,
@@ -84,26 +80,17 @@ fn scoring_seconds(registry: &mut Registry) -> Histogram {
 }
 
 impl Default for Metrics {
+    /// The enrich metrics without any model's.
     fn default() -> Self {
+        Self::new(EngineCollector::new(Vec::new()))
+    }
+}
+
+impl Metrics {
+    /// The enrich metrics, with the engine's counters read from `engine`.
+    pub fn new(engine: EngineCollector) -> Self {
         let mut r = Registry::default();
-        let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
-        r.register(
-            "crossflow_cache_hit_ratio",
-            "Share of score-cache lookups that hit",
-            cache_hit_ratio.clone(),
-        );
-        let queue_depth = Gauge::default();
-        r.register(
-            "crossflow_queue_depth",
-            "Pairs waiting in the models' queues",
-            queue_depth.clone(),
-        );
-        let queue_wait_seconds = Counter::<f64, AtomicU64>::default();
-        r.register(
-            "crossflow_queue_wait_seconds",
-            "Time pairs waited in the models' queues before a session took them, summed over pairs",
-            queue_wait_seconds.clone(),
-        );
+        r.register_collector(Box::new(engine.clone()));
         let lag = Family::<PartitionLabels, Gauge>::default();
         r.register(
             "crossflow_consumer_lag",
@@ -128,11 +115,6 @@ impl Default for Metrics {
                 "crossflow_messages_dead_lettered",
                 "Messages sent to the dead-letter topic",
             ),
-            truncated_pairs: counter(
-                &mut r,
-                "crossflow_truncated_pairs",
-                "Pairs truncated to the model's max length",
-            ),
             batches: counter(
                 &mut r,
                 "crossflow_batches",
@@ -148,16 +130,6 @@ impl Default for Metrics {
                 &mut r,
                 "crossflow_produce_retries",
                 "Sends retried after a broker-side failure that was not the record's (e.g. broker down)",
-            ),
-            cache_hits: counter(
-                &mut r,
-                "crossflow_cache_hits",
-                "Distinct pairs answered from the score cache (both models)",
-            ),
-            cache_misses: counter(
-                &mut r,
-                "crossflow_cache_misses",
-                "Distinct pairs looked up in the score cache and run through a model",
             ),
             batch_pairs: histogram(
                 &mut r,
@@ -178,19 +150,7 @@ impl Default for Metrics {
                 "From the input message's timestamp to the output's acknowledgement",
                 &SECONDS,
             ),
-            cache_hit_ratio,
-            queue_depth,
-            queue_wait_seconds,
-            merged_batches: counter(
-                &mut r,
-                "crossflow_merged_batches",
-                "ONNX Runtime batches of the models' queues that held pairs of more than one call",
-            ),
-            queue_full_waits: counter(
-                &mut r,
-                "crossflow_queue_full_waits",
-                "Times a caller waited for room in a model's full queue",
-            ),
+            engine,
             lag,
             lag_by_partition: Mutex::new(BTreeMap::new()),
             assigned_partitions,
@@ -198,31 +158,10 @@ impl Default for Metrics {
             registry: r,
         }
     }
-}
-
-impl Metrics {
-    /// Counts score-cache lookups and updates the hit ratio.
-    pub fn count_cache(&self, hits: u64, misses: u64) {
-        let hits = self.cache_hits.inc_by(hits) + hits;
-        let misses = self.cache_misses.inc_by(misses) + misses;
-        if hits + misses > 0 {
-            self.cache_hit_ratio
-                .set(hits as f64 / (hits + misses) as f64);
-        }
-    }
-
-    /// Counts what the models' queues did (`stats`: over one scored batch).
-    pub fn count_queue(&self, stats: &crossflow::StatsSnapshot) {
-        self.queue_depth.set(stats.queue_depth as i64);
-        self.queue_wait_seconds
-            .inc_by(stats.queue_wait_time.as_secs_f64());
-        self.merged_batches.inc_by(stats.merged_batches);
-        self.queue_full_waits.inc_by(stats.admission_waits);
-    }
 
     /// Distinct pairs answered from the score cache so far.
     pub fn cache_hits(&self) -> u64 {
-        self.cache_hits.get()
+        self.engine.totals().cache_hits
     }
 
     /// Replaces the consumer lag of one partition.
