@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use crossflow::Texts;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -42,14 +41,6 @@ pub fn text_array(column: &ArrayRef, name: &str, path: &str) -> Result<ArrayRef>
             expected: crossflow::TEXT_TYPES,
         }),
     }
-}
-
-/// The texts of a checked text column, owned.
-pub fn owned_texts(column: &ArrayRef) -> Result<Vec<Option<String>>> {
-    let texts = Texts::from_array(column.as_ref())?;
-    Ok((0..column.len())
-        .map(|i| texts.get(i).map(str::to_owned))
-        .collect())
 }
 
 /// The error of a failed read of Parquet file `path`, naming the column

@@ -8,18 +8,61 @@ use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+use crossflow::Texts;
+
 use super::args::DedupeArgs;
 use super::clusters::Representative;
 use super::normalize::normalize;
 use crate::columns;
 use crate::{JobError, Result};
 
-/// The input as read, with the texts and ids of its rows in the same order.
+/// The input as read, with the ids of its rows in the same order and the
+/// text column of each batch (read in place: see [`Rows::texts`]).
 pub(super) struct Rows {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
-    pub texts: Vec<Option<String>>,
+    text_arrays: Vec<ArrayRef>,
     pub ids: Vec<Option<String>>,
+}
+
+impl Rows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The texts of every row, borrowed from the batches.
+    pub fn texts(&self) -> Result<TextColumn<'_>> {
+        let mut parts = Vec::with_capacity(self.text_arrays.len());
+        let mut starts = Vec::with_capacity(self.text_arrays.len());
+        let mut start = 0;
+        for array in &self.text_arrays {
+            parts.push(Texts::from_array(array.as_ref())?);
+            starts.push(start);
+            start += array.len();
+        }
+        Ok(TextColumn { parts, starts })
+    }
+}
+
+/// The text column across the input's batches.
+pub(super) struct TextColumn<'a> {
+    parts: Vec<Texts<'a>>,
+    /// The first row of each part.
+    starts: Vec<usize>,
+}
+
+impl<'a> TextColumn<'a> {
+    /// The text of `row`, `None` where it is null.
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        let part = self.starts.partition_point(|&start| start <= row) - 1;
+        self.parts[part].get(row - self.starts[part])
+    }
+
+    /// The text of `row`, empty where it is null.
+    pub fn text(&self, row: usize) -> &'a str {
+        self.get(row).unwrap_or_default()
+    }
 }
 
 /// Rows grouped by normalised text (null and empty texts are in no group).
@@ -51,12 +94,12 @@ pub(super) async fn read_rows(ctx: &SessionContext, args: &DedupeArgs) -> Result
     let mut rows = Rows {
         schema,
         batches: df.collect().await?,
-        texts: Vec::new(),
+        text_arrays: Vec::new(),
         ids: Vec::new(),
     };
     for batch in &rows.batches {
         let text = columns::text_array(batch.column(text_index), &args.text_column, &args.input)?;
-        rows.texts.extend(columns::owned_texts(&text)?);
+        rows.text_arrays.push(text);
         match id_index {
             Some(index) => {
                 let ids = id_strings(batch.column(index), args)?;
@@ -111,15 +154,15 @@ fn refuse_duplicate_ids(ids: &[Option<String>], args: &DedupeArgs) -> Result<()>
 
 /// Groups rows whose normalised texts are equal, in order of first
 /// appearance. Null and empty texts are in no group.
-pub(super) fn exact_groups(texts: &[Option<String>], rule: Representative) -> Groups {
+pub(super) fn exact_groups(texts: &TextColumn, rows: usize, rule: Representative) -> Groups {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut groups = Groups {
-        of_row: vec![None; texts.len()],
+        of_row: vec![None; rows],
         head: Vec::new(),
         sizes: Vec::new(),
     };
-    for (row, text) in texts.iter().enumerate() {
-        let Some(key) = text.as_deref().map(normalize).filter(|k| !k.is_empty()) else {
+    for row in 0..rows {
+        let Some(key) = texts.get(row).map(normalize).filter(|k| !k.is_empty()) else {
             continue;
         };
         let group = *index.entry(key).or_insert_with(|| {
@@ -129,7 +172,7 @@ pub(super) fn exact_groups(texts: &[Option<String>], rule: Representative) -> Gr
         });
         groups.sizes[group] += 1;
         groups.of_row[row] = Some(group);
-        let chars = |r: usize| texts[r].as_ref().map_or(0, |t| t.chars().count());
+        let chars = |r: usize| texts.text(r).chars().count();
         if rule == Representative::Longest && chars(row) > chars(groups.head[group]) {
             groups.head[group] = row;
         }

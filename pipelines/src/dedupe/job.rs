@@ -9,7 +9,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use super::args::{DedupeArgs, DedupeSummary, Search};
 use super::candidates::{Candidate, exact_top_k};
 use super::clusters::{Clusters, Linkage, centre_clusters, centre_order};
-use super::input::{Groups, Rows, exact_groups, group_of, read_rows};
+use super::input::{Groups, Rows, TextColumn, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
@@ -58,7 +58,7 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         );
     let ctx = SessionContext::new_with_config(config);
     let rows = read_rows(&ctx, args).await?;
-    stages.summary.rows = rows.texts.len();
+    stages.summary.rows = rows.len();
     stages.lap("read");
     // The rest is work for the CPU and the models: off the async threads.
     let (args, models) = (args.clone(), models.clone());
@@ -99,9 +99,11 @@ fn dedupe_rows(
     verifier: &Verifier,
     mut stages: Stages,
 ) -> Result<DedupeSummary> {
-    let groups = exact_groups(&rows.texts, args.representative);
+    let texts = rows.texts()?;
+    let groups = exact_groups(&texts, rows.len(), args.representative);
     let unique = &groups.head;
-    stages.summary.exact_duplicates = rows.texts.iter().flatten().count() - unique.len();
+    let present = (0..rows.len()).filter(|&r| texts.get(r).is_some()).count();
+    stages.summary.exact_duplicates = present - unique.len();
     stages.lap("exact");
 
     let options = models.engine_options()?;
@@ -109,18 +111,15 @@ fn dedupe_rows(
         Some(dir) => dir.clone(),
         None => bundled_model_dir(DEFAULT_BI_ENCODER)?,
     };
-    let texts: Vec<&str> = unique
-        .iter()
-        .map(|&r| rows.texts[r].as_deref().unwrap_or_default())
-        .collect();
-    let vectors = embed(&bi_dir, &options, &texts)?;
+    let heads: Vec<&str> = unique.iter().map(|&r| texts.text(r)).collect();
+    let vectors = embed(&bi_dir, &options, &heads)?;
     stages.lap("embed");
 
     let found = candidates(args, vectors, unique);
     stages.summary.candidates = found.len();
     stages.lap("candidates");
 
-    let (clusters, cross_scores) = verify_and_link(args, rows, &groups, &found, verifier)?;
+    let (clusters, cross_scores) = verify_and_link(args, &texts, &groups, &found, verifier)?;
     let summary = &mut stages.summary;
     summary.scored = cross_scores.iter().flatten().count();
     summary.verified = cross_scores
@@ -134,7 +133,7 @@ fn dedupe_rows(
 
     let assignment = assign(&groups, &clusters);
     let summary = &mut stages.summary;
-    summary.clusters = (0..rows.texts.len())
+    summary.clusters = (0..rows.len())
         .filter(|&r| assignment.cluster[r] == r)
         .count();
     summary.duplicates = summary.rows - summary.clusters;
@@ -225,7 +224,7 @@ const VERIFY_WINDOW: usize = 2048;
 /// candidate's score (`None`: not needed).
 fn verify_and_link(
     args: &DedupeArgs,
-    rows: &Rows,
+    texts: &TextColumn,
     groups: &Groups,
     found: &[Candidate],
     verifier: &Verifier,
@@ -237,7 +236,7 @@ fn verify_and_link(
     let lengths: Vec<usize> = groups
         .head
         .iter()
-        .map(|&r| rows.texts[r].as_ref().map_or(0, |t| t.chars().count()))
+        .map(|&r| texts.text(r).chars().count())
         .collect();
     let order = centre_order(&groups.head, &lengths, args.representative);
     let linkage = Linkage {
@@ -245,13 +244,12 @@ fn verify_and_link(
         max_rows: args.max_cluster_size.map(|m| m as usize),
         window: VERIFY_WINDOW,
     };
-    let text = |row: usize| rows.texts[row].as_deref().unwrap_or_default();
     // No total: pairs that cannot change a cluster are never scored.
     let progress = PairProgress::new(None, "verifying");
     let linked = centre_clusters(&groups.sizes, &pairs, &order, linkage, |wanted| {
         let texts: Vec<(&str, &str)> = wanted
             .iter()
-            .map(|&p| (text(found[p].a), text(found[p].b)))
+            .map(|&p| (texts.text(found[p].a), texts.text(found[p].b)))
             .collect();
         let scores = verifier.score_pairs(&texts)?;
         progress.inc(wanted.len() as u64);

@@ -130,7 +130,11 @@ impl ConsumerContext for EnrichContext {
     }
 }
 
-/// The consumer: manual commits only, from the earliest offset of a new group.
+/// librdkafka's background commit interval under at-least-once, in ms
+/// (librdkafka's default is 5000): see docs/enrich.md, "Guarantees".
+const AUTO_COMMIT_INTERVAL_MS: &str = "1000";
+
+/// The consumer: offsets stored by the job only, from the earliest offset of a new group.
 pub type Consumer = StreamConsumer<EnrichContext>;
 
 fn base_config(settings: &EnrichSettings) -> ClientConfig {
@@ -152,12 +156,13 @@ pub fn consumer(settings: &EnrichSettings, metrics: Arc<Metrics>) -> Result<Cons
         .set("group.id", &settings.group_id)
         // At-least-once: a batch's offsets are stored once its outputs are
         // delivered, and librdkafka commits what is stored in the background
-        // (every auto.commit.interval.ms), on a revocation and at shutdown.
-        // Exactly-once: offsets go into the transaction only.
+        // (every second: what a crash repeats), on a revocation and at
+        // shutdown. Exactly-once: offsets go into the transaction only.
         .set(
             "enable.auto.commit",
             (settings.guarantee == Guarantee::AtLeastOnce).to_string(),
         )
+        .set("auto.commit.interval.ms", AUTO_COMMIT_INTERVAL_MS)
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
