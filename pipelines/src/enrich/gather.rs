@@ -1,14 +1,16 @@
 //! Gathering a micro-batch from the consumer, without the messages of
 //! partitions revoked meanwhile.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::watch;
 
-use super::kafka::Revocation;
-use super::stream::Job;
+use super::kafka::{Consumer, Revocation};
+use super::metrics::Metrics;
+use super::settings::EnrichSettings;
 
 /// A consumed message and the assignment epoch `recv()` returned it in.
 struct Received {
@@ -32,14 +34,33 @@ fn drop_revoked(batch: &mut Vec<Received>, revocations: &[Revocation]) -> usize 
     before - batch.len()
 }
 
-impl Job {
+/// The consumer side of the job: gathers micro-batches.
+pub(super) struct Gatherer {
+    consumer: Arc<Consumer>,
+    metrics: Arc<Metrics>,
+    /// Messages per batch at most.
+    messages: usize,
+    /// How long a batch waits for more after its first message.
+    linger: Duration,
+}
+
+impl Gatherer {
+    pub fn new(consumer: Arc<Consumer>, settings: &EnrichSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            consumer,
+            metrics,
+            messages: settings.gather_messages,
+            linger: settings.linger,
+        }
+    }
+
     /// Collects messages until the batch is full, the linger time after its
     /// first message has passed, or shutdown, dropping those of partitions
     /// revoked meanwhile (see [`drop_revoked`]).
-    pub(super) async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
+    pub async fn gather(&self, shutdown: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
         let mut batch: Vec<Received> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
-        while batch.len() < self.settings.gather_messages {
+        while batch.len() < self.messages {
             let until = deadline
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(250));
             tokio::select! {
@@ -51,7 +72,7 @@ impl Job {
                     Ok(Ok(message)) => {
                         let epoch = self.consumer.context().epoch();
                         batch.push(Received { message: message.detach(), epoch });
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.linger);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.linger);
                     }
                 },
             }
@@ -81,9 +102,9 @@ mod tests {
 
     use rdkafka::{Offset, TopicPartitionList};
 
+    use super::super::commit::next_offsets;
     use super::super::kafka::EnrichContext;
     use super::super::metrics::Metrics;
-    use super::super::stream::next_offsets;
     use super::*;
 
     fn message(offset: i64) -> OwnedMessage {

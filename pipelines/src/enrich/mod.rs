@@ -1,16 +1,18 @@
 //! `crossflow enrich`: Kafka stream enrichment.
 //!
 //! Pair messages are gathered from every assigned partition into a micro-batch
-//! (up to `--max-batch-pairs` messages or `--linger-ms`), scored as one batch
-//! through the engine, and produced to the output topic (bad messages to the
-//! dead-letter topic); then the batch's offsets are committed — after every
-//! output is acknowledged (at-least-once) or inside the output transaction
-//! (exactly-once). One batch is in flight at a time, so memory is bounded by
+//! (up to `--gather-messages` messages or `--linger-ms`: [`gather`]), scored as
+//! one batch through the engine ([`score`]), and produced to the output topic
+//! (bad messages to the dead-letter topic: [`produce`]); then the batch's
+//! offsets are stored for librdkafka's background commit once every output is
+//! acknowledged (at-least-once), or committed inside the output transaction
+//! (exactly-once) ([`commit`]). One batch is in flight at a time, so memory is bounded by
 //! the batch and librdkafka's prefetch queue (`queued.max.messages.kbytes`,
 //! 16 MiB by default here), whatever the lag.
 
 mod backoff;
 mod bisect;
+mod commit;
 mod gather;
 mod group;
 mod kafka;
@@ -21,7 +23,6 @@ mod produce;
 mod score;
 pub mod settings;
 mod stream;
-mod transaction;
 
 pub use score::Scorer;
 pub use settings::{EnrichArgs, EnrichSettings, Guarantee};

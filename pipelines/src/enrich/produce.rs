@@ -1,19 +1,23 @@
-//! Producing a batch's records: acknowledgements awaited, records refused
+//! Delivering a batch's records: acknowledgements awaited, records refused
 //! for themselves sent alone, then dead-lettered, then cut to fit; broker
 //! failures retried; what a batch adds to the counters once done.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::kafka;
+use super::metrics::Metrics;
 use super::outgoing::{self, Failure, Outgoing, Reason};
-use super::stream::Job;
+use super::settings::EnrichSettings;
 use crate::{JobError, Result};
 
 /// How long failed sends are retried before the job stops (below
@@ -24,12 +28,12 @@ const RETRY_LIMIT: Duration = Duration::from_secs(240);
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// Where a consumed message came from.
-pub(super) type Source = (String, i32, i64);
+type Source = (String, i32, i64);
 
 /// What a message whose record was refused gets when its batch is produced
 /// again (after an aborted transaction).
 #[derive(Debug, Clone, Default)]
-pub(super) struct Refusal {
+struct Refusal {
     /// Its record was refused together with others: send it alone.
     alone: bool,
     /// Its output was refused alone: dead-letter it, for this reason.
@@ -38,7 +42,7 @@ pub(super) struct Refusal {
     trim: bool,
 }
 
-pub(super) fn source(m: &OwnedMessage) -> Source {
+fn source(m: &OwnedMessage) -> Source {
     (m.topic().to_string(), m.partition(), m.offset())
 }
 
@@ -67,7 +71,49 @@ impl Tally {
     }
 }
 
-impl Job {
+/// The producer side of the job: sends records, remembers the records
+/// refused for themselves, counts what is done.
+pub(super) struct Deliverer {
+    producer: FutureProducer,
+    /// Messages whose record was refused for itself, and what to do when
+    /// their batch is produced again (after an aborted transaction).
+    refused: Mutex<HashMap<Source, Refusal>>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    dlq_topic: String,
+    /// The producer's `message.max.bytes` (from `-X`, else librdkafka's default).
+    max_message_bytes: usize,
+}
+
+impl Deliverer {
+    pub fn new(
+        producer: FutureProducer,
+        settings: &EnrichSettings,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let max_message_bytes = settings
+            .kafka
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "message.max.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        Self {
+            producer,
+            refused: Mutex::new(HashMap::new()),
+            metrics,
+            shutdown,
+            dlq_topic: settings.dlq_topic.clone(),
+            max_message_bytes,
+        }
+    }
+
+    /// The dead letter of message `input` (the `index`th of its batch).
+    pub fn dead_letter(&self, input: &OwnedMessage, index: usize, reason: &Reason) -> Outgoing {
+        outgoing::dead_letter(input, index, reason, &self.dlq_topic)
+    }
+
     fn refusal(&self, m: &OwnedMessage) -> Option<Refusal> {
         self.refused
             .lock()
@@ -77,24 +123,24 @@ impl Job {
     }
 
     /// Why a message's output was refused alone before, if it was.
-    pub(super) fn refused_output(&self, m: &OwnedMessage) -> Option<Reason> {
+    pub fn refused_output(&self, m: &OwnedMessage) -> Option<Reason> {
         self.refusal(m).and_then(|r| r.dead_letter)
     }
 
-    pub(super) fn refuse(&self, m: &OwnedMessage, change: impl FnOnce(&mut Refusal)) {
+    fn refuse(&self, m: &OwnedMessage, change: impl FnOnce(&mut Refusal)) {
         let mut refused = self.refused.lock().expect("refusal list");
         change(refused.entry(source(m)).or_default());
     }
 
     /// A record of a message refused before: sent alone, or its dead letter cut to fit.
-    pub(super) fn as_refused_before(&self, mut record: Outgoing, input: &OwnedMessage) -> Outgoing {
+    pub fn as_refused_before(&self, mut record: Outgoing, input: &OwnedMessage) -> Outgoing {
         let Some(refusal) = self.refusal(input) else {
             return record;
         };
         record.alone = refusal.alone;
         if record.dead_letter && refusal.trim {
             let size = record.payload.len();
-            record = outgoing::trimmed(record, self.max_message_bytes())
+            record = outgoing::trimmed(record, self.max_message_bytes)
                 .unwrap_or_else(|| panic!("a dead letter of {size} bytes has something to cut"));
         }
         record
@@ -110,7 +156,7 @@ impl Job {
     /// shutdown, then returned: nothing is committed past an unacknowledged
     /// record. Without `retry` (inside a transaction) any failure is returned
     /// once every result is in, refusals remembered for the batch's next try.
-    pub(super) async fn produce(
+    pub async fn produce(
         &self,
         records: Vec<Outgoing>,
         batch: &[OwnedMessage],
@@ -226,7 +272,7 @@ impl Job {
             return Err(refusal);
         }
         self.refuse(input, |r| r.trim = true);
-        outgoing::trimmed(record, self.max_message_bytes()).ok_or(refusal)
+        outgoing::trimmed(record, self.max_message_bytes).ok_or(refusal)
     }
 
     /// Waits `delay`, or less if shutdown is asked for meanwhile.
@@ -239,7 +285,7 @@ impl Job {
     }
 
     /// Adds a done batch to the counters; its refusals are done with.
-    pub(super) fn count(&self, batch: &[OwnedMessage], tally: Tally) {
+    pub fn count(&self, batch: &[OwnedMessage], tally: Tally) {
         let mut refused = self.refused.lock().expect("refusal list");
         for m in batch {
             refused.remove(&source(m));
@@ -250,17 +296,6 @@ impl Job {
         for latency in tally.latencies {
             self.metrics.end_to_end_seconds.observe(latency);
         }
-    }
-
-    /// The producer's `message.max.bytes` (from `--kafka`, else librdkafka's default).
-    fn max_message_bytes(&self) -> usize {
-        self.settings
-            .kafka
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "message.max.bytes")
-            .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
     }
 }
 

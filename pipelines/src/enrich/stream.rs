@@ -1,30 +1,28 @@
-//! The enrich loop: gather, score, produce, commit.
+//! The enrich loop: gather ([`Gatherer`]), score ([`Scorer`]), deliver
+//! ([`Deliverer`]), commit ([`Committer`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, Producer as _};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::Producer as _;
 use tokio::sync::watch;
 
 use crossflow::metrics::EngineCollector;
 
 use super::bisect::Bisection;
-use super::kafka::{self, Consumer};
-use super::message::{self, Enrichment, PairMessage};
+use super::commit::{Committer, KAFKA_TIMEOUT};
+use super::gather::Gatherer;
+use super::kafka;
+use super::message::{self, Enrichment, FieldMapping, PairMessage};
 use super::metrics::Metrics;
-use super::outgoing::{self, Outgoing, Reason};
-use super::produce::{Refusal, Source};
+use super::outgoing::{Outgoing, Reason};
+use super::produce::Deliverer;
 use super::score::Scorer;
 use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
 
-pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Totals of a finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichSummary {
@@ -51,7 +49,7 @@ pub async fn run(
             }
         });
     }
-    let consumer = kafka::consumer(&settings, Arc::clone(&metrics))?;
+    let consumer = Arc::new(kafka::consumer(&settings, Arc::clone(&metrics))?);
     let topics = [
         ("--input-topic", settings.input_topic.as_str()),
         ("--output-topic", settings.output_topic.as_str()),
@@ -68,19 +66,24 @@ pub async fn run(
         .status_interval
         .map(|every| tokio::spawn(status_lines(Arc::clone(&metrics), every)));
     let job = Job {
-        settings,
+        gather: Gatherer::new(Arc::clone(&consumer), &settings, Arc::clone(&metrics)),
+        deliver: Deliverer::new(
+            producer.clone(),
+            &settings,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ),
+        commit: Committer::new(Arc::clone(&consumer), producer, &settings, shutdown.clone()),
+        fields: settings.fields,
+        output_topic: settings.output_topic,
         scorer,
-        consumer,
-        producer,
         metrics: Arc::clone(&metrics),
-        refused: Mutex::new(HashMap::new()),
-        shutdown: shutdown.clone(),
     };
     let result = job.run(&mut shutdown).await;
     if let Some(status) = status {
         status.abort();
     }
-    job.consumer.unsubscribe();
+    consumer.unsubscribe();
     result?;
     Ok(EnrichSummary {
         messages_in: metrics.messages_in.get(),
@@ -90,17 +93,16 @@ pub async fn run(
     })
 }
 
-/// One enrich job: its clients, models and state.
-pub(super) struct Job {
-    pub(super) settings: EnrichSettings,
-    pub(super) scorer: Scorer,
-    pub(super) consumer: Consumer,
-    pub(super) producer: FutureProducer,
-    pub(super) metrics: Arc<Metrics>,
-    /// Messages whose record was refused for itself, and what to do when
-    /// their batch is produced again (after an aborted transaction).
-    pub(super) refused: Mutex<HashMap<Source, Refusal>>,
-    pub(super) shutdown: watch::Receiver<bool>,
+/// One enrich job: the stages a batch goes through.
+struct Job {
+    gather: Gatherer,
+    scorer: Scorer,
+    deliver: Deliverer,
+    commit: Committer,
+    /// Where a message's texts and id are.
+    fields: FieldMapping,
+    output_topic: String,
+    metrics: Arc<Metrics>,
 }
 
 impl Job {
@@ -110,13 +112,15 @@ impl Job {
             let batch = if stopping {
                 Vec::new()
             } else {
-                self.gather(shutdown).await
+                self.gather.gather(shutdown).await
             };
             if !batch.is_empty() {
-                self.process(batch).await.map_err(|e| self.fatal_or(e))?;
+                self.process(batch)
+                    .await
+                    .map_err(|e| self.commit.fatal_or(e))?;
             }
             if stopping {
-                self.commit_stored()?;
+                self.commit.commit_stored()?;
                 tracing::info!("shutdown: last batch committed");
                 return Ok(());
             }
@@ -147,85 +151,27 @@ impl Job {
                 });
                 let record = match result {
                     Ok((pair, enrichment)) => self.output(input, index, pair, &enrichment),
-                    Err(reason) => self.dead_letter(input, index, &reason),
+                    Err(reason) => self.deliver.dead_letter(input, index, &reason),
                 };
-                self.as_refused_before(record, input)
+                self.deliver.as_refused_before(record, input)
             })
             .collect();
         assert!(
             scored.next().is_none(),
             "more scoring results than parsed messages"
         );
-        let offsets = next_offsets(&batch)?;
-        match self.settings.guarantee {
-            Guarantee::AtLeastOnce => {
-                let tally = self.produce(outgoing, &batch, true).await?;
-                self.count(&batch, tally);
-                self.pause_before_commit().await;
-                self.store(&offsets)
-            }
-            Guarantee::ExactlyOnce => {
-                if let Some(tally) = self.transact(outgoing, &offsets, &batch).await? {
-                    self.count(&batch, tally);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// At-least-once: stores a delivered batch's offsets for librdkafka's
-    /// background commit. Offsets of partitions revoked while the batch was
-    /// in flight are not stored: their next owner consumes those messages
-    /// again.
-    fn store(&self, offsets: &TopicPartitionList) -> Result<()> {
-        match self.consumer.store_offsets(offsets) {
-            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
-                tracing::info!("the batch's partitions were revoked: offsets not stored");
-                Ok(())
-            }
-            stored => stored.map_err(|e| kafka::kafka("storing offsets", e)),
-        }
-    }
-
-    /// At shutdown under at-least-once: commits the stored offsets now
-    /// rather than at the next background commit.
-    fn commit_stored(&self) -> Result<()> {
-        if self.settings.guarantee != Guarantee::AtLeastOnce {
-            return Ok(());
-        }
-        let committed =
-            tokio::task::block_in_place(|| self.consumer.commit_consumer_state(CommitMode::Sync));
-        match committed {
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            committed => committed.map_err(|e| kafka::kafka("committing offsets", e)),
-        }
-    }
-
-    /// The test hook `--pause-before-commit-ms`: a batch's outputs are
-    /// produced (acknowledged, or in the open transaction) and its offsets
-    /// not yet committed, until the pause ends or shutdown.
-    pub(super) async fn pause_before_commit(&self) {
-        let Some(pause) = self.settings.pause_before_commit else {
-            return;
-        };
-        tracing::warn!(
-            ?pause,
-            "test hook: outputs produced, pausing before the commit"
-        );
-        let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-        }
+        self.commit
+            .deliver_and_commit(&self.deliver, outgoing, &batch)
+            .await
     }
 
     /// The pair of a message, or why it is dead-lettered (a bad message, or
     /// one whose record was refused alone before its transaction was aborted).
     fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
-        if let Some(reason) = self.refused_output(m) {
+        if let Some(reason) = self.deliver.refused_output(m) {
             return Err(reason);
         }
-        message::parse(m.payload(), &self.settings.fields).map_err(|bad| Reason {
+        message::parse(m.payload(), &self.fields).map_err(|bad| Reason {
             text: bad.to_string(),
             code: bad.code(),
         })
@@ -317,10 +263,10 @@ impl Job {
     ) -> Outgoing {
         let key = match input.key() {
             Some(key) => Some(key.to_vec()),
-            None => message::message_id(&pair, &self.settings.fields).map(String::into_bytes),
+            None => message::message_id(&pair, &self.fields).map(String::into_bytes),
         };
         Outgoing {
-            topic: self.settings.output_topic.clone(),
+            topic: self.output_topic.clone(),
             payload: message::render(pair.object, enrichment),
             key,
             headers: input.headers().cloned().unwrap_or_default(),
@@ -331,35 +277,11 @@ impl Job {
             alone: false,
         }
     }
-
-    pub(super) fn dead_letter(
-        &self,
-        input: &OwnedMessage,
-        index: usize,
-        reason: &Reason,
-    ) -> Outgoing {
-        outgoing::dead_letter(input, index, reason, &self.settings.dlq_topic)
-    }
 }
 
 /// A batch's scoring results when the whole batch scored.
 fn scored_results(enrichments: Vec<Enrichment>) -> Vec<std::result::Result<Enrichment, String>> {
     enrichments.into_iter().map(Ok).collect()
-}
-
-/// The offsets to commit: one past the last message of each partition.
-pub(super) fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
-    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *entry = (*entry).max(m.offset());
-    }
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        list.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
-            .map_err(|e| kafka::kafka("building the offset list", e))?;
-    }
-    Ok(list)
 }
 
 /// Prints a one-line status every `every`.
