@@ -167,11 +167,14 @@ impl Committer {
         tracing::warn!(%error, "transaction failed: aborting and rewinding");
         tokio::task::block_in_place(|| self.producer.abort_transaction(KAFKA_TIMEOUT))
             .map_err(|e| kafka::kafka("aborting the transaction", e))?;
-        for (topic, partition, offset) in first_offsets(batch) {
-            self.consumer
-                .seek(&topic, partition, Offset::Offset(offset), KAFKA_TIMEOUT)
-                .map_err(|e| kafka::kafka("rewinding after an aborted transaction", e))?;
-        }
+        tokio::task::block_in_place(|| {
+            for (topic, partition, offset) in first_offsets(batch) {
+                self.consumer
+                    .seek(&topic, partition, Offset::Offset(offset), KAFKA_TIMEOUT)
+                    .map_err(|e| kafka::kafka("rewinding after an aborted transaction", e))?;
+            }
+            Ok::<_, JobError>(())
+        })?;
         // The batch is consumed again next; not at once if the broker is down.
         tokio::time::sleep(ABORT_BACKOFF).await;
         Ok(None)
