@@ -25,14 +25,12 @@ pub const BUNDLED_MODELS: [&str; 3] = [DEFAULT_SCORE_MODEL, DEFAULT_NLI_MODEL, D
 pub const MAX_BATCH_WAIT_MS: u64 = 10_000;
 
 /// Activation of a one-label model's score (`--activation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ActivationArg {
     /// The activation the model's configuration names.
     Auto,
     /// The raw logit.
     #[value(alias = "identity", alias = "raw")]
-    #[serde(alias = "identity", alias = "raw")]
     None,
     /// `1 / (1 + e^-x)`, a score in 0..1.
     Sigmoid,
@@ -41,18 +39,15 @@ pub enum ActivationArg {
 }
 
 /// Batch invariance of dynamically quantized int8 graphs (`--batch-invariant`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BatchInvariance {
     /// `on` for int8 graphs whose results depend on batch neighbours.
     Auto,
     /// One pair per micro-batch on the CPU, per-pair scales on CUDA.
     #[value(alias = "true")]
-    #[serde(alias = "true")]
     On,
     /// Batched as they are: not invariant.
     #[value(alias = "false")]
-    #[serde(alias = "false")]
     Off,
     /// One pair per micro-batch.
     OnePair,
@@ -115,13 +110,21 @@ pub struct ModelArgs {
         ignore_case = true,
         hide_possible_values = true
     )]
+    #[serde(deserialize_with = "value_enum")]
     pub activation: Option<ActivationArg>,
 
     /// Results that never depend on batch neighbours, for dynamically quantized
     /// int8 graphs: auto / on (one-pair on CPU, scales on CUDA), one-pair (one
     /// pair per micro-batch), scales (rewritten to per-pair quantization
     /// scales, batched), off (batched as they are: not invariant) [default: auto]
-    #[arg(long, global = true, value_enum, hide_possible_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        hide_possible_values = true
+    )]
+    #[serde(deserialize_with = "value_enum")]
     pub batch_invariant: Option<BatchInvariance>,
 
     /// Distinct pairs whose scores are kept across batches so that a pair
@@ -287,6 +290,24 @@ impl ModelArgs {
         };
         Ok((dir, options))
     }
+}
+
+/// A choice of the `--config` file read as the command line reads it: any
+/// case, with the same aliases, and an error listing the accepted values.
+fn value_enum<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: ValueEnum,
+{
+    let text = String::deserialize(deserializer)?;
+    T::from_str(&text, true).map(Some).map_err(|_| {
+        let accepted: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        serde::de::Error::custom(format!("{text:?}: expected one of {}", accepted.join(", ")))
+    })
 }
 
 fn resolve(explicit: Option<&Path>, bundled: &str) -> Result<PathBuf> {

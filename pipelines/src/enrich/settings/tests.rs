@@ -81,8 +81,9 @@ fn file_value(flag: &str) -> &'static str {
     match flag {
         "model" | "nli_model" | "onnx_file" | "ort_lib" => "\"/some/path\"",
         "device" => "\"cuda:1\"",
-        "activation" => "\"sigmoid\"",
-        "batch_invariant" => "\"one-pair\"",
+        // Any case, as on the command line.
+        "activation" => "\"Sigmoid\"",
+        "batch_invariant" => "\"One-Pair\"",
         _ => "7",
     }
 }
