@@ -36,8 +36,14 @@ impl<'a> Texts<'a> {
                     .as_any_dictionary_opt()
                     .ok_or_else(|| not_texts(array.data_type()))?;
                 let values = Texts::from_array(dictionary.values().as_ref())?;
+                // No values (an all-null or empty dictionary array): every
+                // row is null; `normalized_keys` refuses an empty dictionary.
+                let keys = match dictionary.values().is_empty() {
+                    true => vec![0; array.len()],
+                    false => dictionary.normalized_keys(),
+                };
                 Ok(Texts::Dictionary(DictionaryTexts {
-                    keys: dictionary.normalized_keys(),
+                    keys,
                     null_keys: dictionary.keys().nulls().cloned(),
                     values: Strings::of(values).ok_or_else(|| not_texts(array.data_type()))?,
                 }))
@@ -181,6 +187,18 @@ mod tests {
                 (Some("a"), None, Some(""))
             );
         }
+    }
+
+    #[test]
+    fn dictionaries_without_values_are_all_null_or_empty() {
+        let key = Box::new(DataType::Int32);
+        let dictionary = DataType::Dictionary(key, Box::new(DataType::Utf8));
+        let nulls = arrow::array::new_null_array(&dictionary, 3);
+        let texts = Texts::from_array(nulls.as_ref()).unwrap();
+        assert_eq!(texts.len(), Some(3));
+        assert_eq!((0..3).map(|i| texts.get(i)).collect::<Vec<_>>(), [None; 3]);
+        let empty = arrow::array::new_empty_array(&dictionary);
+        assert_eq!(Texts::from_array(empty.as_ref()).unwrap().len(), Some(0));
     }
 
     #[test]

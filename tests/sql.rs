@@ -55,6 +55,29 @@ async fn a_query_starts_only_the_models_it_runs() {
     assert!(nli.is_started() && nli.stats().sessions > 0);
 }
 
+/// A call with no pair to run (no rows, or only null rows) starts nothing.
+#[test]
+fn a_call_without_pairs_starts_no_session() {
+    let options = crossflow::EngineOptions::default();
+    let model = crossflow::CrossEncoder::open(crossflow_tests::sts_model_dir(), &options).unwrap();
+    assert_eq!(
+        options.cache_pairs, 0,
+        "no cache: every pair goes to the engine"
+    );
+    let empty = arrow::array::StringArray::from(Vec::<Option<&str>>::new());
+    let nulls = arrow::array::StringArray::from(vec![None::<&str>, None]);
+    let scores = model
+        .score(&Texts::Utf8(&empty), &Texts::Utf8(&empty))
+        .unwrap();
+    assert_eq!(scores.len(), 0);
+    let scores = model
+        .score(&Texts::Utf8(&nulls), &Texts::Scalar(Some("b")))
+        .unwrap();
+    assert_eq!(scores.null_count(), 2);
+    assert!(!model.is_started(), "nothing to run, nothing started");
+    assert_eq!(model.stats().unique_pairs, 0);
+}
+
 #[tokio::test]
 async fn cross_score_ranks_pairs_and_matches_the_engine() {
     let dir = tempfile::tempdir().unwrap();

@@ -321,10 +321,14 @@ impl CrossEncoder {
     /// Tokenizes distinct pairs and runs them through the model's queue;
     /// returns their logits in input order.
     async fn run_unique(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let engine = self.engine()?;
         let encoded = self.tokenizer.encode_pairs(pairs)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         self.stats.record_run(pairs.len(), truncated);
-        self.engine()?.scheduler.infer(encoded).await
+        engine.scheduler.infer(encoded).await
     }
 
     fn scatter(&self, slots: &[Option<usize>], unique_logits: &[f32]) -> Predictions {

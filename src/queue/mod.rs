@@ -197,8 +197,14 @@ struct Withdraw<'a> {
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
+        let before = state.pairs();
         state.cancel(self.id);
+        let freed = state.pairs() < before;
         self.shared.stats.set_queue_depth(state.pairs());
+        drop(state);
+        if freed {
+            self.shared.room.notify_waiters();
+        }
     }
 }
 

@@ -99,6 +99,10 @@ pub struct EnrichArgs {
     pub pause_before_commit_ms: Option<u64>,
 }
 
+/// librdkafka settings the job's guarantees rest on, refused in `-X` and in
+/// the file's `[kafka]` table.
+const OWN_SETTINGS: [&str; 2] = ["enable.auto.offset.store", "enable.auto.commit"];
+
 /// The settings file: the enrich flags' names as keys, a `[kafka]` table
 /// of librdkafka properties and a `[models]` table of model options.
 #[derive(Debug, Default)]
@@ -216,6 +220,15 @@ impl EnrichArgs {
                 .split_once('=')
                 .ok_or_else(|| JobError::Usage(format!("-X {setting:?}: expected KEY=VALUE")))?;
             kafka.push((key.to_string(), value.to_string()));
+        }
+        if let Some((key, _)) = kafka
+            .iter()
+            .find(|(key, _)| OWN_SETTINGS.contains(&key.as_str()))
+        {
+            return Err(JobError::Usage(format!(
+                "-X {key}: crossflow sets it itself (offsets are stored only after a batch's \
+                 outputs are delivered, or committed in its transaction); see --guarantee"
+            )));
         }
         let field = |value: &Option<String>, default: &str| {
             FieldPath::new(value.as_deref().unwrap_or(default))

@@ -76,6 +76,29 @@ fn missing_settings_and_unknown_keys_are_errors() {
     assert!(err.contains("brokerz"), "{err}");
 }
 
+#[test]
+fn settings_the_guarantees_rest_on_are_refused_in_x() {
+    for setting in ["enable.auto.offset.store=true", "enable.auto.commit=false"] {
+        let cli = Cli::parse_from([
+            "x",
+            "--brokers",
+            "b:1",
+            "--input-topic",
+            "i",
+            "--output-topic",
+            "o",
+            "--group-id",
+            "g",
+            "-X",
+            setting,
+        ]);
+        let err = cli.enrich.resolve(&mut cli.models.clone()).unwrap_err();
+        let key = setting.split('=').next().unwrap();
+        assert!(err.to_string().contains(&format!("-X {key}")), "{err}");
+        assert_eq!(err.exit_code(), crate::EXIT_USAGE);
+    }
+}
+
 /// A value for each model flag, as it is written in a settings file.
 fn file_value(flag: &str) -> &'static str {
     match flag {
