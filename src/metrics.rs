@@ -39,10 +39,7 @@ impl EngineCollector {
 
     /// The models' counters, summed.
     pub fn totals(&self) -> StatsSnapshot {
-        self.models
-            .iter()
-            .map(|model| model.stats())
-            .fold(StatsSnapshot::default(), |sum, s| sum + s)
+        self.models.iter().map(|model| model.stats()).sum()
     }
 }
 

@@ -113,6 +113,13 @@ impl std::ops::Add for StatsSnapshot {
     }
 }
 
+impl std::iter::Sum for StatsSnapshot {
+    /// The counters of several models, added (gauges too: see `queue_depth`).
+    fn sum<I: Iterator<Item = StatsSnapshot>>(snapshots: I) -> StatsSnapshot {
+        snapshots.fold(StatsSnapshot::default(), |sum, s| sum + s)
+    }
+}
+
 impl Stats {
     pub(crate) fn record_call(&self, pairs: usize, nulls: usize) {
         self.pairs.fetch_add(pairs as u64, Ordering::Relaxed);

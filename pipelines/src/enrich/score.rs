@@ -81,10 +81,7 @@ impl Scorer {
 
     /// The counters of both models, summed.
     fn stats(&self) -> StatsSnapshot {
-        self.models()
-            .iter()
-            .map(|model| model.stats())
-            .fold(StatsSnapshot::default(), |sum, s| sum + s)
+        self.models().iter().map(|model| model.stats()).sum()
     }
 }
 
