@@ -136,6 +136,13 @@ pub enum JobError {
         input: String,
         reason: String,
     },
+    /// The state topic (a changelog) refused one of the job's state records:
+    /// the job stops rather than lose state, nothing committed.
+    #[error(
+        "the state topic {topic} refuses a record: {reason}; raise the topic's \
+         max.message.bytes (and the producer's message.max.bytes with -X)"
+    )]
+    StateRefused { topic: String, reason: String },
 
     /// A broken invariant of crossflow itself (a bug), reported rather than
     /// papered over.

@@ -22,18 +22,33 @@ use super::settings::{EnrichSettings, Guarantee};
 use crate::{JobError, Result};
 
 /// How long a blocking Kafka call may take.
-pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an aborted transaction before the batch is consumed again.
 const ABORT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What became of a delivered batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its offsets are committed (exactly-once: with its records).
+    Committed,
+    /// At-least-once: delivered, offsets stored for the background commit.
+    Stored,
+    /// Exactly-once: its transaction was aborted and the consumer rewound
+    /// to the batch's start: it is consumed again.
+    Rewound,
+}
+
 /// The commit side of the job: offsets and transactions.
-pub(super) struct Committer {
+pub(crate) struct Committer {
     consumer: Arc<Consumer>,
     producer: FutureProducer,
     guarantee: Guarantee,
     transactional_id: String,
     /// The test hook `--pause-before-commit-ms`.
     pause: Option<Duration>,
+    /// At-least-once: commit each batch's offsets at once (blocking) rather
+    /// than in the background.
+    commit_each_batch: bool,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -50,8 +65,17 @@ impl Committer {
             guarantee: settings.guarantee,
             transactional_id: settings.transactional_id.clone(),
             pause: settings.pause_before_commit,
+            commit_each_batch: false,
             shutdown,
         }
+    }
+
+    /// At-least-once, commits each batch's offsets as soon as they are
+    /// stored, so that [`Outcome::Committed`] tells the job its batch is
+    /// committed.
+    pub fn commit_each_batch(mut self) -> Self {
+        self.commit_each_batch = true;
+        self
     }
 
     /// Delivers a batch's records through `deliver` and commits the batch:
@@ -64,20 +88,42 @@ impl Committer {
         deliver: &Deliverer,
         outgoing: Vec<Outgoing>,
         batch: &[OwnedMessage],
-    ) -> Result<()> {
+    ) -> Result<Outcome> {
         let offsets = next_offsets(batch)?;
         match self.guarantee {
             Guarantee::AtLeastOnce => {
                 let tally = deliver.produce(outgoing, batch, true).await?;
                 deliver.count(batch, tally);
                 self.pause_before_commit().await;
-                self.store(&offsets)
+                self.store(&offsets)?;
+                Ok(self.commit_now())
             }
             Guarantee::ExactlyOnce => {
-                if let Some(tally) = self.transact(deliver, outgoing, &offsets, batch).await? {
-                    deliver.count(batch, tally);
+                match self.transact(deliver, outgoing, &offsets, batch).await? {
+                    Some(tally) => {
+                        deliver.count(batch, tally);
+                        Ok(Outcome::Committed)
+                    }
+                    None => Ok(Outcome::Rewound),
                 }
-                Ok(())
+            }
+        }
+    }
+
+    /// With [`Committer::commit_each_batch`], commits the stored offsets
+    /// (blocking); a failure (e.g. a rebalance under way) leaves them to
+    /// the background commit.
+    fn commit_now(&self) -> Outcome {
+        if !self.commit_each_batch {
+            return Outcome::Stored;
+        }
+        let committed =
+            tokio::task::block_in_place(|| self.consumer.commit_consumer_state(CommitMode::Sync));
+        match committed {
+            Ok(()) => Outcome::Committed,
+            Err(error) => {
+                tracing::warn!(%error, "committing the batch's offsets: left to the background commit");
+                Outcome::Stored
             }
         }
     }
@@ -244,7 +290,7 @@ fn first_offsets(batch: &[OwnedMessage]) -> Vec<(String, i32, i64)> {
 }
 
 /// The offsets to commit: one past the last message of each partition.
-pub(super) fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
+pub(crate) fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
     let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in batch {
         let entry = last.entry((m.topic(), m.partition())).or_insert(m.offset());

@@ -35,7 +35,7 @@ fn drop_revoked(batch: &mut Vec<Received>, revocations: &[Revocation]) -> usize 
 }
 
 /// The consumer side of the job: gathers micro-batches.
-pub(super) struct Gatherer {
+pub(crate) struct Gatherer {
     consumer: Arc<Consumer>,
     metrics: Arc<Metrics>,
     /// Messages per batch at most.

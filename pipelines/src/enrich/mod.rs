@@ -12,17 +12,17 @@
 
 mod backoff;
 mod bisect;
-mod commit;
-mod gather;
+pub(crate) mod commit;
+pub(crate) mod gather;
 mod group;
-mod kafka;
+pub(crate) mod kafka;
 pub mod message;
 pub mod metrics;
-mod outgoing;
-mod produce;
+pub(crate) mod outgoing;
+pub(crate) mod produce;
 mod score;
 pub mod settings;
-mod stream;
+pub(crate) mod stream;
 
 pub use score::Scorer;
 pub use settings::{EnrichArgs, EnrichSettings, Guarantee};

@@ -17,7 +17,9 @@ pub struct Outgoing {
     pub key: Option<Vec<u8>>,
     pub headers: OwnedHeaders,
     pub timestamp_ms: Option<i64>,
-    pub dead_letter: bool,
+    pub kind: RecordKind,
+    /// The partition it goes to (`None`: by key, or librdkafka's choice).
+    pub partition: Option<i32>,
     /// Index of the consumed message in its batch.
     pub input: usize,
     /// Whether the payload was cut to fit.
@@ -25,6 +27,18 @@ pub struct Outgoing {
     /// Whether it is sent on its own: a broker refuses a whole record batch,
     /// so a record refused with others is tried alone before it is blamed.
     pub alone: bool,
+}
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// The output of a consumed message.
+    Output,
+    /// A consumed message sent to the dead-letter topic.
+    DeadLetter,
+    /// A record of the job's own state (a changelog), committed with the
+    /// outputs; a refusal of one stops the job.
+    State,
 }
 
 /// Why a message goes to the dead-letter topic.
@@ -109,7 +123,8 @@ pub fn dead_letter(input: &OwnedMessage, index: usize, reason: &Reason, topic: &
         key: input.key().map(<[u8]>::to_vec),
         headers,
         timestamp_ms: input.timestamp().to_millis(),
-        dead_letter: true,
+        kind: RecordKind::DeadLetter,
+        partition: None,
         input: index,
         trimmed: false,
         alone: false,
@@ -156,7 +171,8 @@ mod tests {
             key: None,
             headers: OwnedHeaders::new(),
             timestamp_ms: None,
-            dead_letter: true,
+            kind: RecordKind::DeadLetter,
+            partition: None,
             input: 0,
             trimmed: false,
             alone: true,

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::backoff::Backoff;
 use super::kafka;
 use super::metrics::Metrics;
-use super::outgoing::{self, Failure, Outgoing, Reason};
+use super::outgoing::{self, Failure, Outgoing, Reason, RecordKind};
 use super::settings::EnrichSettings;
 use crate::{JobError, Result};
 
@@ -50,7 +50,7 @@ fn source(m: &OwnedMessage) -> Source {
 /// (at-least-once) or committed (exactly-once). Records of an aborted
 /// transaction count nothing, and its batch counts once, when it commits.
 #[derive(Default)]
-pub(super) struct Tally {
+pub(crate) struct Tally {
     outputs: u64,
     dead_letters: u64,
     /// Seconds from each input's timestamp to its acknowledgement.
@@ -59,10 +59,10 @@ pub(super) struct Tally {
 
 impl Tally {
     fn add(&mut self, o: &Outgoing) {
-        if o.dead_letter {
-            self.dead_letters += 1;
-        } else {
-            self.outputs += 1;
+        match o.kind {
+            RecordKind::Output => self.outputs += 1,
+            RecordKind::DeadLetter => self.dead_letters += 1,
+            RecordKind::State => return,
         }
         if let Some(sent) = o.timestamp_ms {
             let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
@@ -73,7 +73,7 @@ impl Tally {
 
 /// The producer side of the job: sends records, remembers the records
 /// refused for themselves, counts what is done.
-pub(super) struct Deliverer {
+pub(crate) struct Deliverer {
     producer: FutureProducer,
     /// Messages whose record was refused for itself, and what to do when
     /// their batch is produced again (after an aborted transaction).
@@ -138,7 +138,7 @@ impl Deliverer {
             return record;
         };
         record.alone = refusal.alone;
-        if record.dead_letter && refusal.trim {
+        if record.kind == RecordKind::DeadLetter && refusal.trim {
             let size = record.payload.len();
             record = outgoing::trimmed(record, self.max_message_bytes)
                 .unwrap_or_else(|| panic!("a dead letter of {size} bytes has something to cut"));
@@ -235,6 +235,9 @@ impl Deliverer {
         if let Some(key) = &o.key {
             record = record.key(key);
         }
+        if let Some(partition) = o.partition {
+            record = record.partition(partition);
+        }
         self.producer
             .send(record, Timeout::Never)
             .await
@@ -259,7 +262,13 @@ impl Deliverer {
             record.alone = true;
             return Ok(record);
         }
-        if !record.dead_letter {
+        if record.kind == RecordKind::State {
+            return Err(JobError::StateRefused {
+                topic: record.topic.clone(),
+                reason: reason.text,
+            });
+        }
+        if record.kind == RecordKind::Output {
             self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
             return Ok(self.dead_letter(input, record.input, &reason));
         }

@@ -14,10 +14,10 @@ use crossflow::metrics::EngineCollector;
 use super::bisect::Bisection;
 use super::commit::{Committer, KAFKA_TIMEOUT};
 use super::gather::Gatherer;
-use super::kafka;
+use super::kafka::{self, Consumer};
 use super::message::{self, Enrichment, FieldMapping, PairMessage};
 use super::metrics::Metrics;
-use super::outgoing::{Outgoing, Reason};
+use super::outgoing::{Outgoing, Reason, RecordKind};
 use super::produce::Deliverer;
 use super::score::Scorer;
 use super::settings::{EnrichSettings, Guarantee};
@@ -41,49 +41,19 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<EnrichSummary> {
     let metrics = Arc::new(Metrics::new(EngineCollector::new(scorer.models())));
-    if let Some(addr) = settings.metrics_addr {
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            if let Err(error) = crate::metrics_http::serve(addr, metrics).await {
-                tracing::error!(%addr, %error, "metrics server stopped");
-            }
-        });
-    }
-    let consumer = Arc::new(kafka::consumer(&settings, Arc::clone(&metrics))?);
-    let topics = [
-        ("--input-topic", settings.input_topic.as_str()),
-        ("--output-topic", settings.output_topic.as_str()),
-        ("--dlq-topic", settings.dlq_topic.as_str()),
-    ];
-    tokio::task::block_in_place(|| kafka::check_topics(&consumer, &topics, KAFKA_TIMEOUT))?;
-    kafka::subscribe(&consumer, &settings)?;
-    let producer = kafka::producer(&settings)?;
-    if settings.guarantee == Guarantee::ExactlyOnce {
-        tokio::task::block_in_place(|| producer.init_transactions(KAFKA_TIMEOUT))
-            .map_err(|e| kafka::kafka("initialising transactions", e))?;
-    }
-    let status = settings
-        .status_interval
-        .map(|every| tokio::spawn(status_lines(Arc::clone(&metrics), every)));
+    let stages = Stages::start(&settings, Arc::clone(&metrics), &[], &shutdown).await?;
     let job = Job {
-        gather: Gatherer::new(Arc::clone(&consumer), &settings, Arc::clone(&metrics)),
-        deliver: Deliverer::new(
-            producer.clone(),
-            &settings,
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ),
-        commit: Committer::new(Arc::clone(&consumer), producer, &settings, shutdown.clone()),
         fields: settings.fields,
         output_topic: settings.output_topic,
         scorer,
         metrics: Arc::clone(&metrics),
+        stages,
     };
-    let result = job.run(&mut shutdown).await;
-    if let Some(status) = status {
-        status.abort();
-    }
-    consumer.unsubscribe();
+    let result = run_batches(&job.stages, &mut shutdown, async |batch| {
+        job.process(batch).await
+    })
+    .await;
+    job.stages.stop();
     result?;
     Ok(EnrichSummary {
         messages_in: metrics.messages_in.get(),
@@ -93,12 +63,103 @@ pub async fn run(
     })
 }
 
+/// The Kafka side of a stream job, started: the metrics server, the
+/// consumer (topics checked, subscribed), the producer and the stages a
+/// batch goes through.
+pub(crate) struct Stages {
+    pub consumer: Arc<Consumer>,
+    pub gather: Gatherer,
+    pub deliver: Deliverer,
+    pub commit: Committer,
+    status: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Stages {
+    /// Starts the metrics server and the clients; checks that the input,
+    /// output and dead-letter topics (and `topics`, each with its flag)
+    /// exist before anything is consumed.
+    pub async fn start(
+        settings: &EnrichSettings,
+        metrics: Arc<Metrics>,
+        topics: &[(&str, &str)],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Self> {
+        if let Some(addr) = settings.metrics_addr {
+            let metrics = Arc::clone(&metrics);
+            tokio::spawn(async move {
+                if let Err(error) = crate::metrics_http::serve(addr, metrics).await {
+                    tracing::error!(%addr, %error, "metrics server stopped");
+                }
+            });
+        }
+        let consumer = Arc::new(kafka::consumer(settings, Arc::clone(&metrics))?);
+        let mut checked = vec![
+            ("--input-topic", settings.input_topic.as_str()),
+            ("--output-topic", settings.output_topic.as_str()),
+            ("--dlq-topic", settings.dlq_topic.as_str()),
+        ];
+        checked.extend_from_slice(topics);
+        tokio::task::block_in_place(|| kafka::check_topics(&consumer, &checked, KAFKA_TIMEOUT))?;
+        kafka::subscribe(&consumer, settings)?;
+        let producer = kafka::producer(settings)?;
+        if settings.guarantee == Guarantee::ExactlyOnce {
+            tokio::task::block_in_place(|| producer.init_transactions(KAFKA_TIMEOUT))
+                .map_err(|e| kafka::kafka("initialising transactions", e))?;
+        }
+        let status = settings.status_interval.map(|every| {
+            let label = settings.job_name;
+            tokio::spawn(status_lines(Arc::clone(&metrics), every, label))
+        });
+        Ok(Self {
+            gather: Gatherer::new(Arc::clone(&consumer), settings, Arc::clone(&metrics)),
+            deliver: Deliverer::new(producer.clone(), settings, metrics, shutdown.clone()),
+            commit: Committer::new(Arc::clone(&consumer), producer, settings, shutdown.clone()),
+            consumer,
+            status,
+        })
+    }
+
+    /// Stops the status lines and leaves the consumer group.
+    pub fn stop(self) {
+        if let Some(status) = self.status {
+            status.abort();
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+/// Gathers batches and hands each to `process` until `shutdown` turns true;
+/// then commits what is stored and returns. A failed batch stops the loop
+/// with its error (the producer's fatal error in its place, if any).
+pub(crate) async fn run_batches(
+    stages: &Stages,
+    shutdown: &mut watch::Receiver<bool>,
+    mut process: impl AsyncFnMut(Vec<OwnedMessage>) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let stopping = *shutdown.borrow();
+        let batch = if stopping {
+            Vec::new()
+        } else {
+            stages.gather.gather(shutdown).await
+        };
+        if !batch.is_empty() {
+            process(batch)
+                .await
+                .map_err(|e| stages.commit.fatal_or(e))?;
+        }
+        if stopping {
+            stages.commit.commit_stored()?;
+            tracing::info!("shutdown: last batch committed");
+            return Ok(());
+        }
+    }
+}
+
 /// One enrich job: the stages a batch goes through.
 struct Job {
-    gather: Gatherer,
+    stages: Stages,
     scorer: Scorer,
-    deliver: Deliverer,
-    commit: Committer,
     /// Where a message's texts and id are.
     fields: FieldMapping,
     output_topic: String,
@@ -106,27 +167,6 @@ struct Job {
 }
 
 impl Job {
-    async fn run(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        loop {
-            let stopping = *shutdown.borrow();
-            let batch = if stopping {
-                Vec::new()
-            } else {
-                self.gather.gather(shutdown).await
-            };
-            if !batch.is_empty() {
-                self.process(batch)
-                    .await
-                    .map_err(|e| self.commit.fatal_or(e))?;
-            }
-            if stopping {
-                self.commit.commit_stored()?;
-                tracing::info!("shutdown: last batch committed");
-                return Ok(());
-            }
-        }
-    }
-
     /// Scores a batch, produces its outputs and dead letters, and stores its
     /// offsets (at-least-once) or commits them in its transaction (exactly-once).
     async fn process(&self, batch: Vec<OwnedMessage>) -> Result<()> {
@@ -151,24 +191,26 @@ impl Job {
                 });
                 let record = match result {
                     Ok((pair, enrichment)) => self.output(input, index, pair, &enrichment),
-                    Err(reason) => self.deliver.dead_letter(input, index, &reason),
+                    Err(reason) => self.stages.deliver.dead_letter(input, index, &reason),
                 };
-                self.deliver.as_refused_before(record, input)
+                self.stages.deliver.as_refused_before(record, input)
             })
             .collect();
         assert!(
             scored.next().is_none(),
             "more scoring results than parsed messages"
         );
-        self.commit
-            .deliver_and_commit(&self.deliver, outgoing, &batch)
+        self.stages
+            .commit
+            .deliver_and_commit(&self.stages.deliver, outgoing, &batch)
             .await
+            .map(drop)
     }
 
     /// The pair of a message, or why it is dead-lettered (a bad message, or
     /// one whose record was refused alone before its transaction was aborted).
     fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
-        if let Some(reason) = self.deliver.refused_output(m) {
+        if let Some(reason) = self.stages.deliver.refused_output(m) {
             return Err(reason);
         }
         message::parse(m.payload(), &self.fields).map_err(|bad| Reason {
@@ -271,7 +313,8 @@ impl Job {
             key,
             headers: input.headers().cloned().unwrap_or_default(),
             timestamp_ms: input.timestamp().to_millis(),
-            dead_letter: false,
+            kind: RecordKind::Output,
+            partition: None,
             input: index,
             trimmed: false,
             alone: false,
@@ -285,7 +328,7 @@ fn scored_results(enrichments: Vec<Enrichment>) -> Vec<std::result::Result<Enric
 }
 
 /// Prints a one-line status every `every`.
-async fn status_lines(metrics: Arc<Metrics>, every: Duration) {
+async fn status_lines(metrics: Arc<Metrics>, every: Duration, label: &'static str) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     let mut last = (0, Instant::now());
@@ -298,7 +341,7 @@ async fn status_lines(metrics: Arc<Metrics>, every: Duration) {
             .map(|w| format!(" | {w}"))
             .unwrap_or_default();
         eprintln!(
-            "enrich: in {} | out {} | dead-lettered {} | {:.0} msg/s | lag {}{waiting}",
+            "{label}: in {} | out {} | dead-lettered {} | {:.0} msg/s | lag {}{waiting}",
             metrics.messages_in.get(),
             metrics.messages_out.get(),
             metrics.dead_lettered.get(),
