@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 mod columns;
 pub mod dedupe;
+pub mod dedupe_stream;
 pub mod enrich;
 mod error;
 pub mod format;
