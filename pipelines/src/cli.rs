@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cluster::{ExecutorArgs, SchedulerArgs};
 use crate::dedupe::DedupeArgs;
+use crate::dedupe_stream::DedupeStreamArgs;
 use crate::enrich::EnrichArgs;
 use crate::models::ModelArgs;
 use crate::rerank::RerankArgs;
@@ -41,6 +42,8 @@ pub enum Command {
     Enrich(EnrichArgs),
     /// Find paraphrase duplicates in a text column (bi-encoder candidates, cross-encoder verification)
     Dedupe(DedupeArgs),
+    /// Flag each message of a Kafka topic that paraphrases an earlier one (is_duplicate, duplicate_of, duplicate_score)
+    DedupeStream(DedupeStreamArgs),
     /// Re-rank each query's candidate passages with the cross-encoder and keep the top k
     Rerank(RerankArgs),
     /// Run a cluster scheduler (Ballista) for `sql --scheduler`
@@ -84,6 +87,19 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 summary.messages_out,
                 summary.dead_lettered,
                 summary.cache_hits
+            );
+            Ok(())
+        }
+        Command::DedupeStream(args) => {
+            let (settings, engines) = crate::dedupe_stream::prepare(&cli.models, args)?;
+            let summary = crate::dedupe_stream::run(settings, engines, shutdown_signal()).await?;
+            eprintln!(
+                "dedupe-stream stopped: {} in, {} out ({} duplicates), {} dead-lettered, {} changelog records restored",
+                summary.messages_in,
+                summary.messages_out,
+                summary.duplicates,
+                summary.dead_lettered,
+                summary.restored_records
             );
             Ok(())
         }

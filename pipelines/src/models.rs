@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use crossflow::BatchLimits;
-use crossflow::{Activation, CrossEncoder, Device, EngineOptions, QueueOptions};
+use crossflow::{Activation, BiEncoder, CrossEncoder, Device, EngineOptions, QueueOptions};
 use crossflow_udfs::ModelSet;
 use serde::{Deserialize, Deserializer};
 
@@ -258,6 +258,20 @@ impl ModelArgs {
             ..self.engine_options()?
         };
         Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
+    /// Loads the bi-encoder in `dir` (or the bundled one) with these engine
+    /// options (its own graph file: `--onnx-file` names the cross-encoder's).
+    pub fn load_bi_encoder(&self, dir: Option<&Path>) -> Result<BiEncoder> {
+        let dir = match dir {
+            Some(dir) => dir.to_path_buf(),
+            None => bundled_model_dir(DEFAULT_BI_ENCODER)?,
+        };
+        let options = EngineOptions {
+            onnx_file: None,
+            ..self.engine_options()?
+        };
+        Ok(BiEncoder::load(dir, &options)?)
     }
 
     /// Loads `--nli-model` (or the bundled NLI model).

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crossflow::{BiEncoder, EngineOptions};
+use crossflow::BiEncoder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::args::{DedupeArgs, DedupeSummary, Search};
@@ -13,7 +13,7 @@ use super::input::{Groups, Rows, TextColumn, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
-use crate::models::{DEFAULT_BI_ENCODER, ModelArgs, bundled_model_dir};
+use crate::models::ModelArgs;
 use crate::output_file::{FlagPath, OutputFile, check_paths};
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
@@ -106,13 +106,8 @@ fn dedupe_rows(
     stages.summary.exact_duplicates = present - unique.len();
     stages.lap("exact");
 
-    let options = models.engine_options()?;
-    let bi_dir = match &args.bi_encoder {
-        Some(dir) => dir.clone(),
-        None => bundled_model_dir(DEFAULT_BI_ENCODER)?,
-    };
     let heads: Vec<&str> = unique.iter().map(|&r| texts.text(r)).collect();
-    let vectors = embed(&bi_dir, &options, &heads)?;
+    let vectors = embed(&models.load_bi_encoder(args.bi_encoder.as_deref())?, &heads)?;
     stages.lap("embed");
 
     let found = candidates(args, vectors, unique);
@@ -314,12 +309,7 @@ fn warn_capped(clusters: &Clusters, groups: &Groups, rows: &Rows, max: Option<u6
     );
 }
 
-fn embed(dir: &std::path::Path, options: &EngineOptions, texts: &[&str]) -> Result<Vec<f32>> {
-    let options = EngineOptions {
-        onnx_file: None,
-        ..options.clone()
-    };
-    let model = BiEncoder::load(dir, &options)?;
+fn embed(model: &BiEncoder, texts: &[&str]) -> Result<Vec<f32>> {
     let progress = PairProgress::new(Some(texts.len() as u64), "embedding");
     let mut vectors = Vec::with_capacity(texts.len() * model.dimension());
     for chunk in texts.chunks(4096) {

@@ -11,7 +11,7 @@ pub mod ivf;
 mod job;
 pub mod normalize;
 mod output;
-mod verify;
+pub(crate) mod verify;
 
 pub use args::{DedupeArgs, DedupeSummary, Search};
 pub use job::run;

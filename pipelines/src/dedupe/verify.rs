@@ -15,7 +15,7 @@ use crossflow::{CrossEncoder, Head};
 use crate::{JobError, Result};
 
 /// How a candidate pair's score is computed.
-pub(super) enum Verifier {
+pub(crate) enum Verifier {
     /// A one-label model's activated score.
     Score(Arc<CrossEncoder>),
     /// A classifier: the probability of label `index`, lower of both directions.
@@ -60,6 +60,13 @@ impl Verifier {
                 })?;
                 Ok(Verifier::Label { model, index })
             }
+        }
+    }
+
+    /// The cross-encoder.
+    pub fn model(&self) -> &Arc<CrossEncoder> {
+        match self {
+            Verifier::Score(model) | Verifier::Label { model, .. } => model,
         }
     }
 

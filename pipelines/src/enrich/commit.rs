@@ -73,9 +73,8 @@ impl Committer {
     /// At-least-once, commits each batch's offsets as soon as they are
     /// stored, so that [`Outcome::Committed`] tells the job its batch is
     /// committed.
-    pub fn commit_each_batch(mut self) -> Self {
+    pub fn commit_each_batch(&mut self) {
         self.commit_each_batch = true;
-        self
     }
 
     /// Delivers a batch's records through `deliver` and commits the batch:

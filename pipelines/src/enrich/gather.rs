@@ -1,7 +1,8 @@
 //! Gathering a micro-batch from the consumer, without the messages of
 //! partitions revoked meanwhile.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
@@ -38,6 +39,8 @@ fn drop_revoked(batch: &mut Vec<Received>, revocations: &[Revocation]) -> usize 
 pub(crate) struct Gatherer {
     consumer: Arc<Consumer>,
     metrics: Arc<Metrics>,
+    /// Input partitions revoked since the job last asked.
+    revoked: Mutex<BTreeSet<i32>>,
     /// Messages per batch at most.
     messages: usize,
     /// How long a batch waits for more after its first message.
@@ -49,6 +52,7 @@ impl Gatherer {
         Self {
             consumer,
             metrics,
+            revoked: Mutex::new(BTreeSet::new()),
             messages: settings.gather_messages,
             linger: settings.linger,
         }
@@ -82,8 +86,18 @@ impl Gatherer {
         batch.into_iter().map(|r| r.message).collect()
     }
 
+    /// The input partitions revoked since the last call (a job holding
+    /// state per partition drops it: the next owner may change it).
+    pub fn take_revoked(&self) -> BTreeSet<i32> {
+        std::mem::take(&mut *self.revoked.lock().expect("revoked set poisoned"))
+    }
+
     fn drop_revoked(&self, batch: &mut Vec<Received>) {
         let revocations = self.consumer.context().take_revocations();
+        self.revoked
+            .lock()
+            .expect("revoked set poisoned")
+            .extend(revocations.iter().map(|r| r.partition));
         let dropped = drop_revoked(batch, &revocations) as u64;
         if dropped > 0 {
             tracing::info!(dropped, "abandoned messages of revoked partitions");

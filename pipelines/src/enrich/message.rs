@@ -13,7 +13,8 @@ impl FieldPath {
         Self(spec.to_string())
     }
 
-    fn get<'a>(&self, object: &'a Value) -> Option<&'a Value> {
+    /// The value at this path in `object`.
+    pub fn get<'a>(&self, object: &'a Value) -> Option<&'a Value> {
         if self.0.starts_with('/') {
             object.pointer(&self.0)
         } else {

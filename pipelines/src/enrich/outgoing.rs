@@ -39,6 +39,9 @@ pub enum RecordKind {
     /// A record of the job's own state (a changelog), committed with the
     /// outputs; a refusal of one stops the job.
     State,
+    /// A state record's deletion: sent with no payload (null), as log
+    /// compaction expects.
+    Tombstone,
 }
 
 /// Why a message goes to the dead-letter topic.

@@ -62,7 +62,7 @@ impl Tally {
         match o.kind {
             RecordKind::Output => self.outputs += 1,
             RecordKind::DeadLetter => self.dead_letters += 1,
-            RecordKind::State => return,
+            RecordKind::State | RecordKind::Tombstone => return,
         }
         if let Some(sent) = o.timestamp_ms {
             let latency = now_ms().saturating_sub(sent).max(0) as f64 / 1000.0;
@@ -229,11 +229,13 @@ impl Deliverer {
     }
 
     async fn send(&self, o: &Outgoing) -> std::result::Result<(), KafkaError> {
-        let mut record = FutureRecord::to(&o.topic)
-            .payload(&o.payload)
-            .headers(o.headers.clone());
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&o.topic).headers(o.headers.clone());
+        if o.kind != RecordKind::Tombstone {
+            record = record.payload(o.payload.as_slice());
+        }
         if let Some(key) = &o.key {
-            record = record.key(key);
+            record = record.key(key.as_slice());
         }
         if let Some(partition) = o.partition {
             record = record.partition(partition);
@@ -262,7 +264,7 @@ impl Deliverer {
             record.alone = true;
             return Ok(record);
         }
-        if record.kind == RecordKind::State {
+        if matches!(record.kind, RecordKind::State | RecordKind::Tombstone) {
             return Err(JobError::StateRefused {
                 topic: record.topic.clone(),
                 reason: reason.text,

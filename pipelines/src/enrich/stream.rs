@@ -42,18 +42,14 @@ pub async fn run(
 ) -> Result<EnrichSummary> {
     let metrics = Arc::new(Metrics::new(EngineCollector::new(scorer.models())));
     let stages = Stages::start(&settings, Arc::clone(&metrics), &[], &shutdown).await?;
-    let job = Job {
+    let mut job = Job {
         fields: settings.fields,
         output_topic: settings.output_topic,
         scorer,
         metrics: Arc::clone(&metrics),
-        stages,
     };
-    let result = run_batches(&job.stages, &mut shutdown, async |batch| {
-        job.process(batch).await
-    })
-    .await;
-    job.stages.stop();
+    let result = run_batches(&stages, &mut shutdown, &mut job).await;
+    stages.stop();
     result?;
     Ok(EnrichSummary {
         messages_in: metrics.messages_in.get(),
@@ -128,13 +124,23 @@ impl Stages {
     }
 }
 
-/// Gathers batches and hands each to `process` until `shutdown` turns true;
+/// What a stream job does with a gathered batch.
+pub(crate) trait BatchJob {
+    /// Processes, delivers and commits `batch` through `stages`.
+    fn process(
+        &mut self,
+        stages: &Stages,
+        batch: Vec<OwnedMessage>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// Gathers batches and hands each to `job` until `shutdown` turns true;
 /// then commits what is stored and returns. A failed batch stops the loop
 /// with its error (the producer's fatal error in its place, if any).
 pub(crate) async fn run_batches(
     stages: &Stages,
     shutdown: &mut watch::Receiver<bool>,
-    mut process: impl AsyncFnMut(Vec<OwnedMessage>) -> Result<()>,
+    job: &mut impl BatchJob,
 ) -> Result<()> {
     loop {
         let stopping = *shutdown.borrow();
@@ -144,7 +150,7 @@ pub(crate) async fn run_batches(
             stages.gather.gather(shutdown).await
         };
         if !batch.is_empty() {
-            process(batch)
+            job.process(stages, batch)
                 .await
                 .map_err(|e| stages.commit.fatal_or(e))?;
         }
@@ -156,9 +162,8 @@ pub(crate) async fn run_batches(
     }
 }
 
-/// One enrich job: the stages a batch goes through.
+/// One enrich job: what it adds to a pair.
 struct Job {
-    stages: Stages,
     scorer: Scorer,
     /// Where a message's texts and id are.
     fields: FieldMapping,
@@ -166,12 +171,12 @@ struct Job {
     metrics: Arc<Metrics>,
 }
 
-impl Job {
+impl BatchJob for Job {
     /// Scores a batch, produces its outputs and dead letters, and stores its
     /// offsets (at-least-once) or commits them in its transaction (exactly-once).
-    async fn process(&self, batch: Vec<OwnedMessage>) -> Result<()> {
+    async fn process(&mut self, stages: &Stages, batch: Vec<OwnedMessage>) -> Result<()> {
         let parsed: Vec<std::result::Result<PairMessage, Reason>> =
-            batch.iter().map(|m| self.parse(m)).collect();
+            batch.iter().map(|m| self.parse(stages, m)).collect();
         let good: Vec<(&str, &str)> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok())
@@ -191,26 +196,28 @@ impl Job {
                 });
                 let record = match result {
                     Ok((pair, enrichment)) => self.output(input, index, pair, &enrichment),
-                    Err(reason) => self.stages.deliver.dead_letter(input, index, &reason),
+                    Err(reason) => stages.deliver.dead_letter(input, index, &reason),
                 };
-                self.stages.deliver.as_refused_before(record, input)
+                stages.deliver.as_refused_before(record, input)
             })
             .collect();
         assert!(
             scored.next().is_none(),
             "more scoring results than parsed messages"
         );
-        self.stages
+        stages
             .commit
-            .deliver_and_commit(&self.stages.deliver, outgoing, &batch)
+            .deliver_and_commit(&stages.deliver, outgoing, &batch)
             .await
             .map(drop)
     }
+}
 
+impl Job {
     /// The pair of a message, or why it is dead-lettered (a bad message, or
     /// one whose record was refused alone before its transaction was aborted).
-    fn parse(&self, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
-        if let Some(reason) = self.stages.deliver.refused_output(m) {
+    fn parse(&self, stages: &Stages, m: &OwnedMessage) -> std::result::Result<PairMessage, Reason> {
+        if let Some(reason) = stages.deliver.refused_output(m) {
             return Err(reason);
         }
         message::parse(m.payload(), &self.fields).map_err(|bad| Reason {

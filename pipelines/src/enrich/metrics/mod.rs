@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crossflow::metrics::EngineCollector;
 
-const SECONDS: [f64; 13] = [
+pub(crate) const SECONDS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const PAIRS: [f64; 9] = [1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
@@ -48,13 +48,18 @@ pub struct Metrics {
     registry: Registry,
 }
 
-fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+pub(crate) fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
     let counter = Counter::default();
     registry.register(name, help, counter.clone());
     counter
 }
 
-fn histogram(registry: &mut Registry, name: &str, help: &str, bounds: &[f64]) -> Histogram {
+pub(crate) fn histogram(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+) -> Histogram {
     let histogram = Histogram::new(bounds.iter().copied());
     registry.register(name, help, histogram.clone());
     histogram
@@ -157,6 +162,11 @@ impl Metrics {
             waiting: Mutex::new(None),
             registry: r,
         }
+    }
+
+    /// The registry, for a job's own metrics beside these.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Distinct pairs answered from the score cache so far.
