@@ -57,8 +57,8 @@ fn the_compose_enrich_command_parses_with_crossflows_cli() {
     let Command::Enrich(args) = cli.command else {
         panic!("enrich")
     };
-    assert_eq!(args.brokers.as_deref(), Some("kafka:19092"));
-    assert_eq!(args.dlq_topic.as_deref(), Some("pairs-dlq"));
+    assert_eq!(args.stream.brokers.as_deref(), Some("kafka:19092"));
+    assert_eq!(args.stream.dlq_topic.as_deref(), Some("pairs-dlq"));
 }
 
 fn cluster_compose() -> Value {

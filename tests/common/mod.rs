@@ -144,6 +144,7 @@ pub fn read_parquet(path: &Path) -> datafusion::arrow::record_batch::RecordBatch
 pub mod broker;
 pub mod cluster_nodes;
 pub mod dedupe_io;
+pub mod dedupe_stream_io;
 pub mod enrich_io;
 pub mod parity_reference;
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::window::Window;
+use super::window::{Representative, Window};
 use crate::dedupe::normalize::normalize;
 
 /// A message to decide.
@@ -52,19 +52,31 @@ pub struct Matching {
 /// Messages whose candidate pairs are scored ahead in one call.
 const LOOKAHEAD: usize = 512;
 
+/// What deciding a batch gave.
+#[derive(Debug, Default)]
+pub struct Decided {
+    /// One per message.
+    pub decisions: Vec<Decision>,
+    /// The representatives added (to record; some may have left the window
+    /// again by the end of the batch).
+    pub added: Vec<Representative>,
+    /// Pairs scored by the cross-encoder.
+    pub scored: usize,
+}
+
 /// Decides `messages` (one partition, offsets ascending) against `window`,
 /// adding the representatives to it. `score` gets (earlier text, later text)
-/// pairs and returns their scores. Returns one decision per message and the
-/// pairs scored.
+/// pairs and returns their scores.
 pub fn decide<E>(
     window: &mut Window,
     messages: &[Incoming<'_>],
     matching: Matching,
     mut score: impl FnMut(&[(&str, &str)]) -> Result<Vec<f32>, E>,
-) -> Result<(Vec<Decision>, usize), E> {
+) -> Result<Decided, E> {
     let keys: Vec<String> = messages.iter().map(|m| normalize(m.text)).collect();
     let mut scores: HashMap<(i64, i64), f32> = HashMap::new();
     let mut decisions = Vec::with_capacity(messages.len());
+    let mut added = Vec::new();
     let mut scored = 0;
     while decisions.len() < messages.len() {
         let next = decisions.len();
@@ -87,13 +99,18 @@ pub fn decide<E>(
             let m = &messages[i];
             window.prune(m.offset);
             if decision == Decision::Representative {
-                window.insert(m.offset, m.timestamp_ms, m.id.clone(), m.text, m.vector);
+                let new = window.insert(m.offset, m.timestamp_ms, m.id.clone(), m.text, m.vector);
+                added.extend(new.cloned());
             }
             decisions.push(decision);
         }
         assert!(decisions.len() > next, "each round decides a message");
     }
-    Ok((decisions, scored))
+    Ok(Decided {
+        decisions,
+        added,
+        scored,
+    })
 }
 
 /// The decision of `m` if every pair it needs is scored.

@@ -15,7 +15,7 @@ use super::changelog;
 use super::decide::{Decision, Incoming, decide};
 use super::metrics::DedupeMetrics;
 use super::records;
-use super::window::Window;
+use super::window::{Representative, Window};
 use crate::enrich::commit::{Outcome, next_offsets};
 use crate::enrich::message;
 use crate::enrich::metrics::Metrics;
@@ -101,7 +101,7 @@ impl BatchJob for Job {
             batch.iter().map(|m| self.parse(stages, m)).collect();
         self.restore_missing(&batch)?;
         let vectors = self.embed(&parsed)?;
-        let decisions = self.decide_all(&batch, &parsed, &vectors)?;
+        let (decisions, added) = self.decide_all(&batch, &parsed, &vectors)?;
         let mut outgoing = self.committed_changes();
         let mut duplicates = 0;
         for (index, (input, parsed)) in batch.iter().zip(parsed).enumerate() {
@@ -117,7 +117,12 @@ impl BatchJob for Job {
             };
             outgoing.push(stages.deliver.as_refused_before(record, input));
         }
-        outgoing.extend(self.representative_records(&batch, &decisions));
+        let topic = &self.settings.changelog_topic;
+        outgoing.extend(
+            added
+                .iter()
+                .map(|(partition, r)| records::representative(topic, *partition, r)),
+        );
         let outcome = stages
             .commit
             .deliver_and_commit(&stages.deliver, outgoing, &batch)
@@ -222,13 +227,13 @@ impl Job {
     }
 
     /// The decision of every message parsed and embedded, partition by
-    /// partition in offset order.
+    /// partition in offset order, and the representatives added.
     fn decide_all(
         &mut self,
         batch: &[OwnedMessage],
         parsed: &[std::result::Result<Parsed, Reason>],
         vectors: &[std::result::Result<Vec<f32>, Reason>],
-    ) -> Result<Vec<Option<Decision>>> {
+    ) -> Result<(Vec<Option<Decision>>, Vec<(i32, Representative)>)> {
         let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (i, m) in batch.iter().enumerate() {
             if parsed[i].is_ok() && vectors[i].is_ok() {
@@ -236,6 +241,7 @@ impl Job {
             }
         }
         let mut decisions = vec![None; batch.len()];
+        let mut added = Vec::new();
         for (partition, mut indices) in by_partition {
             indices.sort_by_key(|&i| batch[i].offset());
             let incoming: Vec<Incoming<'_>> = indices
@@ -256,19 +262,20 @@ impl Job {
             let window = self.windows.get_mut(&partition).expect("restored");
             let verifier = &self.engines.verifier;
             let matching = self.settings.matching;
-            let (decided, scored) = tokio::task::block_in_place(|| {
+            let decided = tokio::task::block_in_place(|| {
                 decide(window, &incoming, matching, |pairs| {
                     verifier.score_pairs(pairs)
                 })
             })?;
-            self.dedupe.pairs_verified.inc_by(scored as u64);
+            self.dedupe.pairs_verified.inc_by(decided.scored as u64);
             self.dedupe
                 .set_representatives(partition, Some(window.len()));
-            for (&i, decision) in indices.iter().zip(decided) {
+            for (&i, decision) in indices.iter().zip(decided.decisions) {
                 decisions[i] = Some(decision);
             }
+            added.extend(decided.added.into_iter().map(|r| (partition, r)));
         }
-        Ok(decisions)
+        Ok((decisions, added))
     }
 
     /// The changelog records of what committed batches changed.
@@ -279,25 +286,6 @@ impl Job {
             out.extend(records::changes(topic, partition, window.take_changes()));
         }
         out
-    }
-
-    /// The changelog record of each representative the batch decided.
-    fn representative_records(
-        &self,
-        batch: &[OwnedMessage],
-        decisions: &[Option<Decision>],
-    ) -> Vec<Outgoing> {
-        let topic = &self.settings.changelog_topic;
-        batch
-            .iter()
-            .zip(decisions)
-            .filter(|(_, d)| matches!(d, Some(Decision::Representative)))
-            .map(|(m, _)| {
-                let window = &self.windows[&m.partition()];
-                let r = window.get(m.offset()).expect("a representative is held");
-                records::representative(topic, m.partition(), r)
-            })
-            .collect()
     }
 
     /// Moves the windows on once the batch is done: committed, pruned

@@ -66,7 +66,9 @@ fn later_messages_match_the_earliest_verified_representative_of_the_same_batch()
     ];
     let batch = messages(&texts, &vector);
     let mut window = unbounded();
-    let (decisions, _) = decide(&mut window, &batch, MATCHING, first_word).unwrap();
+    let decisions = decide(&mut window, &batch, MATCHING, first_word)
+        .unwrap()
+        .decisions;
     let of: Vec<Option<i64>> = decisions.iter().map(duplicate_of).collect();
     assert_eq!(of, [None, None, Some(0), Some(1), Some(0)]);
     assert_eq!(
@@ -89,13 +91,19 @@ fn decisions_do_not_depend_on_how_messages_are_batched() {
     ];
     let all = messages(&texts, &vector);
     let mut together = unbounded();
-    let (expected, _) = decide(&mut together, &all, MATCHING, first_word).unwrap();
+    let expected = decide(&mut together, &all, MATCHING, first_word)
+        .unwrap()
+        .decisions;
     assert_eq!(expected[5], Decision::Empty);
     for size in 1..texts.len() {
         let mut window = unbounded();
         let mut decisions = Vec::new();
         for chunk in all.chunks(size) {
-            decisions.extend(decide(&mut window, chunk, MATCHING, first_word).unwrap().0);
+            decisions.extend(
+                decide(&mut window, chunk, MATCHING, first_word)
+                    .unwrap()
+                    .decisions,
+            );
         }
         assert_eq!(decisions, expected, "batches of {size}");
     }
@@ -116,12 +124,16 @@ fn candidates_are_the_top_k_by_cosine_above_the_minimum() {
             ..messages(&texts, &far)[1].clone()
         },
     ];
-    let (decisions, scored) = decide(&mut window, &batch, MATCHING, first_word).unwrap();
+    let decided = decide(&mut window, &batch, MATCHING, first_word).unwrap();
     assert_eq!(
-        decisions,
+        decided.decisions,
         [Decision::Representative, Decision::Representative]
     );
-    assert_eq!(scored, 0, "cosine 0 is below --min-cosine: never scored");
+    assert_eq!(decided.added.len(), 2);
+    assert_eq!(
+        decided.scored, 0,
+        "cosine 0 is below --min-cosine: never scored"
+    );
 }
 
 #[test]
@@ -137,6 +149,8 @@ fn a_paraphrase_of_a_representative_that_left_the_window_is_a_representative() {
         [],
         None,
     );
-    let (decisions, _) = decide(&mut window, &batch, MATCHING, first_word).unwrap();
+    let decisions = decide(&mut window, &batch, MATCHING, first_word)
+        .unwrap()
+        .decisions;
     assert_eq!(decisions[3], Decision::Representative);
 }
