@@ -164,14 +164,23 @@ pub async fn produce_stream(
 /// Every output in `topic` by id (all of an id's outputs, in topic order),
 /// read until `count` ids have one (or two minutes).
 pub fn flags_by_id(broker: &Broker, topic: &str, count: usize) -> BTreeMap<String, Vec<Flags>> {
-    let outputs = tokio::task::block_in_place(|| {
-        read_topic(broker, topic, Duration::from_secs(120), |m| {
-            by_id(m).len() >= count
-        })
-    });
-    let flags = by_id(&outputs);
+    let flags = wait_for_ids(broker, topic, count, Duration::from_secs(120));
     assert_eq!(flags.len(), count, "an output for every message");
     flags
+}
+
+/// The outputs in `topic` by id once at least `count` ids have one (or
+/// after `timeout`): a `read_committed` reader from the start, each call.
+pub fn wait_for_ids(
+    broker: &Broker,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<Flags>> {
+    let outputs = tokio::task::block_in_place(|| {
+        read_topic(broker, topic, timeout, |m| by_id(m).len() >= count)
+    });
+    by_id(&outputs)
 }
 
 fn by_id(outputs: &[OwnedMessage]) -> BTreeMap<String, Vec<Flags>> {
@@ -191,6 +200,16 @@ fn by_id(outputs: &[OwnedMessage]) -> BTreeMap<String, Vec<Flags>> {
 /// `dedupe-stream` arguments for the test topics (`texts` → `flags`, dead
 /// letters to `dead`), with quick group timeouts and no status lines.
 pub fn dedupe_stream_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<String> {
+    dedupe_stream_args_to(broker, "flags", group, extra)
+}
+
+/// [`dedupe_stream_args`] with the outputs to `output`.
+pub fn dedupe_stream_args_to(
+    broker: &Broker,
+    output: &str,
+    group: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "dedupe-stream",
         "--brokers",
@@ -198,7 +217,7 @@ pub fn dedupe_stream_args(broker: &Broker, group: &str, extra: &[&str]) -> Vec<S
         "--input-topic",
         "texts",
         "--output-topic",
-        "flags",
+        output,
         "--dlq-topic",
         "dead",
         "--group-id",

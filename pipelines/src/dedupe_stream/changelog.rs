@@ -18,9 +18,10 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -117,6 +118,20 @@ fn decode(value: &[u8], dimension: usize) -> std::result::Result<Representative,
     })
 }
 
+/// The changelog reader's callbacks: the end of the partition, which it
+/// asks to be told of, is not an error to log.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "changelog reader");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// A partition's window read back, and what reading it took.
 pub struct Restored {
     pub window: Window,
@@ -177,13 +192,13 @@ pub fn restore(
     dimension: usize,
 ) -> Result<Restored> {
     let started = Instant::now();
-    let consumer: BaseConsumer = kafka::client_config(settings, |c| {
+    let consumer: BaseConsumer<RestoreContext> = kafka::client_config(settings, |c| {
         c.set("group.id", format!("{}.restore", settings.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed");
     })
-    .create()
+    .create_with_context(RestoreContext)
     .map_err(|e| kafka::kafka("creating the changelog reader", e))?;
     let mut assignment = TopicPartitionList::new();
     assignment
