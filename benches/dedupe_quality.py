@@ -19,6 +19,7 @@ too (unlabelled): denser data, where chains through unlabelled rows appear.
 """
 import argparse
 import csv
+import re
 import subprocess
 import tempfile
 from collections import Counter
@@ -50,11 +51,15 @@ def run(crossflow, pairs, distractors, extra):
         tmp = Path(tmp)
         pq.write_table(pa.table({"id": list(range(len(sentences))), "text": sentences}),
                        tmp / "in.parquet")
-        subprocess.run([crossflow, "dedupe", "--input", str(tmp / "in.parquet"),
-                        "--text-column", "text", "--id-column", "id",
-                        "--output", str(tmp / "out.parquet"),
-                        "--pairs-output", str(tmp / "pairs.parquet"), *extra],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run([crossflow, "dedupe", "--input", str(tmp / "in.parquet"),
+                               "--text-column", "text", "--id-column", "id",
+                               "--output", str(tmp / "out.parquet"),
+                               "--pairs-output", str(tmp / "pairs.parquet"), *extra],
+                              check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+        summary = next(l for l in done.stderr.splitlines() if l.startswith("dedupe: "))
+        scored = int(re.search(r"(\d+) scored", summary).group(1))
+        verify_s = float(re.search(r"verify ([\d.]+)s", summary).group(1))
         out = pq.read_table(tmp / "out.parquet").to_pylist()
         verified = {frozenset((p["id_a"], p["id_b"]))
                     for p in pq.read_table(tmp / "pairs.parquet").to_pylist() if p["verified"]}
@@ -77,6 +82,8 @@ def run(crossflow, pairs, distractors, extra):
         "negatives": len(negatives),
         "direct": direct / max(len(duplicates), 1),
         "largest": max(sizes.values()),
+        "scored": scored,
+        "verify_s": verify_s,
     }
 
 
@@ -92,8 +99,8 @@ def main():
     distractors = ([s for a, b, _ in sts(args.data, "train") for s in (a, b)]
                    if args.distractors else [])
     print("| data | build | rows | duplicates | recall of duplicate pairs | false merges "
-          "| duplicates matching duplicate_of directly | largest cluster |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| duplicates matching duplicate_of directly | largest cluster | pairs scored | verify s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, pairs in [("STS-B dev", sts(args.data, "dev")), ("MSRP validation", msrp_val(args.data))]:
         if distractors:
             name += " + STS-B train sentences"
@@ -101,7 +108,8 @@ def main():
             m = run(binary, pairs, distractors, args.extra)
             print(f"| {name} | {binary} | {m['rows']} | {m['duplicates']} "
                   f"| {m['recall']:.3f} (of {m['positives']}) | {m['false_merges']:.3f} (of {m['negatives']}) "
-                  f"| {m['direct']:.3f} | {m['largest']} |", flush=True)
+                  f"| {m['direct']:.3f} | {m['largest']} | {m['scored']} | {m['verify_s']:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

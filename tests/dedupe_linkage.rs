@@ -21,17 +21,38 @@ const CHAIN: &[(i64, Option<&str>)] = &[
     (5, Some("The stock market fell sharply on Monday.")),
 ];
 
-/// Scores of `pairs` by the bundled STS model, as the job computes them.
+/// Scores of `pairs` (earlier text first) by the bundled STS model.
 fn sts_scores(pairs: &[(&str, &str)]) -> Vec<f32> {
     let model = crossflow_tests::load(&crossflow_tests::sts_model_dir());
     let predictions = model.predict_pairs(pairs).unwrap();
     model.scores_of(&predictions).values().to_vec()
 }
 
-/// Every duplicate matches the row its `duplicate_of` names directly: an exact
-/// copy (score 1.0) or a cross-encoder score at or above `threshold`, equal to
-/// its `match_score`. Returns the number of duplicates checked.
+/// Scores of `pairs` in both orders, combined by `combine`.
+fn both_ways(pairs: &[(&str, &str)], combine: fn(f32, f32) -> f32) -> Vec<f32> {
+    let reversed: Vec<(&str, &str)> = pairs.iter().map(|&(a, b)| (b, a)).collect();
+    let (forward, backward) = (sts_scores(pairs), sts_scores(&reversed));
+    forward
+        .into_iter()
+        .zip(backward)
+        .map(|(f, b)| combine(f, b))
+        .collect()
+}
+
+/// [`assert_duplicates_match_directly_by`] with the forward score.
 fn assert_duplicates_match_directly(batch: &RecordBatch, threshold: f32) -> usize {
+    assert_duplicates_match_directly_by(batch, threshold, sts_scores)
+}
+
+/// Every duplicate matches the row its `duplicate_of` names directly: an exact
+/// copy (score 1.0) or a cross-encoder score (by `score`) at or above
+/// `threshold`, equal to its `match_score`. Returns the number of duplicates
+/// checked.
+fn assert_duplicates_match_directly_by(
+    batch: &RecordBatch,
+    threshold: f32,
+    score: impl Fn(&[(&str, &str)]) -> Vec<f32>,
+) -> usize {
     use crossflow_pipelines::dedupe::normalize::normalize;
     let ids = ints(batch, "doc_id");
     let texts = strings(batch, "body");
@@ -55,7 +76,7 @@ fn assert_duplicates_match_directly(batch: &RecordBatch, threshold: f32) -> usiz
             }
         })
         .collect();
-    let direct = sts_scores(&pairs);
+    let direct = score(&pairs);
     for ((&row, (text, other)), score) in duplicates.iter().zip(&pairs).zip(direct) {
         if normalize(text) == normalize(other) {
             assert_eq!(scores.value(row), 1.0, "exact copy {text:?}");
@@ -75,13 +96,22 @@ fn assert_duplicates_match_directly(batch: &RecordBatch, threshold: f32) -> usiz
 }
 
 /// Writes CHAIN into `dir` and returns the flags of a run over it into
-/// `output` (every pair a candidate, threshold 0.55), with `--pairs-output`
-/// when given.
+/// `output` (every pair a candidate, threshold 0.55, the forward score), with
+/// `--pairs-output` when given.
 fn chain_args(dir: &Path, output: &Path, pairs: Option<&Path>) -> Vec<String> {
     let input = dir.join("chain.parquet");
     write_texts(&input, CHAIN);
     let mut args = job_flags(&input, output);
-    args.extend(["--min-cosine=-1", "--threshold", "0.55"].map(String::from));
+    args.extend(
+        [
+            "--min-cosine=-1",
+            "--threshold",
+            "0.55",
+            "--direction",
+            "forward",
+        ]
+        .map(String::from),
+    );
     if let Some(pairs) = pairs {
         args.extend(["--pairs-output".into(), pairs.to_str().unwrap().to_owned()]);
     }
@@ -212,6 +242,32 @@ async fn thresholds_keep_their_meaning_and_classifiers_need_a_duplicate_label() 
         let want = entailment(0).min(entailment(1));
         assert!(want >= 0.55 && (scores.value(row) - want).abs() < 1e-6);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_decide_and_match_score_is_the_combined_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.parquet");
+    let mut args = chain_args(dir.path(), &output, None);
+    args.truncate(args.len() - 2);
+    let mean: fn(f32, f32) -> f32 = |f, b| (f + b) / 2.0;
+    for (direction, combine) in [("mean", mean), ("max", f32::max)] {
+        dedupe_with(&args, &["--direction", direction])
+            .await
+            .unwrap();
+        let batch = read_parquet(&output);
+        let checked =
+            assert_duplicates_match_directly_by(&batch, 0.55, |pairs| both_ways(pairs, combine));
+        assert!(
+            checked >= 1,
+            "--direction {direction}: a duplicate to check"
+        );
+    }
+    // The default is the mean of both orders.
+    dedupe_with(&args, &[]).await.unwrap();
+    assert_duplicates_match_directly_by(&read_parquet(&output), 0.55, |pairs| {
+        both_ways(pairs, mean)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::clusters::Representative;
+use super::verify::Direction;
 
 /// Arguments of `crossflow dedupe`.
 #[derive(Debug, Clone, Args)]
@@ -40,9 +41,16 @@ pub struct DedupeArgs {
     #[arg(long, default_value_t = 0.75)]
     pub threshold: f32,
     /// For a classifier model (e.g. NLI): the label that means "duplicate"; a
-    /// pair's score is that label's probability, the lower of both directions
+    /// pair's score is that label's probability (by default the lower of both
+    /// directions)
     #[arg(long)]
     pub duplicate_label: Option<String>,
+    /// Orders of a candidate pair the cross-encoder scores: forward (the
+    /// earlier text first), or both combined by mean, max or min; match_score
+    /// is the combined score [default: mean for a score model, min for a
+    /// classifier]
+    #[arg(long, value_enum)]
+    pub direction: Option<Direction>,
     /// Neighbour search: exact (quadratic), ivf (inverted-file index), or auto
     /// (exact up to --exact-limit distinct texts, ivf above); hnsw is
     /// deprecated and runs ivf (as fast or faster at equal or better recall)

@@ -44,6 +44,7 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         models.load_score_model_as_configured()?,
         args.duplicate_label.as_deref(),
         args.threshold,
+        args.direction,
     )?;
     let mut stages = Stages::default();
     // One partition: rows in file order (the order --representative first

@@ -15,3 +15,4 @@ pub(crate) mod verify;
 
 pub use args::{DedupeArgs, DedupeSummary, Search};
 pub use job::run;
+pub use verify::Direction;

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::decide::Matching;
 use super::window::Bounds;
+use crate::dedupe::Direction;
 use crate::enrich::message::FieldPath;
 use crate::enrich::settings::{EnrichSettings, JobArgs, KafkaArgs, Resolved};
 use crate::models::ModelArgs;
@@ -52,6 +53,10 @@ pub struct DedupeStreamArgs {
     /// probability, the lower of both directions, is the score)
     #[arg(long)]
     pub duplicate_label: Option<String>,
+    /// Orders of a candidate pair the cross-encoder scores (as `dedupe
+    /// --direction`) [default: mean for a score model, min for a classifier]
+    #[arg(long, value_enum)]
+    pub direction: Option<Direction>,
     /// Compacted topic holding each partition's representatives, created if
     /// missing [default: <group-id>.dedupe-changelog]
     #[arg(long)]
@@ -69,6 +74,7 @@ impl JobArgs for DedupeStreamArgs {
         "bi_encoder",
         "duplicate_label",
         "changelog_topic",
+        "direction",
     ];
 
     fn or(self, file: Self) -> Self {
@@ -83,6 +89,7 @@ impl JobArgs for DedupeStreamArgs {
             bi_encoder: self.bi_encoder.or(file.bi_encoder),
             duplicate_label: self.duplicate_label.or(file.duplicate_label),
             changelog_topic: self.changelog_topic.or(file.changelog_topic),
+            direction: self.direction.or(file.direction),
         }
     }
 }
@@ -96,6 +103,7 @@ pub struct DedupeStreamSettings {
     pub bounds: Bounds,
     pub bi_encoder: Option<PathBuf>,
     pub duplicate_label: Option<String>,
+    pub direction: Option<Direction>,
     pub changelog_topic: String,
 }
 
@@ -134,6 +142,7 @@ impl DedupeStreamArgs {
             },
             bi_encoder: job.bi_encoder,
             duplicate_label: job.duplicate_label,
+            direction: job.direction,
             changelog_topic: job
                 .changelog_topic
                 .unwrap_or_else(|| format!("{}.dedupe-changelog", settings.group_id)),

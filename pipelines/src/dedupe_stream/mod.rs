@@ -50,6 +50,7 @@ pub fn prepare(
         models.load_score_model_as_configured()?,
         settings.duplicate_label.as_deref(),
         settings.matching.threshold,
+        settings.direction,
     )?;
     let bi_encoder = models.load_bi_encoder(settings.bi_encoder.as_deref())?;
     Ok((
