@@ -46,15 +46,22 @@ async fn run_until(
     (flags, summary)
 }
 
-/// Produces payloads that are not messages of the stream.
+/// Produces payloads that are not messages of the stream, and one whose text
+/// fits an output under `message.max.bytes` 200000 but not a changelog record.
 async fn produce_bad(broker: &Broker) -> usize {
     let producer: FutureProducer = broker.config().create().unwrap();
-    let bad: [&[u8]; 5] = [
+    let large = serde_json::to_vec(&serde_json::json!({
+        "id": "bad-large",
+        "text": "word ".repeat(39_700),
+    }))
+    .unwrap();
+    let bad: [&[u8]; 6] = [
         b"not json",
         br#"{"id": "bad-missing"}"#,
         br#"{"id": "bad-number", "text": 5}"#,
         b"",
         b"[1, 2]",
+        &large,
     ];
     for payload in bad {
         let record = FutureRecord::<str, [u8]>::to("texts")
@@ -72,7 +79,11 @@ async fn duplicates_match_an_earlier_message_of_their_own_group_and_bad_messages
     let stream = paraphrase_stream(24);
     produce_stream(&broker, "texts", &stream, &[]).await;
     let bad = produce_bad(&broker).await;
-    let args = dedupe_stream_args(&broker, "reference", &["--gather-messages", "16"]);
+    let args = dedupe_stream_args(
+        &broker,
+        "reference",
+        &["--gather-messages", "16", "-X", "message.max.bytes=200000"],
+    );
     let (flags, summary) = run_until(&broker, args, stream.len()).await;
 
     let position: BTreeMap<&str, usize> = stream
@@ -154,7 +165,8 @@ async fn duplicates_match_an_earlier_message_of_their_own_group_and_bad_messages
             "invalid_json",
             "missing_field",
             "not_a_string",
-            "not_an_object"
+            "not_an_object",
+            "too_large"
         ]
     );
 }

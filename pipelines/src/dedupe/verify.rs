@@ -52,8 +52,9 @@ enum Kind {
 
 impl Verifier {
     /// The verifier for `model`; a classifier needs `duplicate_label`, a score
-    /// model must not have one. `direction` defaults to [`Direction::Forward`]
-    /// for a score model, [`Direction::Min`] for a classifier.
+    /// model must not have one. `direction` defaults to
+    /// [`DEFAULT_SCORE_DIRECTION`] for a score model, [`Direction::Min`] for a
+    /// classifier.
     pub fn new(
         model: Arc<CrossEncoder>,
         duplicate_label: Option<&str>,

@@ -107,6 +107,11 @@ pub struct DedupeStreamSettings {
     pub changelog_topic: String,
 }
 
+/// `value` as an i64, at most `i64::MAX`.
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 impl DedupeStreamArgs {
     /// Merges the flags over the settings file; fills `models` from the file
     /// where its flags were not given.
@@ -137,8 +142,10 @@ impl DedupeStreamArgs {
                 threshold: job.threshold.unwrap_or(0.75),
             },
             bounds: Bounds {
-                messages: Some(window_messages.unwrap_or(DEFAULT_WINDOW_MESSAGES) as i64),
-                age_ms: window.map(|secs| secs.saturating_mul(1000) as i64),
+                messages: Some(saturating_i64(
+                    window_messages.unwrap_or(DEFAULT_WINDOW_MESSAGES),
+                )),
+                age_ms: window.map(|secs| saturating_i64(secs.saturating_mul(1000))),
             },
             bi_encoder: job.bi_encoder,
             duplicate_label: job.duplicate_label,

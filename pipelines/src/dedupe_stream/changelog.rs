@@ -24,6 +24,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,20 @@ pub fn encode(r: &Representative) -> Vec<u8> {
     out
 }
 
+/// The size of the record `text` (with `id`) would have as a
+/// representative, at most: its offsets and timestamps taken at their widest.
+pub fn encoded_len(text: &str, id: &serde_json::Value, dimension: usize) -> usize {
+    let header = Header {
+        offset: i64::MIN,
+        timestamp_ms: i64::MIN,
+        watermark_ms: i64::MIN,
+        id: id.clone(),
+        text: text.to_string(),
+    };
+    let header = serde_json::to_vec(&header).expect("a header always serializes");
+    MAGIC.len() + 4 + header.len() + 4 * dimension
+}
+
 /// A checkpoint's record.
 pub fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -124,7 +139,11 @@ struct RestoreContext;
 
 impl ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
             tracing::error!(%error, reason, "changelog reader");
         }
     }
@@ -161,9 +180,16 @@ impl Replay {
             let value = value.ok_or("a checkpoint without a value")?;
             let v: serde_json::Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
             let field = |name: &str| v[name].as_i64().ok_or(format!("checkpoint without {name}"));
-            self.checkpoint = Some(Checkpoint {
+            let read = Checkpoint {
                 position: field("position")?,
                 watermark_ms: field("watermark_ms")?,
+            };
+            // Every checkpoint is of a committed batch: the newest wins, even
+            // when an older one (from an instance that lost the partition)
+            // was written after it.
+            self.checkpoint = Some(match self.checkpoint {
+                Some(c) if c.position > read.position => c,
+                _ => read,
             });
             return Ok(());
         }
@@ -182,8 +208,12 @@ impl Replay {
     }
 }
 
-/// Reads partition `partition` of the changelog `topic` to its end
-/// (`read_committed`) into a window (blocking).
+/// Reads partition `partition` of the changelog `topic` to its end into a
+/// window (blocking). `read_uncommitted`: records of open or aborted
+/// transactions are read too, which is safe because the changelog only
+/// holds additions (ignored by earlier messages) and changes of committed
+/// batches; `read_committed` would stop at the first open transaction, such
+/// as one left by a killed instance until it times out.
 pub fn restore(
     settings: &EnrichSettings,
     topic: &str,
@@ -196,7 +226,7 @@ pub fn restore(
         c.set("group.id", format!("{}.restore", settings.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_uncommitted");
     })
     .create_with_context(RestoreContext)
     .map_err(|e| kafka::kafka("creating the changelog reader", e))?;

@@ -74,13 +74,15 @@ pub fn decide<E>(
     mut score: impl FnMut(&[(&str, &str)]) -> Result<Vec<f32>, E>,
 ) -> Result<Decided, E> {
     let keys: Vec<String> = messages.iter().map(|m| normalize(m.text)).collect();
+    let near = Near::new(window, messages, matching.min_cosine);
     let mut scores: HashMap<(i64, i64), f32> = HashMap::new();
     let mut decisions = Vec::with_capacity(messages.len());
     let mut added = Vec::new();
     let mut scored = 0;
     while decisions.len() < messages.len() {
         let next = decisions.len();
-        let wanted = wanted_pairs(window, messages, next, matching, &scores);
+        let wanted = near.wanted_pairs(window, messages, next, matching, &scores);
+        let wanted_count = wanted.len();
         if !wanted.is_empty() {
             let texts: Vec<(&str, &str)> = wanted.iter().map(|w| (w.2, w.3)).collect();
             let values = score(&texts)?;
@@ -92,11 +94,16 @@ pub fn decide<E>(
         }
         while decisions.len() < messages.len() {
             let i = decisions.len();
-            let Some(decision) = decide_one(window, &messages[i], &keys[i], matching, &scores)
-            else {
+            let candidates = near.candidates(window, messages, i, i, matching);
+            let m = &messages[i];
+            // Held already: recorded as a representative before a restart.
+            let decision = match window.get(m.offset) {
+                Some(_) => Some(Decision::Representative),
+                None => decide_one(window, m, &keys[i], &candidates, matching, &scores),
+            };
+            let Some(decision) = decision else {
                 break;
             };
-            let m = &messages[i];
             window.prune(m.offset);
             if decision == Decision::Representative {
                 let new = window.insert(m.offset, m.timestamp_ms, m.id.clone(), m.text, m.vector);
@@ -105,6 +112,11 @@ pub fn decide<E>(
             decisions.push(decision);
         }
         assert!(decisions.len() > next, "each round decides a message");
+        tracing::trace!(
+            decided = decisions.len() - next,
+            pairs = wanted_count,
+            "round"
+        );
     }
     Ok(Decided {
         decisions,
@@ -113,11 +125,13 @@ pub fn decide<E>(
     })
 }
 
-/// The decision of `m` if every pair it needs is scored.
+/// The decision of `m`, given its `candidates` (offsets), if every pair it
+/// needs is scored.
 fn decide_one(
     window: &Window,
     m: &Incoming<'_>,
     key: &str,
+    candidates: &[i64],
     matching: Matching,
     scores: &HashMap<(i64, i64), f32>,
 ) -> Option<Decision> {
@@ -134,15 +148,8 @@ fn decide_one(
     {
         return duplicate(copy.offset, 1.0);
     }
-    let candidates = top_k(
-        window
-            .in_window(m.offset, m.timestamp_ms)
-            .map(|r| (r.offset, r.vector.as_slice())),
-        m.vector,
-        matching,
-    );
     let mut verified = None;
-    for offset in candidates {
+    for &offset in candidates {
         let score = *scores.get(&(offset, m.offset))?;
         if score >= matching.threshold && verified.is_none_or(|(o, _)| offset < o) {
             verified = Some((offset, score));
@@ -154,57 +161,108 @@ fn decide_one(
     }
 }
 
-/// The pairs (representative offset, message offset, texts) the undecided
-/// messages from `next` may need and that are not scored yet, counting every
-/// undecided earlier message of the batch as a representative.
-fn wanted_pairs<'a>(
-    window: &'a Window,
-    messages: &[Incoming<'a>],
-    next: usize,
-    matching: Matching,
-    scores: &HashMap<(i64, i64), f32>,
-) -> Vec<(i64, i64, &'a str, &'a str)> {
-    let mut wanted = Vec::new();
-    let end = messages.len().min(next + LOOKAHEAD);
-    for i in next..end {
+/// Each message's neighbours with a cosine of at least `--min-cosine`,
+/// computed once per batch: among the representatives held when the batch
+/// starts, and among the earlier messages of the batch.
+struct Near {
+    /// `held[i]`: (cosine, offset) of held representatives in the window of message `i`.
+    held: Vec<Vec<(f32, i64)>>,
+    /// `batch[i]`: (cosine, index) of the messages before `i`.
+    batch: Vec<Vec<(f32, usize)>>,
+}
+
+impl Near {
+    fn new(window: &Window, messages: &[Incoming<'_>], min_cosine: f32) -> Self {
+        let close = |a: &[f32], b: &[f32]| Some(dot(a, b)).filter(|c| *c >= min_cosine);
+        let held = messages
+            .iter()
+            .map(|m| {
+                window
+                    .in_window(m.offset, m.timestamp_ms)
+                    .filter_map(|r| Some((close(&r.vector, m.vector)?, r.offset)))
+                    .collect()
+            })
+            .collect();
+        let batch = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                (0..i)
+                    .filter_map(|j| Some((close(messages[j].vector, m.vector)?, j)))
+                    .collect()
+            })
+            .collect();
+        Self { held, batch }
+    }
+
+    /// The offsets of message `i`'s top-k candidates: representatives in its
+    /// window now, and (speculatively) the undecided messages of the batch
+    /// from `undecided` on as if they were representatives (within the
+    /// window's bounds).
+    fn candidates(
+        &self,
+        window: &Window,
+        messages: &[Incoming<'_>],
+        i: usize,
+        undecided: usize,
+        matching: Matching,
+    ) -> Vec<i64> {
         let m = &messages[i];
         let (first, oldest) = (
             window.first_offset(m.offset),
             window.oldest_allowed(m.offset, m.timestamp_ms),
         );
-        let earlier = messages[next..i]
+        let held = self.held[i]
             .iter()
-            .filter(|e| e.offset >= first && e.timestamp_ms.is_none_or(|t| t >= oldest));
-        let held = window
-            .in_window(m.offset, m.timestamp_ms)
-            .map(|r| (r.offset, r.text.as_str(), r.vector.as_slice()));
-        let pool: Vec<(i64, &str, &[f32])> = held
-            .chain(earlier.map(|e| (e.offset, e.text, e.vector)))
+            .filter(|(_, o)| window.holds_in_window(*o, m.offset, m.timestamp_ms));
+        let batch = self.batch[i].iter().filter_map(|&(c, j)| {
+            let e = &messages[j];
+            let counts = if j < undecided {
+                window.holds_in_window(e.offset, m.offset, m.timestamp_ms)
+            } else {
+                e.offset >= first && e.timestamp_ms.is_none_or(|t| t >= oldest)
+            };
+            counts.then_some((c, e.offset))
+        });
+        let mut near: Vec<(f32, i64)> = held.copied().chain(batch).collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        near.truncate(matching.top_k);
+        near.into_iter().map(|(_, offset)| offset).collect()
+    }
+
+    /// The pairs (representative offset, message offset, texts) the undecided
+    /// messages from `next` may need and that are not scored yet, counting
+    /// every undecided earlier message of the batch as a representative.
+    fn wanted_pairs<'a>(
+        &self,
+        window: &'a Window,
+        messages: &[Incoming<'a>],
+        next: usize,
+        matching: Matching,
+        scores: &HashMap<(i64, i64), f32>,
+    ) -> Vec<(i64, i64, &'a str, &'a str)> {
+        let by_offset: HashMap<i64, &'a str> = messages[next..]
+            .iter()
+            .map(|m| (m.offset, m.text))
             .collect();
-        let texts: HashMap<i64, &str> = pool.iter().map(|p| (p.0, p.1)).collect();
-        for offset in top_k(pool.iter().map(|p| (p.0, p.2)), m.vector, matching) {
-            if !scores.contains_key(&(offset, m.offset)) {
-                wanted.push((offset, m.offset, texts[&offset], m.text));
+        let mut wanted = Vec::new();
+        for i in next..messages.len().min(next + LOOKAHEAD) {
+            let m = &messages[i];
+            if window.get(m.offset).is_some() {
+                continue;
+            }
+            for offset in self.candidates(window, messages, i, next, matching) {
+                if !scores.contains_key(&(offset, m.offset)) {
+                    let text = match window.get(offset) {
+                        Some(r) => r.text.as_str(),
+                        None => by_offset[&offset],
+                    };
+                    wanted.push((offset, m.offset, text, m.text));
+                }
             }
         }
+        wanted
     }
-    wanted
-}
-
-/// The offsets of the `top_k` vectors most similar to `query` with a
-/// cosine of at least `min_cosine` (ties: the earlier first).
-fn top_k<'v>(
-    pool: impl Iterator<Item = (i64, &'v [f32])>,
-    query: &[f32],
-    matching: Matching,
-) -> Vec<i64> {
-    let mut near: Vec<(f32, i64)> = pool
-        .map(|(offset, v)| (dot(v, query), offset))
-        .filter(|(cosine, _)| *cosine >= matching.min_cosine)
-        .collect();
-    near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    near.truncate(matching.top_k);
-    near.into_iter().map(|(_, offset)| offset).collect()
 }
 
 /// The dot product, summed in a fixed order (eight lanes, then the lanes in

@@ -20,6 +20,7 @@ use crate::enrich::commit::{Outcome, next_offsets};
 use crate::enrich::message;
 use crate::enrich::metrics::Metrics;
 use crate::enrich::outgoing::{Outgoing, Reason};
+use crate::enrich::produce::max_message_bytes;
 use crate::enrich::stream::{BatchJob, Stages, run_batches};
 use crate::{JobError, Result};
 
@@ -30,6 +31,8 @@ pub struct DedupeStreamSummary {
     pub messages_out: u64,
     pub dead_lettered: u64,
     pub duplicates: u64,
+    /// Candidate pairs the cross-encoder scored.
+    pub pairs_verified: u64,
     /// Changelog records read to restore windows.
     pub restored_records: u64,
 }
@@ -70,9 +73,13 @@ pub async fn run(
         messages_out: metrics.messages_out.get(),
         dead_lettered: metrics.dead_lettered.get(),
         duplicates: job.dedupe.duplicates.get(),
+        pairs_verified: job.dedupe.pairs_verified.get(),
         restored_records: job.dedupe.restored_records.get(),
     })
 }
+
+/// Bytes kept free beside a representative's record for its key and framing.
+const STATE_HEADROOM: usize = 1024;
 
 /// A message that parsed: its object, text and id.
 struct Parsed {
@@ -100,8 +107,11 @@ impl BatchJob for Job {
         let parsed: Vec<std::result::Result<Parsed, Reason>> =
             batch.iter().map(|m| self.parse(stages, m)).collect();
         self.restore_missing(&batch)?;
+        let clock = std::time::Instant::now();
         let vectors = self.embed(&parsed)?;
+        let embedded = clock.elapsed();
         let (decisions, added) = self.decide_all(&batch, &parsed, &vectors)?;
+        tracing::debug!(messages = batch.len(), ?embedded, decided = ?(clock.elapsed() - embedded), "batch decided");
         let mut outgoing = self.committed_changes();
         let mut duplicates = 0;
         for (index, (input, parsed)) in batch.iter().zip(parsed).enumerate() {
@@ -147,6 +157,18 @@ impl Job {
         let Value::Object(object) = object else {
             unreachable!("parsed as an object")
         };
+        let dimension = self.engines.bi_encoder.dimension();
+        let size = changelog::encoded_len(&pair.a, &id, dimension) + STATE_HEADROOM;
+        let limit = max_message_bytes(&self.settings.kafka);
+        if size > limit {
+            return Err(Reason {
+                text: format!(
+                    "the text is too large to keep as a representative: its changelog record \
+                     takes about {size} bytes, over message.max.bytes {limit}"
+                ),
+                code: "too_large",
+            });
+        }
         Ok(Parsed {
             object,
             text: pair.a,

@@ -42,6 +42,12 @@ pub fn prepare(
 ) -> Result<(DedupeStreamSettings, Engines)> {
     let mut models = models.clone();
     let settings = args.resolve(&mut models)?;
+    if models.batch_invariant == Some(crate::models::BatchInvariance::Off) {
+        tracing::warn!(
+            "--batch-invariant off: a pair's score depends on the batch it is run in, so a \
+             message consumed again after a restart can be decided differently"
+        );
+    }
     if models.overrides_activation() {
         tracing::warn!(activation = ?models.activation,
             "dedupe-stream scores with the model's own activation; --activation is ignored");

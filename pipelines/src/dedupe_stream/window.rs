@@ -142,6 +142,17 @@ impl Window {
             .filter(move |r| r.timestamp_ms >= oldest)
     }
 
+    /// Whether the representative at `offset` is held and in the window of
+    /// the message at `message` stamped `timestamp_ms`.
+    pub fn holds_in_window(&self, offset: i64, message: i64, timestamp_ms: Option<i64>) -> bool {
+        offset < message
+            && offset >= self.first_offset(message)
+            && self
+                .representatives
+                .get(&offset)
+                .is_some_and(|r| r.timestamp_ms >= self.oldest_allowed(message, timestamp_ms))
+    }
+
     /// Drops the representatives no message at or after `offset` can have
     /// in its window; they are recorded as removed once their batch commits.
     pub fn prune(&mut self, offset: i64) {

@@ -271,9 +271,18 @@ impl Committer {
 }
 
 /// Whether a transaction error leaves the producer unusable (librdkafka's
-/// fatal errors, e.g. fenced by a newer instance with the same transactional.id).
+/// fatal errors, e.g. fenced by a newer instance with the same transactional.id),
+/// or would fail the same way in every retry.
 fn is_fatal(error: &JobError) -> bool {
-    matches!(error, JobError::Kafka { source: KafkaError::Transaction(e), .. } if e.is_fatal())
+    match error {
+        JobError::Kafka {
+            source: KafkaError::Transaction(e),
+            ..
+        } => e.is_fatal(),
+        // A state record refused again on every try.
+        JobError::StateRefused { .. } => true,
+        _ => false,
+    }
 }
 
 /// The first offset of each partition in the batch.

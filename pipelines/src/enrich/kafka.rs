@@ -143,15 +143,16 @@ fn base_config(settings: &EnrichSettings) -> ClientConfig {
     config
 }
 
-/// A client of the job's brokers, with the file's and `-X` settings applied
-/// after `set` (for the job's own helper clients: admin, state restore).
+/// A client of the job's brokers with the file's and `-X` settings (e.g.
+/// security), then `set`, which wins (for the job's own helper clients:
+/// admin, state restore).
 pub(crate) fn client_config(
     settings: &EnrichSettings,
     set: impl FnOnce(&mut ClientConfig),
 ) -> ClientConfig {
     let mut config = base_config(settings);
-    set(&mut config);
     apply_overrides(&mut config, settings);
+    set(&mut config);
     config
 }
 

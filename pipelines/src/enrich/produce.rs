@@ -27,6 +27,18 @@ const RETRY_LIMIT: Duration = Duration::from_secs(240);
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
+/// The producer's `message.max.bytes`: from `-X` (or the settings file),
+/// else librdkafka's default.
+pub(crate) fn max_message_bytes(settings: &EnrichSettings) -> usize {
+    settings
+        .kafka
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "message.max.bytes")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
 /// Where a consumed message came from.
 type Source = (String, i32, i64);
 
@@ -92,13 +104,7 @@ impl Deliverer {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let max_message_bytes = settings
-            .kafka
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "message.max.bytes")
-            .and_then(|(_, value)| value.parse().ok())
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let max_message_bytes = max_message_bytes(settings);
         Self {
             producer,
             refused: Mutex::new(HashMap::new()),
@@ -256,6 +262,12 @@ impl Deliverer {
         reason: Reason,
         batch: &[OwnedMessage],
     ) -> Result<Outgoing> {
+        if matches!(record.kind, RecordKind::State | RecordKind::Tombstone) {
+            return Err(JobError::StateRefused {
+                topic: record.topic.clone(),
+                reason: reason.text,
+            });
+        }
         let input = &batch[record.input];
         tracing::warn!(topic = %record.topic, reason = %reason.text, offset = input.offset(),
             partition = input.partition(), alone = record.alone, "record refused");
@@ -263,12 +275,6 @@ impl Deliverer {
             self.refuse(input, |r| r.alone = true);
             record.alone = true;
             return Ok(record);
-        }
-        if matches!(record.kind, RecordKind::State | RecordKind::Tombstone) {
-            return Err(JobError::StateRefused {
-                topic: record.topic.clone(),
-                reason: reason.text,
-            });
         }
         if record.kind == RecordKind::Output {
             self.refuse(input, |r| r.dead_letter = Some(reason.clone()));
