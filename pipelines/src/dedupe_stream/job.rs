@@ -78,6 +78,13 @@ pub async fn run(
     })
 }
 
+/// What deciding a batch gave: each message's decision (`None`: dead-lettered)
+/// and the representatives added, with their partitions.
+struct BatchDecisions {
+    decisions: Vec<Option<Decision>>,
+    added: Vec<(i32, Representative)>,
+}
+
 /// Bytes kept free beside a representative's record for its key and framing.
 const STATE_HEADROOM: usize = 1024;
 
@@ -110,7 +117,7 @@ impl BatchJob for Job {
         let clock = std::time::Instant::now();
         let vectors = self.embed(&parsed)?;
         let embedded = clock.elapsed();
-        let (decisions, added) = self.decide_all(&batch, &parsed, &vectors)?;
+        let BatchDecisions { decisions, added } = self.decide_all(&batch, &parsed, &vectors)?;
         tracing::debug!(messages = batch.len(), ?embedded, decided = ?(clock.elapsed() - embedded), "batch decided");
         let mut outgoing = self.committed_changes();
         let mut duplicates = 0;
@@ -255,7 +262,7 @@ impl Job {
         batch: &[OwnedMessage],
         parsed: &[std::result::Result<Parsed, Reason>],
         vectors: &[std::result::Result<Vec<f32>, Reason>],
-    ) -> Result<(Vec<Option<Decision>>, Vec<(i32, Representative)>)> {
+    ) -> Result<BatchDecisions> {
         let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (i, m) in batch.iter().enumerate() {
             if parsed[i].is_ok() && vectors[i].is_ok() {
@@ -297,7 +304,7 @@ impl Job {
             }
             added.extend(decided.added.into_iter().map(|r| (partition, r)));
         }
-        Ok((decisions, added))
+        Ok(BatchDecisions { decisions, added })
     }
 
     /// The changelog records of what committed batches changed.

@@ -95,6 +95,11 @@ impl Window {
         self.representatives.len()
     }
 
+    /// Whether no representative is held.
+    pub fn is_empty(&self) -> bool {
+        self.representatives.is_empty()
+    }
+
     /// The representative at `offset`, if held.
     pub fn get(&self, offset: i64) -> Option<&Representative> {
         self.representatives.get(&offset)
