@@ -336,3 +336,33 @@ async fn exactly_once_flags_survive_kill_restart_and_rebalance_without_repeats()
     let repeated = assert_same_flags(&reference, &interrupted);
     assert_eq!(repeated, 0, "exactly-once: no output repeats an id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_older_than_the_age_window_allows_is_a_representative() {
+    let broker = broker_with_topics(1).await;
+    let stream = paraphrase_stream(2);
+    let group = |g: &str| -> Vec<StreamMessage> {
+        stream.iter().filter(|m| m.group == g).cloned().collect()
+    };
+    let (g0, g1) = (group("g0"), group("g1"));
+    // Exact copies (which always match in the window): g1's 3 s after its
+    // sentence, g0's 10 s after, with --window 5.
+    let order = [g0[0].clone(), g1[0].clone(), g1[2].clone(), g0[2].clone()];
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stamps = [t0, t0 + 1_000, t0 + 4_000, t0 + 10_000];
+    produce_stream(&broker, "texts", &order, &stamps).await;
+    let args = dedupe_stream_args(&broker, "age", &["--window", "5"]);
+    let (flags, _) = run_until(&broker, args, order.len()).await;
+    assert_eq!(
+        flags[&g1[2].id][0].duplicate_of,
+        Value::String(g1[0].id.clone()),
+        "3 s later: in the window"
+    );
+    assert!(
+        !flags[&g0[2].id][0].is_duplicate,
+        "10 s later: its representative left the window"
+    );
+}

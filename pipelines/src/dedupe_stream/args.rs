@@ -157,3 +157,99 @@ impl DedupeStreamArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        models: ModelArgs,
+        #[command(flatten)]
+        job: DedupeStreamArgs,
+    }
+
+    #[test]
+    fn every_setting_can_come_from_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dedupe.toml");
+        std::fs::write(
+            &file,
+            "brokers = \"b:1\"\ninput_topic = \"in\"\noutput_topic = \"out\"\ngroup_id = \"g\"\n\
+             text_field = \"/body/text\"\nthreshold = 0.6\nwindow_messages = 50\nwindow = 30\n\
+             top_k = 3\nmin_cosine = 0.5\nbi_encoder = \"/models/bi\"\nduplicate_label = \"same\"\n\
+             direction = \"max\"\nchangelog_topic = \"state\"\n[kafka]\n\"acks\" = \"all\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap(), "--top-k", "7"]);
+        let settings = cli.job.resolve(&mut cli.models.clone()).unwrap();
+        assert_eq!(settings.kafka.fields.a, FieldPath::new("/body/text"));
+        assert_eq!(settings.kafka.job_name, "dedupe-stream");
+        assert_eq!(
+            settings.matching,
+            Matching {
+                top_k: 7,
+                min_cosine: 0.5,
+                threshold: 0.6
+            },
+            "--top-k wins over the file"
+        );
+        assert_eq!(
+            settings.bounds,
+            Bounds {
+                messages: Some(50),
+                age_ms: Some(30_000)
+            }
+        );
+        assert_eq!(settings.bi_encoder, Some(PathBuf::from("/models/bi")));
+        assert_eq!(settings.duplicate_label.as_deref(), Some("same"));
+        assert_eq!(settings.direction, Some(Direction::Max));
+        assert_eq!(settings.changelog_topic, "state");
+        assert_eq!(settings.kafka.kafka, [("acks".into(), "all".into())]);
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let base = [
+            "x",
+            "--brokers",
+            "b:1",
+            "--input-topic",
+            "i",
+            "--output-topic",
+            "o",
+        ];
+        let cli = Cli::parse_from(base.iter().chain(&["--group-id", "g"]));
+        let settings = cli.job.resolve(&mut cli.models.clone()).unwrap();
+        assert_eq!(settings.changelog_topic, "g.dedupe-changelog");
+        assert_eq!(settings.kafka.fields.a, FieldPath::new("text"));
+        assert_eq!(
+            settings.bounds.messages,
+            Some(DEFAULT_WINDOW_MESSAGES as i64)
+        );
+        assert_eq!(settings.bounds.age_ms, None);
+        let err = Cli::parse_from(base)
+            .job
+            .resolve(&mut ModelArgs::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("dedupe-stream needs --group-id"),
+            "{err}"
+        );
+        let cli = Cli::parse_from(base.iter().chain(&["--group-id", "g", "--min-cosine", "2"]));
+        let err = cli.job.resolve(&mut ModelArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("--min-cosine 2"), "{err}");
+        let huge = [
+            "--group-id",
+            "g",
+            "--window-messages",
+            "18446744073709551615",
+        ];
+        let cli = Cli::parse_from(base.iter().chain(&huge));
+        let settings = cli.job.resolve(&mut ModelArgs::default()).unwrap();
+        assert_eq!(settings.bounds.messages, Some(i64::MAX), "saturates");
+    }
+}

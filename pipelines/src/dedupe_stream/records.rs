@@ -30,25 +30,12 @@ pub fn output(
     object.insert("is_duplicate".into(), Value::Bool(!of.is_null()));
     object.insert("duplicate_of".into(), of);
     object.insert("duplicate_score".into(), score);
-    let key = match input.key() {
-        Some(key) => Some(key.to_vec()),
-        None => Some(match id {
-            Value::String(s) => s.clone().into_bytes(),
-            other => other.to_string().into_bytes(),
-        }),
+    let id = match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     };
-    Outgoing {
-        topic: topic.to_string(),
-        payload: serde_json::to_vec(&Value::Object(object)).expect("a JSON object serializes"),
-        key,
-        headers: input.headers().cloned().unwrap_or_default(),
-        timestamp_ms: input.timestamp().to_millis(),
-        kind: RecordKind::Output,
-        partition: None,
-        input: index,
-        trimmed: false,
-        alone: false,
-    }
+    let payload = serde_json::to_vec(&Value::Object(object)).expect("a JSON object serializes");
+    Outgoing::output(input, index, topic, payload, Some(id))
 }
 
 /// The id `duplicate_of` gives a message: its id field, else

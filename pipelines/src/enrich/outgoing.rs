@@ -29,6 +29,37 @@ pub struct Outgoing {
     pub alone: bool,
 }
 
+impl Outgoing {
+    /// The output of consumed message `input` (the `index`th of its batch):
+    /// `payload` to `topic`, with the input's headers and its key (for a
+    /// keyless input, `id`, so outputs can be partitioned by id); the input's
+    /// timestamp is kept only to measure end-to-end latency.
+    pub fn output(
+        input: &OwnedMessage,
+        index: usize,
+        topic: &str,
+        payload: Vec<u8>,
+        id: Option<String>,
+    ) -> Self {
+        let key = match input.key() {
+            Some(key) => Some(key.to_vec()),
+            None => id.map(String::into_bytes),
+        };
+        Self {
+            topic: topic.to_string(),
+            payload,
+            key,
+            headers: input.headers().cloned().unwrap_or_default(),
+            timestamp_ms: input.timestamp().to_millis(),
+            kind: RecordKind::Output,
+            partition: None,
+            input: index,
+            trimmed: false,
+            alone: false,
+        }
+    }
+}
+
 /// What a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {

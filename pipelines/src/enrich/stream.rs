@@ -17,7 +17,7 @@ use super::gather::Gatherer;
 use super::kafka::{self, Consumer};
 use super::message::{self, Enrichment, FieldMapping, PairMessage};
 use super::metrics::Metrics;
-use super::outgoing::{Outgoing, Reason, RecordKind};
+use super::outgoing::{Outgoing, Reason};
 use super::produce::Deliverer;
 use super::score::Scorer;
 use super::settings::{EnrichSettings, Guarantee};
@@ -310,22 +310,9 @@ impl Job {
         pair: PairMessage,
         enrichment: &Enrichment,
     ) -> Outgoing {
-        let key = match input.key() {
-            Some(key) => Some(key.to_vec()),
-            None => message::message_id(&pair, &self.fields).map(String::into_bytes),
-        };
-        Outgoing {
-            topic: self.output_topic.clone(),
-            payload: message::render(pair.object, enrichment),
-            key,
-            headers: input.headers().cloned().unwrap_or_default(),
-            timestamp_ms: input.timestamp().to_millis(),
-            kind: RecordKind::Output,
-            partition: None,
-            input: index,
-            trimmed: false,
-            alone: false,
-        }
+        let id = message::message_id(&pair, &self.fields);
+        let payload = message::render(pair.object, enrichment);
+        Outgoing::output(input, index, &self.output_topic, payload, id)
     }
 }
 
