@@ -23,6 +23,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use crossflow_pipelines::cli::{Cli as CrossflowCli, Command};
 use crossflow_pipelines::dedupe_stream::{self, changelog, window::Representative};
+use crossflow_pipelines::models::ModelArgs;
 use crossflow_tests::broker::Broker;
 use crossflow_tests::enrich_io::read_topic;
 use rdkafka::message::Message;
@@ -114,6 +115,25 @@ async fn produce(
     Ok(())
 }
 
+/// The model and dedupe-stream arguments of a run on `broker` (topics
+/// `texts` → `flags`, dead letters to `dead`) in consumer group `group`.
+fn stream_command(
+    broker: &Broker,
+    group: &str,
+) -> Result<(ModelArgs, dedupe_stream::DedupeStreamArgs)> {
+    let argv = ["crossflow", "dedupe-stream", "--input-topic", "texts"]
+        .into_iter()
+        .chain(["--output-topic", "flags", "--dlq-topic", "dead"])
+        .chain(["--status-secs", "0", "--group-id", group, "--brokers"])
+        .map(str::to_owned)
+        .chain([broker.bootstrap()]);
+    let cli = CrossflowCli::try_parse_from(argv)?;
+    let Command::DedupeStream(args) = cli.command else {
+        anyhow::bail!("not dedupe-stream")
+    };
+    Ok((cli.models, args))
+}
+
 /// Starts dedupe-stream in this process on `broker`.
 fn start(
     broker: &Broker,
@@ -122,34 +142,8 @@ fn start(
     watch::Sender<bool>,
     tokio::task::JoinHandle<crossflow_pipelines::Result<dedupe_stream::DedupeStreamSummary>>,
 )> {
-    let argv = [
-        "crossflow",
-        "dedupe-stream",
-        "--input-topic",
-        "texts",
-        "--output-topic",
-        "flags",
-    ]
-    .map(str::to_owned)
-    .into_iter()
-    .chain(
-        [
-            "--dlq-topic",
-            "dead",
-            "--status-secs",
-            "0",
-            "--group-id",
-            group,
-            "--brokers",
-        ]
-        .map(str::to_owned),
-    )
-    .chain([broker.bootstrap()]);
-    let cli = CrossflowCli::try_parse_from(argv)?;
-    let Command::DedupeStream(args) = &cli.command else {
-        anyhow::bail!("not dedupe-stream")
-    };
-    let (settings, engines) = dedupe_stream::prepare(&cli.models, args)?;
+    let (models, args) = stream_command(broker, group)?;
+    let (settings, engines) = dedupe_stream::prepare(&models, &args)?;
     let (stop, stopped) = watch::channel(false);
     Ok((
         stop,
@@ -344,25 +338,8 @@ async fn restore(data: &Path, count: usize) -> Result<()> {
             sent.map_err(|(e, _)| e)?;
         }
     }
-    let argv = [
-        "crossflow",
-        "dedupe-stream",
-        "--input-topic",
-        "texts",
-        "--output-topic",
-        "flags",
-        "--group-id",
-        "restore",
-        "--brokers",
-    ]
-    .map(str::to_owned)
-    .into_iter()
-    .chain([broker.bootstrap()]);
-    let cli = CrossflowCli::try_parse_from(argv)?;
-    let Command::DedupeStream(args) = &cli.command else {
-        anyhow::bail!("not dedupe-stream")
-    };
-    let settings = args.resolve(&mut cli.models.clone())?;
+    let (mut models, args) = stream_command(&broker, "restore")?;
+    let settings = args.resolve(&mut models)?;
     let before = rss::rss_mb();
     let restored = tokio::task::block_in_place(|| {
         changelog::restore(&settings.kafka, "changelog", 0, settings.bounds, 384)
