@@ -1,7 +1,8 @@
 //! Turning DataFusion arguments into engine inputs, and type checks at planning.
 
 use crossflow::Texts;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 
 use crate::FunctionError;
@@ -57,18 +58,69 @@ pub(crate) fn texts<'a>(function: &str, value: &'a ColumnarValue) -> Result<Text
     }
 }
 
-/// A constant threshold, or `None` when the argument is a column.
+/// The threshold argument, which must be one non-null number. A constant
+/// can also arrive as an array repeating it (DataFusion's FFI passes every
+/// argument as an array): one distinct value is accepted.
 pub(crate) fn constant_threshold(function: &str, value: &ColumnarValue) -> Result<Option<f32>> {
     match value {
         ColumnarValue::Scalar(ScalarValue::Float32(Some(t))) => Ok(Some(*t)),
         ColumnarValue::Scalar(other) => {
             exec_err!("{function}: threshold must be a non-null number, got {other}")
         }
-        ColumnarValue::Array(_) => exec_err!("{function}: threshold must be a constant"),
+        ColumnarValue::Array(array) => {
+            let Some(values) = array.as_primitive_opt::<Float32Type>() else {
+                return exec_err!(
+                    "{function}: threshold must be a number, got {}",
+                    array.data_type()
+                );
+            };
+            if values.null_count() > 0 {
+                return exec_err!("{function}: threshold must be a non-null number, got NULL");
+            }
+            let first = values.values().first().copied();
+            if values.values().iter().any(|t| Some(*t) != first) {
+                return exec_err!(
+                    "{function}: threshold must be a constant, got a column of several values"
+                );
+            }
+            Ok(first)
+        }
     }
 }
 
 /// Whether every argument is a constant (the result is then a constant too).
 pub(crate) fn all_scalar(args: &[ColumnarValue]) -> bool {
     args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float32Array, Int32Array};
+
+    use super::*;
+
+    fn threshold(array: impl Array + 'static) -> Result<Option<f32>> {
+        constant_threshold("is_paraphrase", &ColumnarValue::Array(Arc::new(array)))
+    }
+
+    #[test]
+    fn a_constant_passed_as_an_array_is_one_threshold() {
+        let repeated = Float32Array::from(vec![0.8; 3]);
+        assert_eq!(threshold(repeated).unwrap(), Some(0.8));
+    }
+
+    #[test]
+    fn a_column_of_several_thresholds_or_a_null_is_refused() {
+        let several = threshold(Float32Array::from(vec![0.8, 0.7])).unwrap_err();
+        assert!(
+            several.to_string().contains("must be a constant"),
+            "{several}"
+        );
+        let null = threshold(Float32Array::from(vec![Some(0.8), None])).unwrap_err();
+        assert!(null.to_string().contains("non-null"), "{null}");
+        let ints = threshold(Int32Array::from(vec![1])).unwrap_err();
+        assert!(ints.to_string().contains("must be a number"), "{ints}");
+    }
 }
