@@ -5,7 +5,10 @@ Runs `CrossEncoder.predict` (PyTorch, batch 32, no activation) on the pairs of
 tests/data/parity_reference.json with the checkpoint that benches/onnx_to_torch.py
 rebuilt from the fp32 STS model's weights, and stores them as the model
 "sts-fp32-sentence-transformers" (scored by crossflow from the same fp32 ONNX
-file in tests/parity.rs).
+file in tests/parity.rs and python/tests/). Also stores one `CrossEncoder.rank`
+call (the first pair's first text against the second texts of the first
+RANK_DOCUMENTS pairs) as "rank", which the Python module's `rank` must order
+the same way.
 
     scripts/setup --sentence-transformers
     .venv-st/bin/python scripts/st_reference.py   # after any scripts/reference_scores.py run
@@ -20,6 +23,7 @@ from sentence_transformers import CrossEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "sts-fp32-sentence-transformers"
+RANK_DOCUMENTS = 24
 
 
 def main():
@@ -41,6 +45,17 @@ def main():
         "made_with": f"sentence-transformers {sentence_transformers.__version__}, "
                      f"torch {torch.__version__}, CrossEncoder.predict batch 32",
         "logits": [[float(x)] for x in logits.reshape(len(pairs), -1)[:, 0]],
+    }
+    query = pairs[0][0]
+    documents = [b for _, b in pairs[:RANK_DOCUMENTS]]
+    ranked = model.rank(query, documents, batch_size=32, show_progress_bar=False)
+    reference["rank"] = {
+        "made_with": f"sentence-transformers {sentence_transformers.__version__}, "
+                     f"torch {torch.__version__}, CrossEncoder.rank (default activation)",
+        "query": query,
+        "documents": documents,
+        "results": [{"corpus_id": int(r["corpus_id"]), "score": float(r["score"])}
+                    for r in ranked],
     }
     args.reference.write_text(json.dumps(reference, ensure_ascii=False, indent=0) + "\n",
                               encoding="utf-8")

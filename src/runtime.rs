@@ -121,6 +121,12 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
 }
 
 fn load(explicit: Option<&Path>) -> std::result::Result<Environment, String> {
+    if let Some(path) = explicit.filter(|path| !path.is_file()) {
+        return Err(format!(
+            "{} (the library asked for) does not exist or is not a file",
+            path.display()
+        ));
+    }
     let candidates = library_candidates(explicit);
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
         return Err(not_found(&candidates));
@@ -171,6 +177,16 @@ mod tests {
         let candidates = library_candidates(Some(Path::new("/opt/ort/lib.so")));
         assert_eq!(candidates[0], Path::new("/opt/ort/lib.so"));
         assert!(candidates.last().unwrap().ends_with(LIBRARY_NAME));
+    }
+
+    #[test]
+    fn a_missing_explicit_library_is_an_error_naming_it() {
+        let missing = Path::new("/nonexistent/libonnxruntime.so.1.31.1");
+        let message = load(Some(missing)).err().expect("refused");
+        assert!(
+            message.starts_with("/nonexistent/libonnxruntime.so.1.31.1 "),
+            "{message}"
+        );
     }
 
     fn venv_with_onnxruntime(version: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {

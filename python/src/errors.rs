@@ -4,7 +4,7 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyTypeError, PyValueErr
 use pyo3::{PyErr, create_exception};
 
 create_exception!(
-    _crossflow,
+    crossflow,
     CrossflowError,
     PyException,
     "An error of the crossflow engine that is not in the arguments: ONNX Runtime, a \
