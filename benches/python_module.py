@@ -18,8 +18,10 @@ own per round: loading and a warm-up call are not timed).
     scripts/setup --sentence-transformers
     target/debug/crossflow-bench export-pairs --profiles short,long --limit 2000 \\
       --out target/bench-pairs.json
+    .venv/bin/maturin build --manifest-path python/Cargo.toml --profile release \\
+      --out target/wheels/release        # or scripts/build-wheel (dist: slower to build)
     .venv-st/bin/pip install --no-deps target/wheels/release/crossflow_py-*.whl \\
-      target/wheels/release/crossflow_models-*.whl
+      target/wheels/debug/crossflow_models-*.whl
     .venv-st/bin/python benches/python_module.py --pairs target/bench-pairs.json
 
 Prints a Markdown table of pairs/s (median over the rounds) per system and profile.

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 
@@ -22,7 +22,10 @@ pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
 /// (`pip install onnxruntime==1.31.1`, or `onnxruntime-gpu==1.31.1`).
 pub const PYTHON_PACKAGE: &str = "onnxruntime";
 
-static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+/// The loaded library and its environment: one per process.
+static ENVIRONMENT: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+/// Held while a load is tried, so that one thread loads and the others wait.
+static LOADING: Mutex<()> = Mutex::new(());
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -111,32 +114,52 @@ fn other_versions(candidates: &[PathBuf]) -> Vec<PathBuf> {
     found
 }
 
-/// Loads the ONNX Runtime library (once per process) and returns the environment.
-/// Later calls return the same environment whatever path they pass.
+/// Loads the ONNX Runtime library and returns the environment. One library
+/// serves the whole process: once one is loaded, later calls get it, with a
+/// warning when they ask for another path. A failed load is not kept, so a
+/// later call (in a long-lived process) can load another path. An explicit
+/// path that does not exist is an error whether or not a library is loaded.
 pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
-    ENVIRONMENT
-        .get_or_init(|| load(explicit))
-        .as_ref()
-        .map_err(|message| Error::Runtime(message.clone()))
-}
-
-fn load(explicit: Option<&Path>) -> std::result::Result<Environment, String> {
     if let Some(path) = explicit.filter(|path| !path.is_file()) {
-        return Err(format!(
+        return Err(Error::Runtime(format!(
             "{} (the library asked for) does not exist or is not a file",
             path.display()
-        ));
+        )));
     }
+    let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((loaded, environment)) = ENVIRONMENT.get() {
+        if let Some(path) = explicit.filter(|path| !same_file(path, loaded)) {
+            tracing::warn!(
+                asked = %path.display(),
+                loaded = %loaded.display(),
+                "ONNX Runtime is already loaded in this process; the library asked for is not used"
+            );
+        }
+        return Ok(environment);
+    }
+    let loaded = load(explicit).map_err(Error::Runtime)?;
+    Ok(&ENVIRONMENT.get_or_init(|| loaded).1)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn load(explicit: Option<&Path>) -> std::result::Result<(PathBuf, Environment), String> {
     let candidates = library_candidates(explicit);
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
         return Err(not_found(&candidates));
     };
     tracing::debug!(path = %path.display(), "loading ONNX Runtime");
     let builder = ort::init_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    builder
+    let environment = builder
         .with_name("crossflow")
         .build()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path.clone(), environment))
 }
 
 fn not_found(candidates: &[PathBuf]) -> String {
@@ -182,9 +205,12 @@ mod tests {
     #[test]
     fn a_missing_explicit_library_is_an_error_naming_it() {
         let missing = Path::new("/nonexistent/libonnxruntime.so.1.31.1");
-        let message = load(Some(missing)).err().expect("refused");
+        let Err(error) = environment(Some(missing)) else {
+            panic!("a missing library was accepted");
+        };
+        let message = error.to_string();
         assert!(
-            message.starts_with("/nonexistent/libonnxruntime.so.1.31.1 "),
+            message.contains("/nonexistent/libonnxruntime.so.1.31.1 (the library asked for)"),
             "{message}"
         );
     }

@@ -39,7 +39,7 @@ def check_datafusion_version(installed: str, built: str = DATAFUSION_VERSION) ->
 def register(
     ctx: Any,
     model: str | os.PathLike | CrossEncoder | None = None,
-    nli_model: str | os.PathLike | CrossEncoder | None = None,
+    nli_model: str | os.PathLike | CrossEncoder | None | bool = None,
     **options: Any,
 ) -> list[str]:
     """Registers `cross_score(a, b)`, `is_paraphrase(a, b [, threshold])`
@@ -48,23 +48,32 @@ def register(
 
     `model` and `nli_model` are model directories (None: the bundled STS and
     NLI models) or loaded `CrossEncoder`s, whose engine is then shared with
-    Python calls. `options` are `CrossEncoder`'s keyword arguments, for the
-    models loaded here (`onnx_file` and `activation` apply to `model` only,
-    as `--onnx-file` and `--activation` do on the command line)."""
+    Python calls; `nli_model=False` registers no NLI functions. A model loaded
+    here starts ONNX Runtime when a query first calls one of its functions.
+    `options` are `CrossEncoder`'s keyword arguments for the models loaded here
+    (`onnx_file` and `activation` apply to `model` only, as `--onnx-file` and
+    `--activation` do on the command line); they cannot change a `CrossEncoder`
+    passed in."""
     check_datafusion_version(importlib.metadata.version("datafusion"))
     from datafusion import udf
 
-    score = _encoder(model, options)
-    shared = {k: v for k, v in options.items() if k not in ("onnx_file", "activation")}
-    nli = _encoder(nli_model or _install.model_dir(None, _install.DEFAULT_NLI_MODEL), shared)
+    if options and isinstance(model, CrossEncoder) and (
+        nli_model is False or isinstance(nli_model, CrossEncoder)
+    ):
+        raise TypeError(f"options {sorted(options)} given, but every model is already loaded")
+    score = _opened(model, _install.DEFAULT_MODEL, options)
+    nli = None
+    if nli_model is not False:
+        shared = {k: v for k, v in options.items() if k not in ("onnx_file", "activation")}
+        nli = _opened(nli_model, _install.DEFAULT_NLI_MODEL, shared)
     names = []
-    for function in scalar_functions(score._engine, nli._engine):
+    for function in scalar_functions(score._engine, nli._engine if nli else None):
         ctx.register_udf(udf(function))
         names.append(function.name)
     return names
 
 
-def _encoder(model: Any, options: dict[str, Any]) -> CrossEncoder:
+def _opened(model: Any, default: str, options: dict[str, Any]) -> CrossEncoder:
     if isinstance(model, CrossEncoder):
         return model
-    return CrossEncoder(model, **options)
+    return CrossEncoder(_install.model_dir(model, default), _start=False, **options)

@@ -48,6 +48,7 @@ class CrossEncoder:
         queue_tokens: int | None = None,
         batch_wait_ms: int | None = None,
         ort_lib: str | os.PathLike | None = None,
+        _start: bool = True,
     ) -> None:
         if isinstance(batch_invariant, bool):
             batch_invariant = "on" if batch_invariant else "off"
@@ -68,6 +69,7 @@ class CrossEncoder:
             queue_tokens=queue_tokens,
             batch_wait_ms=batch_wait_ms,
             ort_lib=os.fspath(ort_lib) if ort_lib is not None else _install.onnxruntime_library(),
+            start=_start,
         )
 
     # -- what the model is ---------------------------------------------------
@@ -102,8 +104,14 @@ class CrossEncoder:
 
     @property
     def activation(self) -> str | None:
-        """A score model's activation ("sigmoid", "identity", ...)."""
+        """A score model's activation ("sigmoid", "none" or "softmax"); None for a classifier."""
         return self._engine.activation
+
+    @property
+    def default_threshold(self) -> float:
+        """The score that means 50 %: 0.5 after a sigmoid, 0 on raw logits
+        (`is_paraphrase`'s default)."""
+        return self._engine.default_threshold
 
     @property
     def max_length(self) -> int:
@@ -137,7 +145,9 @@ class CrossEncoder:
     ) -> np.ndarray | list | np.float32:
         """Scores text pairs as sentence-transformers' `CrossEncoder.predict` does.
 
-        `sentences` is a list of `(a, b)` pairs, or one pair. A score model
+        `sentences` is a list of `(a, b)` pairs (tuples or two-item lists;
+        any iterable of them, or an `(n, 2)` NumPy array), or one pair as a
+        tuple or list of two `str`. A score model
         gives one activated score per pair (shape `(n,)`), a classifier one
         row of logits per pair (`(n, labels)`), probabilities with
         `apply_softmax`. One pair gives one value (or row). float32.
@@ -147,8 +157,9 @@ class CrossEncoder:
         engine forms its own token-budgeted micro-batches, and results never
         depend on it. `convert_to_numpy=False` gives Python lists.
         """
-        singular = len(sentences) > 0 and isinstance(sentences[0], str)
-        pairs = [sentences] if singular else sentences
+        pairs, singular = _pairs(sentences)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size: {batch_size!r}; expected a positive int or None")
         step = batch_size or (PROGRESS_STEP if show_progress_bar else max(len(pairs), 1))
         chunks = []
         with _progress(len(pairs), show_progress_bar) as progress:
@@ -213,19 +224,33 @@ class CrossEncoder:
         return self._engine.nli(_column(a, "a"), _column(b, "b"))
 
 
+def _pairs(sentences: Any) -> tuple[Sequence, bool]:
+    """The pairs of `predict` as a sequence, and whether `sentences` was one pair
+    (a tuple or list of two `str`, as sentence-transformers reads it)."""
+    if isinstance(sentences, (list, tuple)):
+        singular = len(sentences) == 2 and all(isinstance(s, str) for s in sentences)
+        return ([sentences] if singular else sentences), singular
+    if isinstance(sentences, np.ndarray):
+        return sentences.tolist(), False
+    if isinstance(sentences, str):
+        raise TypeError("predict: argument sentences is a str; expected (a, b) pairs")
+    return list(sentences), False
+
+
 def _column(value: Any, argument: str) -> Any:
     """One side of `score` / `nli` in a form the engine takes: None, a str,
-    or an object with `__arrow_c_array__` (a stream is joined into one array)."""
+    or an object with `__arrow_c_array__` (a stream is joined into one array,
+    anything else converted to Arrow strings)."""
     if value is None or isinstance(value, str) or hasattr(value, "__arrow_c_array__"):
         return value
-    if hasattr(value, "__arrow_c_stream__"):
-        return pa.chunked_array(value).combine_chunks()
     try:
-        return pa.array(value)
+        if hasattr(value, "__arrow_c_stream__"):
+            return pa.chunked_array(value).combine_chunks()
+        return pa.array(value, type=pa.string())
     except (pa.ArrowException, TypeError, ValueError) as error:
         raise TypeError(
             f"argument {argument} is a {type(value).__name__} that is not Arrow strings "
-            f"and pyarrow cannot convert it: {error}"
+            f"and pyarrow cannot convert it to strings: {error}"
         ) from error
 
 

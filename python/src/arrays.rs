@@ -3,7 +3,8 @@
 //! pyarrow arrays.
 
 use arrow::array::ArrayData;
-use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, make_array};
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, make_array, new_null_array};
+use arrow::datatypes::DataType;
 use arrow_pyarrow::{FromPyArrow, ToPyArrow};
 use crossflow::Texts;
 use pyo3::prelude::*;
@@ -41,6 +42,10 @@ impl Side {
             ));
         }
         let array = make_array(ArrayData::from_pyarrow_bound(value)?);
+        if array.data_type() == &DataType::Null {
+            // Only nulls (pyarrow's type for `[None, None]`): no texts, every row null.
+            return Ok(Side::Column(new_null_array(&DataType::Utf8, array.len())));
+        }
         if !crossflow::is_text_type(array.data_type()) {
             return Err(wrong_type(
                 call,

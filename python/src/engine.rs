@@ -32,13 +32,15 @@ impl Engine {
 #[pymethods]
 impl Engine {
     /// Loads the model in `model` (a directory) with the `crossflow` command's
-    /// model settings; `None` is the command's default.
+    /// model settings; `None` is the command's default. With `start=False`
+    /// the model is only opened (files read and checked): ONNX Runtime starts
+    /// on its first call, as for the SQL functions of `crossflow sql`.
     #[new]
     #[pyo3(signature = (
         model, *, onnx_file=None, max_length=None, device=None, activation=None,
         batch_invariant=None, sessions=None, threads=None, max_batch_tokens=None,
         max_batch_pairs=None, cache_pairs=None, queue_pairs=None, queue_tokens=None,
-        batch_wait_ms=None, ort_lib=None
+        batch_wait_ms=None, ort_lib=None, start=true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -58,6 +60,7 @@ impl Engine {
         queue_tokens: Option<usize>,
         batch_wait_ms: Option<u64>,
         ort_lib: Option<PathBuf>,
+        start: bool,
     ) -> PyResult<Self> {
         let settings = Settings {
             onnx_file,
@@ -77,7 +80,10 @@ impl Engine {
         };
         let options = settings.engine_options()?;
         let model = py
-            .detach(|| CrossEncoder::load(&model, &options))
+            .detach(|| match start {
+                true => CrossEncoder::load(&model, &options),
+                false => CrossEncoder::open(&model, &options),
+            })
             .map_err(to_py)?;
         Ok(Self {
             model: Arc::new(model),
@@ -183,7 +189,7 @@ impl Engine {
         }
     }
 
-    /// A score model's activation (`"sigmoid"`, `"identity"`, ...); `None` for a classifier.
+    /// A score model's activation (`"sigmoid"`, `"none"`, `"softmax"`); `None` for a classifier.
     #[getter]
     fn activation(&self) -> Option<String> {
         match self.model.head() {

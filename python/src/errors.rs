@@ -11,6 +11,9 @@ create_exception!(
      corrupt model file, the model's workers."
 );
 
+/// `errno`'s "no such file or directory".
+const ENOENT: i32 = 2;
+
 /// The Python exception for an engine error: a missing model directory or
 /// file is a `FileNotFoundError` (naming the path), a setting or input the
 /// model cannot take a `ValueError`, anything else a `CrossflowError`.
@@ -18,8 +21,9 @@ pub fn to_py(error: crossflow::Error) -> PyErr {
     use crossflow::Error;
     let message = error.to_string();
     match error {
-        Error::ModelDirMissing { .. } | Error::ModelFileMissing { .. } => {
-            PyFileNotFoundError::new_err(message)
+        Error::ModelDirMissing { path } | Error::ModelFileMissing { path, .. } => {
+            // As `open` raises it: errno, message and the path as `filename`.
+            PyFileNotFoundError::new_err((ENOENT, message, path))
         }
         Error::InvalidInput(_)
         | Error::InvalidSetting(_)

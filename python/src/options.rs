@@ -10,6 +10,8 @@ use pyo3::exceptions::PyValueError;
 
 /// Default of `cache_pairs`, as `--cache-pairs`.
 const DEFAULT_CACHE_PAIRS: usize = 100_000;
+/// The longest `batch_wait_ms`, as `--batch-wait-ms`.
+const MAX_BATCH_WAIT_MS: u64 = 10_000;
 
 /// The keyword arguments, as given (`None`: the command's default).
 #[derive(Debug, Default)]
@@ -41,6 +43,11 @@ impl Settings {
             None => Device::Cpu,
         };
         let (batch_invariant, per_pair_scales) = invariance(self.batch_invariant.as_deref())?;
+        if let Some(wait) = self.batch_wait_ms.filter(|&ms| ms > MAX_BATCH_WAIT_MS) {
+            return Err(PyValueError::new_err(format!(
+                "batch_wait_ms: {wait}; expected at most {MAX_BATCH_WAIT_MS}"
+            )));
+        }
         let limits = BatchLimits::for_device(device);
         Ok(EngineOptions {
             onnx_file: self.onnx_file.clone(),

@@ -51,6 +51,9 @@ def test_nulls_empty_strings_and_constants(model):
     assert scores[2].is_valid, "an empty string is a text, scored"
     assert model.score(a, None).null_count == 4
     assert model.score(["x", "y"], ["x", "y"]).to_pylist() == model.predict([("x", "x"), ("y", "y")]).tolist()
+    assert model.score([], []).type == pa.float32() and len(model.score([], [])) == 0
+    assert model.score([None, None], "x").null_count == 2
+    assert model.score(pa.array([None, None]), pa.array(["x", "y"])).null_count == 2
 
 
 def test_wrong_types_are_type_errors_naming_the_argument(model):
@@ -58,6 +61,8 @@ def test_wrong_types_are_type_errors_naming_the_argument(model):
         model.score(pa.array(["a"]), pa.array([1]))
     with pytest.raises(TypeError, match=r"argument a"):
         model.score(object(), "b")
+    with pytest.raises(TypeError, match=r"argument a is a list"):
+        model.score([1, 2], ["a", "b"])
     with pytest.raises(ValueError, match="different lengths"):
         model.score(pa.array(["a", "b"]), pa.array(["a"]))
 

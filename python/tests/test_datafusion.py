@@ -28,22 +28,38 @@ def test_sql_equals_the_crossflow_command(tmp_path, cli):
 
 def test_constants_and_a_shared_engine(model):
     ctx = SessionContext()
-    crossflow.datafusion.register(ctx, model=model)
+    crossflow.datafusion.register(ctx, model=model, nli_model=False)
     before = model.stats["pairs"]
     row = ctx.sql(
         "SELECT cross_score('A man plays a guitar.', 'Someone plays an instrument.') AS s"
     ).to_pylist()[0]
-    assert abs(row["s"] - float(model.predict(("A man plays a guitar.", "Someone plays an instrument.")))) < 1e-7
     assert model.stats["pairs"] > before, "the SQL function ran the CrossEncoder's own engine"
+    want = model.predict(("A man plays a guitar.", "Someone plays an instrument."))
+    assert row["s"] == pytest.approx(float(want), abs=1e-7)
+
+
+def test_a_threshold_column_compares_each_row():
+    ctx = SessionContext()
+    assert crossflow.datafusion.register(ctx, nli_model=False) == ["cross_score", "is_paraphrase"]
+    rows = ctx.sql(
+        "SELECT cross_score(a, b) AS s, t, is_paraphrase(a, b, t) AS p FROM (VALUES "
+        "('A man plays.', 'A man plays music.', 0.1), ('A man plays.', 'A man plays music.', 0.99), "
+        "('A man plays.', 'A man plays music.', NULL)) AS v(a, b, t)"
+    ).to_pylist()
+    assert [r["p"] for r in rows] == [r["s"] >= r["t"] if r["t"] is not None else None for r in rows]
+    assert [r["p"] for r in rows][:2] == [True, False]
 
 
 def test_sql_errors_name_the_function():
     ctx = SessionContext()
-    crossflow.datafusion.register(ctx)
+    crossflow.datafusion.register(ctx, nli_model=False)
     with pytest.raises(Exception, match="cross_score: argument 1 must be a string"):
         ctx.sql("SELECT cross_score(1, 'b')").collect()
-    with pytest.raises(Exception, match="threshold must be a constant"):
-        ctx.sql("SELECT is_paraphrase(a, b, t) FROM (VALUES ('x', 'y', 0.1), ('x', 'z', 0.9)) AS v(a, b, t)").collect()
+
+
+def test_options_for_models_already_loaded_are_refused(model):
+    with pytest.raises(TypeError, match="every model is already loaded"):
+        crossflow.datafusion.register(SessionContext(), model=model, nli_model=False, max_length=64)
 
 
 @pytest.mark.parametrize("installed", ["54.1.0", "56.0.0", "4.0.0"])

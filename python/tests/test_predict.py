@@ -43,11 +43,25 @@ def test_one_pair_gives_one_value_and_lists_give_lists(model):
     assert model.predict([]).shape == (0,)
 
 
-def test_batch_size_and_progress_do_not_change_results(model, reference, capsys):
+def test_batch_size_and_progress_do_not_change_results(reference, capsys):
+    # No cache: the stepped call runs the model again.
+    model = crossflow.CrossEncoder(cache_pairs=0)
     pairs = reference_pairs(reference)[:50]
     whole = model.predict(pairs)
     stepped = model.predict(pairs, batch_size=7, show_progress_bar=True)
     np.testing.assert_array_equal(whole, stepped)
+    assert model.stats["unique_pairs"] == 100
+    assert "crossflow: 50/50 pairs" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(pairs, batch_size=0)
+
+
+def test_pairs_as_numpy_arrays_and_iterables(model):
+    pairs = [("A man eats.", "Someone is eating."), ("A cat sleeps.", "Markets fell.")]
+    want = model.predict(pairs)
+    np.testing.assert_array_equal(model.predict(np.array(pairs)), want)
+    np.testing.assert_array_equal(model.predict(pair for pair in pairs), want)
+    np.testing.assert_array_equal(model.predict([list(p) for p in pairs]), want)
 
 
 def test_a_classifier_gives_rows_of_logits_or_probabilities(nli_model):

@@ -1,7 +1,8 @@
 //! Turning DataFusion arguments into engine inputs, and type checks at planning.
 
 use crossflow::Texts;
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{AsArray, BooleanArray, Float32Array, Scalar};
+use datafusion::arrow::compute::kernels::cmp::gt_eq;
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 
@@ -58,34 +59,44 @@ pub(crate) fn texts<'a>(function: &str, value: &'a ColumnarValue) -> Result<Text
     }
 }
 
-/// The threshold argument, which must be one non-null number. A constant
-/// can also arrive as an array repeating it (DataFusion's FFI passes every
-/// argument as an array): one distinct value is accepted.
-pub(crate) fn constant_threshold(function: &str, value: &ColumnarValue) -> Result<Option<f32>> {
+/// The threshold argument of `is_paraphrase`.
+pub(crate) enum Threshold<'a> {
+    /// One number for every row.
+    Constant(f32),
+    /// A number per row (a column, or a constant that arrives as an array
+    /// repeating it, as every constant does through DataFusion's FFI).
+    Column(&'a Float32Array),
+}
+
+/// Reads the threshold argument (`Float32` after [`coerce_threshold`]).
+pub(crate) fn threshold<'a>(function: &str, value: &'a ColumnarValue) -> Result<Threshold<'a>> {
     match value {
-        ColumnarValue::Scalar(ScalarValue::Float32(Some(t))) => Ok(Some(*t)),
+        ColumnarValue::Scalar(ScalarValue::Float32(Some(t))) => Ok(Threshold::Constant(*t)),
         ColumnarValue::Scalar(other) => {
             exec_err!("{function}: threshold must be a non-null number, got {other}")
         }
-        ColumnarValue::Array(array) => {
-            let Some(values) = array.as_primitive_opt::<Float32Type>() else {
-                return exec_err!(
-                    "{function}: threshold must be a number, got {}",
-                    array.data_type()
-                );
-            };
-            if values.null_count() > 0 {
-                return exec_err!("{function}: threshold must be a non-null number, got NULL");
-            }
-            let first = values.values().first().copied();
-            if values.values().iter().any(|t| Some(*t) != first) {
-                return exec_err!(
-                    "{function}: threshold must be a constant, got a column of several values"
-                );
-            }
-            Ok(first)
-        }
+        ColumnarValue::Array(array) => match array.as_primitive_opt::<Float32Type>() {
+            Some(values) => Ok(Threshold::Column(values)),
+            None => exec_err!(
+                "{function}: threshold must be a number, got {}",
+                array.data_type()
+            ),
+        },
     }
+}
+
+/// Whether each score reaches its row's threshold; null where either is
+/// null. One score (both texts constant) is compared with every threshold.
+pub(crate) fn at_least_each(
+    scores: &Float32Array,
+    thresholds: &Float32Array,
+) -> Result<BooleanArray> {
+    let result = if scores.len() == 1 && thresholds.len() != 1 {
+        gt_eq(&Scalar::new(scores), thresholds)
+    } else {
+        gt_eq(scores, thresholds)
+    };
+    Ok(result?)
 }
 
 /// Whether every argument is a constant (the result is then a constant too).
@@ -97,30 +108,41 @@ pub(crate) fn all_scalar(args: &[ColumnarValue]) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Float32Array, Int32Array};
+    use datafusion::arrow::array::Int32Array;
 
     use super::*;
 
-    fn threshold(array: impl Array + 'static) -> Result<Option<f32>> {
-        constant_threshold("is_paraphrase", &ColumnarValue::Array(Arc::new(array)))
+    fn scores(values: &[Option<f32>]) -> Float32Array {
+        values.iter().copied().collect()
     }
 
     #[test]
-    fn a_constant_passed_as_an_array_is_one_threshold() {
-        let repeated = Float32Array::from(vec![0.8; 3]);
-        assert_eq!(threshold(repeated).unwrap(), Some(0.8));
+    fn each_row_is_compared_with_its_own_threshold() {
+        let got = at_least_each(
+            &scores(&[Some(0.9), Some(0.5), None, Some(0.7)]),
+            &scores(&[Some(0.8), Some(0.4), Some(0.1), None]),
+        )
+        .unwrap();
+        let want: BooleanArray = vec![Some(true), Some(true), None, None].into();
+        assert_eq!(got, want);
     }
 
     #[test]
-    fn a_column_of_several_thresholds_or_a_null_is_refused() {
-        let several = threshold(Float32Array::from(vec![0.8, 0.7])).unwrap_err();
-        assert!(
-            several.to_string().contains("must be a constant"),
-            "{several}"
-        );
-        let null = threshold(Float32Array::from(vec![Some(0.8), None])).unwrap_err();
-        assert!(null.to_string().contains("non-null"), "{null}");
-        let ints = threshold(Int32Array::from(vec![1])).unwrap_err();
-        assert!(ints.to_string().contains("must be a number"), "{ints}");
+    fn a_constant_repeated_as_an_array_is_every_rows_threshold() {
+        let repeated = scores(&[Some(0.8); 3]);
+        let got = at_least_each(&scores(&[Some(0.9), Some(0.5), Some(0.8)]), &repeated).unwrap();
+        assert_eq!(got, BooleanArray::from(vec![true, false, true]));
+        let one_score = at_least_each(&scores(&[Some(0.85)]), &scores(&[Some(0.8), Some(0.9)]));
+        assert_eq!(one_score.unwrap(), BooleanArray::from(vec![true, false]));
+    }
+
+    #[test]
+    fn a_threshold_that_is_not_a_number_is_refused() {
+        let ints = ColumnarValue::Array(Arc::new(Int32Array::from(vec![1])));
+        let error = threshold("is_paraphrase", &ints).err().expect("refused");
+        assert!(error.to_string().contains("must be a number"), "{error}");
+        let null = ColumnarValue::Scalar(ScalarValue::Float32(None));
+        let error = threshold("is_paraphrase", &null).err().expect("refused");
+        assert!(error.to_string().contains("non-null"), "{error}");
     }
 }

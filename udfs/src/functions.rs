@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::FunctionError;
-use crate::args;
+use crate::args::{self, Threshold};
 use crate::error::{Result, UdfError};
 
 /// What a function computes.
@@ -22,7 +22,8 @@ use crate::error::{Result, UdfError};
 pub enum CrossFunction {
     /// `cross_score(a, b)`: `Float32` score.
     Score,
-    /// `is_paraphrase(a, b [, threshold])`: `Boolean`, score ≥ threshold.
+    /// `is_paraphrase(a, b [, threshold])`: `Boolean`, score ≥ threshold (a
+    /// constant or a column).
     Paraphrase,
     /// `nli_label(a, b)`: `Utf8`, the most probable label.
     NliLabel,
@@ -236,13 +237,17 @@ impl CrossUdf {
         let model = &self.model;
         Ok(match self.function {
             CrossFunction::Score => Arc::new(model.score(&a, &b).map_err(engine)?),
-            CrossFunction::Paraphrase => {
-                let threshold = match args.get(2) {
-                    Some(value) => args::constant_threshold(name, value)?,
-                    None => None,
-                };
-                Arc::new(model.paraphrase(&a, &b, threshold).map_err(engine)?)
-            }
+            CrossFunction::Paraphrase => match args.get(2).map(|t| args::threshold(name, t)) {
+                None => Arc::new(model.paraphrase(&a, &b, None).map_err(engine)?),
+                Some(Ok(Threshold::Constant(t))) => {
+                    Arc::new(model.paraphrase(&a, &b, Some(t)).map_err(engine)?)
+                }
+                Some(Ok(Threshold::Column(t))) => {
+                    let scores = model.score(&a, &b).map_err(engine)?;
+                    Arc::new(args::at_least_each(&scores, t)?)
+                }
+                Some(Err(error)) => return Err(error),
+            },
             CrossFunction::NliLabel => Arc::new(model.classify(&a, &b).map_err(engine)?.labels),
             CrossFunction::NliProbs => Arc::new(model.classify(&a, &b).map_err(engine)?.probs),
         })
