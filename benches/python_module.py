@@ -161,10 +161,13 @@ WORKERS = {
 
 
 def cpu():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return platform.processor()
+    """The CPU's model, its int8-relevant instruction sets and cores."""
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")),
+                 platform.processor())
+    flags = next((l.split(":", 1)[1].split() for l in info if l.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8")
+    return f"{model} ({' '.join(f for f in wanted if f in flags)}; {os.cpu_count()} cores)"
 
 
 def report(results, args):
