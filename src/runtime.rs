@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
@@ -26,6 +27,9 @@ pub const PYTHON_PACKAGE: &str = "onnxruntime";
 static ENVIRONMENT: OnceLock<(PathBuf, Environment)> = OnceLock::new();
 /// Held while a load is tried, so that one thread loads and the others wait.
 static LOADING: Mutex<()> = Mutex::new(());
+/// Whether a call asking for another library than the loaded one was logged
+/// (once per process: every session of every model asks).
+static MISMATCH_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -128,7 +132,8 @@ pub fn environment(explicit: Option<&Path>) -> Result<&'static Environment> {
     }
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((loaded, environment)) = ENVIRONMENT.get() {
-        if let Some(path) = explicit.filter(|path| !same_file(path, loaded)) {
+        let first_mismatch = || !MISMATCH_WARNED.swap(true, Ordering::Relaxed);
+        if let Some(path) = explicit.filter(|path| !same_file(path, loaded) && first_mismatch()) {
             tracing::warn!(
                 asked = %path.display(),
                 loaded = %loaded.display(),

@@ -229,6 +229,36 @@ async fn is_paraphrase_thresholds_the_score() {
     }
 }
 
+/// A threshold column: each row against its own threshold (constant texts
+/// included); a NULL threshold gives NULL, as in a column.
+#[tokio::test]
+async fn is_paraphrase_takes_a_threshold_per_row() {
+    let ctx = session(&models(), &[]).await.expect("session");
+    let sql = "SELECT t, cross_score('A man plays a guitar.', 'A man plays music.') AS s, \
+               is_paraphrase('A man plays a guitar.', 'A man plays music.', t) AS p, \
+               is_paraphrase('A man plays a guitar.', 'A man plays music.', NULL) AS n \
+               FROM (VALUES (0.05), (0.999), (CAST(NULL AS FLOAT))) AS v(t)";
+    let batch = query(&ctx, sql).await;
+    let thresholds = batch
+        .column_by_name("t")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    let score = f32_column(&batch, "s").value(0);
+    let decided = batch.column_by_name("p").unwrap().as_boolean();
+    let null = batch.column_by_name("n").unwrap();
+    assert_eq!(null.null_count(), batch.num_rows());
+    assert!(
+        decided.value(0) && !decided.value(1) && decided.is_null(2),
+        "score {score}"
+    );
+    for row in 0..2 {
+        assert_eq!(
+            decided.value(row),
+            f64::from(score) >= thresholds.value(row)
+        );
+    }
+}
+
 #[tokio::test]
 async fn wrong_argument_types_are_planning_errors() {
     let dir = tempfile::tempdir().unwrap();

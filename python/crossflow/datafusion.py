@@ -57,10 +57,13 @@ def register(
     check_datafusion_version(importlib.metadata.version("datafusion"))
     from datafusion import udf
 
-    if options and isinstance(model, CrossEncoder) and (
-        nli_model is False or isinstance(nli_model, CrossEncoder)
-    ):
-        raise TypeError(f"options {sorted(options)} given, but every model is already loaded")
+    if nli_model is True:
+        raise TypeError("nli_model: a model directory, a CrossEncoder, None or False; got True")
+    unused = sorted(options) if isinstance(nli_model, CrossEncoder) or nli_model is False else [
+        name for name in ("onnx_file", "activation") if name in options
+    ]
+    if isinstance(model, CrossEncoder) and unused:
+        raise TypeError(f"options {unused} would change no model: model is already loaded")
     score = _opened(model, _install.DEFAULT_MODEL, options)
     nli = None
     if nli_model is not False:

@@ -3,6 +3,7 @@ sentence-transformers' `CrossEncoder`, plus Arrow columns in and out."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from typing import Any, Sequence
@@ -158,8 +159,11 @@ class CrossEncoder:
         depend on it. `convert_to_numpy=False` gives Python lists.
         """
         pairs, singular = _pairs(sentences)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size: {batch_size!r}; expected a positive int or None")
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                    or batch_size < 1:
+                raise ValueError(f"batch_size: {batch_size!r}; expected a positive int or None")
+            batch_size = int(batch_size)
         step = batch_size or (PROGRESS_STEP if show_progress_bar else max(len(pairs), 1))
         chunks = []
         with _progress(len(pairs), show_progress_bar) as progress:
@@ -231,7 +235,9 @@ def _pairs(sentences: Any) -> tuple[Sequence, bool]:
         singular = len(sentences) == 2 and all(isinstance(s, str) for s in sentences)
         return ([sentences] if singular else sentences), singular
     if isinstance(sentences, np.ndarray):
-        return sentences.tolist(), False
+        sentences = sentences.tolist()
+        singular = len(sentences) == 2 and all(isinstance(s, str) for s in sentences)
+        return ([sentences] if singular else sentences), singular
     if isinstance(sentences, str):
         raise TypeError("predict: argument sentences is a str; expected (a, b) pairs")
     return list(sentences), False

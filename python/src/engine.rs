@@ -210,6 +210,13 @@ impl Engine {
         self.model.max_length()
     }
 
+    /// Whether ONNX Runtime runs the model yet (a model opened with
+    /// `start=False` starts on its first call).
+    #[getter]
+    fn started(&self) -> bool {
+        self.model.is_started()
+    }
+
     /// Whether a pair's result never depends on the other pairs of its batch.
     #[getter]
     fn batch_invariant(&self) -> bool {

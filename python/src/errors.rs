@@ -23,7 +23,7 @@ pub fn to_py(error: crossflow::Error) -> PyErr {
     match error {
         Error::ModelDirMissing { path } | Error::ModelFileMissing { path, .. } => {
             // As `open` raises it: errno, message and the path as `filename`.
-            PyFileNotFoundError::new_err((ENOENT, message, path))
+            PyFileNotFoundError::new_err((ENOENT, message, path.display().to_string()))
         }
         Error::InvalidInput(_)
         | Error::InvalidSetting(_)

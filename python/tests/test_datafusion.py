@@ -58,8 +58,12 @@ def test_sql_errors_name_the_function():
 
 
 def test_options_for_models_already_loaded_are_refused(model):
-    with pytest.raises(TypeError, match="every model is already loaded"):
+    with pytest.raises(TypeError, match=r"\['max_length'\] would change no model"):
         crossflow.datafusion.register(SessionContext(), model=model, nli_model=False, max_length=64)
+    with pytest.raises(TypeError, match=r"\['onnx_file'\] would change no model"):
+        crossflow.datafusion.register(SessionContext(), model=model, onnx_file="onnx/model.onnx")
+    with pytest.raises(TypeError, match="nli_model"):
+        crossflow.datafusion.register(SessionContext(), nli_model=True)
 
 
 @pytest.mark.parametrize("installed", ["54.1.0", "56.0.0", "4.0.0"])

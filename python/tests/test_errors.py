@@ -1,5 +1,7 @@
 """Errors a user can act on: missing paths, bad settings."""
 
+import errno
+
 import pytest
 
 import crossflow
@@ -7,8 +9,9 @@ import crossflow
 
 def test_a_missing_model_directory_is_file_not_found_naming_it(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
+    with pytest.raises(FileNotFoundError, match=str(missing)) as raised:
         crossflow.CrossEncoder(missing)
+    assert raised.value.errno == errno.ENOENT and raised.value.filename == str(missing)
 
 
 def test_a_missing_model_file_is_file_not_found_naming_it(tmp_path):

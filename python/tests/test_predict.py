@@ -1,6 +1,8 @@
 """`CrossEncoder.predict` against sentence-transformers' on the same weights,
 and its argument shapes and return types."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,8 @@ def test_one_pair_gives_one_value_and_lists_give_lists(model):
     assert model.predict([]).shape == (0,)
 
 
-def test_batch_size_and_progress_do_not_change_results(reference, capsys):
+def test_batch_size_and_progress_do_not_change_results(reference, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # the plain progress line
     # No cache: the stepped call runs the model again.
     model = crossflow.CrossEncoder(cache_pairs=0)
     pairs = reference_pairs(reference)[:50]
@@ -52,8 +55,10 @@ def test_batch_size_and_progress_do_not_change_results(reference, capsys):
     np.testing.assert_array_equal(whole, stepped)
     assert model.stats["unique_pairs"] == 100
     assert "crossflow: 50/50 pairs" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="batch_size"):
-        model.predict(pairs, batch_size=0)
+    for wrong in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="batch_size"):
+            model.predict(pairs, batch_size=wrong)
+    np.testing.assert_array_equal(model.predict(pairs, batch_size=np.int64(9)), whole)
 
 
 def test_pairs_as_numpy_arrays_and_iterables(model):
@@ -62,6 +67,14 @@ def test_pairs_as_numpy_arrays_and_iterables(model):
     np.testing.assert_array_equal(model.predict(np.array(pairs)), want)
     np.testing.assert_array_equal(model.predict(pair for pair in pairs), want)
     np.testing.assert_array_equal(model.predict([list(p) for p in pairs]), want)
+    assert model.predict(np.array(pairs[0])) == want[0]
+
+
+def test_a_model_opened_lazily_starts_on_its_first_call():
+    model = crossflow.CrossEncoder(_start=False)
+    assert not model._engine.started
+    model.predict(("A man eats.", "Someone is eating."))
+    assert model._engine.started
 
 
 def test_a_classifier_gives_rows_of_logits_or_probabilities(nli_model):

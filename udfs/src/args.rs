@@ -1,8 +1,7 @@
 //! Turning DataFusion arguments into engine inputs, and type checks at planning.
 
 use crossflow::Texts;
-use datafusion::arrow::array::{AsArray, BooleanArray, Float32Array, Scalar};
-use datafusion::arrow::compute::kernels::cmp::gt_eq;
+use datafusion::arrow::array::{AsArray, BooleanArray, Float32Array};
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 
@@ -66,14 +65,19 @@ pub(crate) enum Threshold<'a> {
     /// A number per row (a column, or a constant that arrives as an array
     /// repeating it, as every constant does through DataFusion's FFI).
     Column(&'a Float32Array),
+    /// `NULL`: every row's answer is null, as a null in a column gives.
+    Null,
 }
 
 /// Reads the threshold argument (`Float32` after [`coerce_threshold`]).
 pub(crate) fn threshold<'a>(function: &str, value: &'a ColumnarValue) -> Result<Threshold<'a>> {
     match value {
         ColumnarValue::Scalar(ScalarValue::Float32(Some(t))) => Ok(Threshold::Constant(*t)),
+        ColumnarValue::Scalar(ScalarValue::Float32(None) | ScalarValue::Null) => {
+            Ok(Threshold::Null)
+        }
         ColumnarValue::Scalar(other) => {
-            exec_err!("{function}: threshold must be a non-null number, got {other}")
+            exec_err!("{function}: threshold must be a number, got {other}")
         }
         ColumnarValue::Array(array) => match array.as_primitive_opt::<Float32Type>() {
             Some(values) => Ok(Threshold::Column(values)),
@@ -85,18 +89,17 @@ pub(crate) fn threshold<'a>(function: &str, value: &'a ColumnarValue) -> Result<
     }
 }
 
-/// Whether each score reaches its row's threshold; null where either is
-/// null. One score (both texts constant) is compared with every threshold.
-pub(crate) fn at_least_each(
-    scores: &Float32Array,
-    thresholds: &Float32Array,
-) -> Result<BooleanArray> {
-    let result = if scores.len() == 1 && thresholds.len() != 1 {
-        gt_eq(&Scalar::new(scores), thresholds)
+/// Whether each score reaches its row's threshold (`score >= threshold`, as
+/// for a constant threshold); null where either is null. One score (both
+/// texts constant) is compared with every threshold.
+pub(crate) fn at_least_each(scores: &Float32Array, thresholds: &Float32Array) -> BooleanArray {
+    let reaches = |(score, threshold): (Option<f32>, Option<f32>)| Some(score? >= threshold?);
+    if scores.len() == 1 {
+        let score = scores.iter().next().flatten();
+        thresholds.iter().map(|t| reaches((score, t))).collect()
     } else {
-        gt_eq(scores, thresholds)
-    };
-    Ok(result?)
+        scores.iter().zip(thresholds.iter()).map(reaches).collect()
+    }
 }
 
 /// Whether every argument is a constant (the result is then a constant too).
@@ -121,8 +124,7 @@ mod tests {
         let got = at_least_each(
             &scores(&[Some(0.9), Some(0.5), None, Some(0.7)]),
             &scores(&[Some(0.8), Some(0.4), Some(0.1), None]),
-        )
-        .unwrap();
+        );
         let want: BooleanArray = vec![Some(true), Some(true), None, None].into();
         assert_eq!(got, want);
     }
@@ -130,19 +132,34 @@ mod tests {
     #[test]
     fn a_constant_repeated_as_an_array_is_every_rows_threshold() {
         let repeated = scores(&[Some(0.8); 3]);
-        let got = at_least_each(&scores(&[Some(0.9), Some(0.5), Some(0.8)]), &repeated).unwrap();
+        let got = at_least_each(&scores(&[Some(0.9), Some(0.5), Some(0.8)]), &repeated);
         assert_eq!(got, BooleanArray::from(vec![true, false, true]));
         let one_score = at_least_each(&scores(&[Some(0.85)]), &scores(&[Some(0.8), Some(0.9)]));
-        assert_eq!(one_score.unwrap(), BooleanArray::from(vec![true, false]));
+        assert_eq!(one_score, BooleanArray::from(vec![true, false]));
     }
 
     #[test]
-    fn a_threshold_that_is_not_a_number_is_refused() {
+    fn comparisons_are_those_of_a_constant_threshold() {
+        // IEEE comparison, as `score >= threshold` with a constant: -0 reaches 0,
+        // NaN reaches nothing, whatever its sign.
+        let got = at_least_each(
+            &scores(&[Some(-0.0), Some(f32::NAN), Some(1.0)]),
+            &scores(&[Some(0.0), Some(0.5), Some(-f32::NAN)]),
+        );
+        assert_eq!(got, BooleanArray::from(vec![true, false, false]));
+    }
+
+    #[test]
+    fn a_threshold_that_is_not_a_number_is_refused_and_null_is_null() {
         let ints = ColumnarValue::Array(Arc::new(Int32Array::from(vec![1])));
-        let error = threshold("is_paraphrase", &ints).err().expect("refused");
+        let Err(error) = threshold("is_paraphrase", &ints) else {
+            panic!("an integer column was accepted");
+        };
         assert!(error.to_string().contains("must be a number"), "{error}");
         let null = ColumnarValue::Scalar(ScalarValue::Float32(None));
-        let error = threshold("is_paraphrase", &null).err().expect("refused");
-        assert!(error.to_string().contains("non-null"), "{error}");
+        assert!(matches!(
+            threshold("is_paraphrase", &null),
+            Ok(Threshold::Null)
+        ));
     }
 }

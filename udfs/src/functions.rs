@@ -4,7 +4,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crossflow::{CrossEncoder, Head, probability_fields};
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::error::Result as DfResult;
@@ -244,7 +244,11 @@ impl CrossUdf {
                 }
                 Some(Ok(Threshold::Column(t))) => {
                     let scores = model.score(&a, &b).map_err(engine)?;
-                    Arc::new(args::at_least_each(&scores, t)?)
+                    Arc::new(args::at_least_each(&scores, t))
+                }
+                Some(Ok(Threshold::Null)) => {
+                    let rows = a.len().or(b.len()).unwrap_or(1);
+                    Arc::new(BooleanArray::new_null(rows))
                 }
                 Some(Err(error)) => return Err(error),
             },
