@@ -10,6 +10,15 @@ use crate::queue::QueueOptions;
 use crate::runtime::Device;
 use crate::session::SessionSettings;
 
+/// The score cache's size that front ends (`--cache-pairs`, the Python
+/// module's `cache_pairs`) use when none is given; [`EngineOptions`]'s own
+/// default is no cache.
+pub const DEFAULT_CACHE_PAIRS: usize = 100_000;
+
+/// The longest wait for a micro-batch to fill that front ends accept
+/// (`--batch-wait-ms`, `batch_wait_ms`): every call may wait this long.
+pub const MAX_BATCH_WAIT_MS: u64 = 10_000;
+
 /// How to load and run a model. `Default` gives the CPU, all cores, the
 /// model's own maximum length and activation, and the default batch limits.
 #[derive(Debug, Clone, Default)]

@@ -168,7 +168,7 @@ class CrossEncoder:
         chunks = []
         with _progress(len(pairs), show_progress_bar) as progress:
             for start in range(0, len(pairs), step):
-                values, _ = self._engine.predict(pairs[start : start + step], softmax=apply_softmax)
+                values = self._engine.predict(pairs[start : start + step], softmax=apply_softmax)
                 chunks.append(values.to_numpy(zero_copy_only=False))
                 progress(min(step, len(pairs) - start))
         width = self.num_labels

@@ -91,7 +91,7 @@ impl Engine {
     }
 
     /// Runs `pairs` (a sequence of `(a, b)` str pairs): returns the flat
-    /// float32 pyarrow array of the results and the values per pair. A
+    /// float32 pyarrow array of the results, one value per label per pair. A
     /// score model gives its activated score; a classifier its logits, or
     /// its probabilities with `softmax`.
     #[pyo3(signature = (pairs, *, softmax=false))]
@@ -100,17 +100,17 @@ impl Engine {
         py: Python<'py>,
         pairs: &Bound<'py, PyAny>,
         softmax: bool,
-    ) -> PyResult<(Bound<'py, PyAny>, usize)> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (a, b) = arrays::pairs(pairs)?;
         let model = &self.model;
         let predictions = py
             .detach(|| model.predict(&crossflow::Texts::Utf8(&a), &crossflow::Texts::Utf8(&b)))
             .map_err(to_py)?;
-        let (values, width) = match model.head() {
-            Head::Score { .. } => (model.scores_of(&predictions), 1),
-            Head::Classification { labels } => (rows(&predictions, softmax), labels.len()),
+        let values = match model.head() {
+            Head::Score { .. } => model.scores_of(&predictions),
+            Head::Classification { .. } => rows(&predictions, softmax),
         };
-        Ok((arrays::to_pyarrow(py, &values)?, width))
+        arrays::to_pyarrow(py, &values)
     }
 
     /// One float32 score per row of `a` and `b` (Arrow string arrays through

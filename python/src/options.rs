@@ -4,14 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crossflow::{Activation, BatchLimits, Device, EngineOptions, QueueOptions};
+use crossflow::{
+    Activation, BatchLimits, DEFAULT_CACHE_PAIRS, Device, EngineOptions, MAX_BATCH_WAIT_MS,
+    QueueOptions,
+};
 use pyo3::PyResult;
 use pyo3::exceptions::PyValueError;
-
-/// Default of `cache_pairs`, as `--cache-pairs`.
-const DEFAULT_CACHE_PAIRS: usize = 100_000;
-/// The longest `batch_wait_ms`, as `--batch-wait-ms`.
-const MAX_BATCH_WAIT_MS: u64 = 10_000;
 
 /// The keyword arguments, as given (`None`: the command's default).
 #[derive(Debug, Default)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use crossflow::BatchLimits;
 use crossflow::{Activation, BiEncoder, CrossEncoder, Device, EngineOptions, QueueOptions};
+pub use crossflow::{DEFAULT_CACHE_PAIRS, MAX_BATCH_WAIT_MS};
 use crossflow_udfs::ModelSet;
 use serde::{Deserialize, Deserializer};
 
@@ -24,9 +25,6 @@ pub const DEFAULT_NLI_MODEL: &str = "crossflow-nli-minilm-l6";
 pub const DEFAULT_BI_ENCODER: &str = "all-minilm-l6-v2";
 /// Every bundled model, as shipped in the `crossflow-models` wheel.
 pub const BUNDLED_MODELS: [&str; 3] = [DEFAULT_SCORE_MODEL, DEFAULT_NLI_MODEL, DEFAULT_BI_ENCODER];
-
-/// The longest `--batch-wait-ms`: every call may wait this long for a batch to fill.
-pub const MAX_BATCH_WAIT_MS: u64 = 10_000;
 
 /// Activation of a one-label model's score (`--activation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,9 +154,6 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub ort_lib: Option<PathBuf>,
 }
-
-/// Default of `--cache-pairs`.
-pub const DEFAULT_CACHE_PAIRS: usize = 100_000;
 
 /// A `--device` value from a settings file.
 fn device<'de, D: Deserializer<'de>>(
