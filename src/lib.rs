@@ -48,7 +48,7 @@ pub use encoder::{CrossEncoder, Predictions};
 pub use error::{Error, Result, SourceError};
 pub use head::{Activation, Head};
 pub use model::{Fingerprint, ModelConfig, ModelDescription, ModelFiles};
-pub use options::{DEFAULT_CACHE_PAIRS, EngineOptions, MAX_BATCH_WAIT_MS};
+pub use options::{DEFAULT_CACHE_PAIRS, EngineOptions, MAX_BATCH_WAIT_MS, ModelOrigin};
 pub use output::{ClassifiedArrays, OutputColumns, at_least, probability_fields};
 pub use queue::{BatchLimits, QueueLimits, QueueOptions};
 pub use runtime::Device;

@@ -59,6 +59,21 @@ pub struct EngineOptions {
     pub cache_pairs: usize,
     /// Bounds of the model's queue (default: [`crate::QueueLimits::for_workers`]).
     pub queue: QueueOptions,
+    /// Where the model directory came from when it was named by Hub repo id
+    /// (`None`: a local directory).
+    pub origin: Option<ModelOrigin>,
+}
+
+/// A model fetched from a Hugging Face Hub repo: the name it goes by and the
+/// commit its files are from. The commit is part of the model's
+/// [`crate::Fingerprint`], so processes on different revisions of a repo
+/// never pass for one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelOrigin {
+    /// `ORG/NAME`.
+    pub repo: String,
+    /// The 40-hex commit hash.
+    pub commit: String,
 }
 
 /// How the options ask for batch-invariant results.

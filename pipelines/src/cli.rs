@@ -8,7 +8,7 @@ use crate::cluster::{ExecutorArgs, SchedulerArgs};
 use crate::dedupe::DedupeArgs;
 use crate::dedupe_stream::DedupeStreamArgs;
 use crate::enrich::EnrichArgs;
-use crate::models::ModelArgs;
+use crate::models::{ModelArgs, ModelsArgs};
 use crate::rerank::RerankArgs;
 use crate::score::ScoreArgs;
 use crate::sql::SqlArgs;
@@ -50,6 +50,8 @@ pub enum Command {
     Scheduler(SchedulerArgs),
     /// Run a cluster executor (Ballista) that scores with this node's models
     Executor(ExecutorArgs),
+    /// Fetch Hugging Face Hub models into the cache ahead of time (pull), or list the cache (list)
+    Models(ModelsArgs),
 }
 
 /// Runs a parsed command line, writing results to `out` and a summary to stderr.
@@ -76,6 +78,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
+        Command::Models(args) => args.run(&cli.models, out),
         Command::Scheduler(args) => crate::cluster::scheduler(args, &cli.models).await,
         Command::Executor(args) => crate::cluster::executor(args, &cli.models).await,
         Command::Enrich(args) => {

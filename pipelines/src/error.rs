@@ -9,6 +9,9 @@ pub enum JobError {
     /// Loading or running a model failed.
     #[error(transparent)]
     Engine(#[from] crossflow::Error),
+    /// A model named by Hub repo id could not be resolved.
+    #[error(transparent)]
+    Hub(#[from] crossflow_hub::HubError),
     /// Setting up SQL functions or tables failed.
     #[error(transparent)]
     Udf(#[from] crossflow_udfs::UdfError),
@@ -178,6 +181,7 @@ impl JobError {
         match self {
             Self::Usage(_) | Self::Config { .. } | Self::BundledModelMissing { .. } => EXIT_USAGE,
             Self::Engine(error) if error.is_usage() => EXIT_USAGE,
+            Self::Hub(error) if error.is_usage() => EXIT_USAGE,
             Self::Udf(
                 crossflow_udfs::UdfError::WrongModel { .. }
                 | crossflow_udfs::UdfError::UnknownFormat { .. }

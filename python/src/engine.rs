@@ -12,6 +12,7 @@ use pyo3::types::PyDict;
 
 use crate::arrays::{self, Side};
 use crate::errors::{CrossflowError, to_py};
+use crate::hub::{self, HubArgs};
 use crate::options::Settings;
 
 /// A cross-encoder loaded from a model directory, its sessions started. The
@@ -31,8 +32,9 @@ impl Engine {
 
 #[pymethods]
 impl Engine {
-    /// Loads the model in `model` (a directory) with the `crossflow` command's
-    /// model settings; `None` is the command's default. With `start=False`
+    /// Loads `model` (a directory, or a Hugging Face Hub repo id fetched
+    /// into the Hugging Face cache) with the `crossflow` command's model
+    /// settings; `None` is the command's default. With `start=False`
     /// the model is only opened (files read and checked): ONNX Runtime starts
     /// on its first call, as for the SQL functions of `crossflow sql`.
     #[new]
@@ -40,7 +42,8 @@ impl Engine {
         model, *, onnx_file=None, max_length=None, device=None, activation=None,
         batch_invariant=None, sessions=None, threads=None, max_batch_tokens=None,
         max_batch_pairs=None, cache_pairs=None, queue_pairs=None, queue_tokens=None,
-        batch_wait_ms=None, ort_lib=None, start=true
+        batch_wait_ms=None, ort_lib=None, revision=None, token=None, local_files_only=false,
+        cache_folder=None, start=true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -60,6 +63,10 @@ impl Engine {
         queue_tokens: Option<usize>,
         batch_wait_ms: Option<u64>,
         ort_lib: Option<PathBuf>,
+        revision: Option<String>,
+        token: Option<String>,
+        local_files_only: bool,
+        cache_folder: Option<PathBuf>,
         start: bool,
     ) -> PyResult<Self> {
         let settings = Settings {
@@ -78,11 +85,18 @@ impl Engine {
             batch_wait_ms,
             ort_lib,
         };
+        let hub = HubArgs {
+            revision,
+            token,
+            local_files_only,
+            cache_folder,
+        };
         let options = settings.engine_options()?;
+        let (dir, options) = py.detach(|| hub::locate(&model, &hub, options))?;
         let model = py
             .detach(|| match start {
-                true => CrossEncoder::load(&model, &options),
-                false => CrossEncoder::open(&model, &options),
+                true => CrossEncoder::load(&dir, &options),
+                false => CrossEncoder::open(&dir, &options),
             })
             .map_err(to_py)?;
         Ok(Self {
@@ -159,10 +173,27 @@ impl Engine {
         self.model.fingerprint().to_string()
     }
 
-    /// The model's name (its directory's).
+    /// The model's name: its directory's, or its Hub repo id.
     #[getter]
     fn name(&self) -> String {
         self.model.name().to_string()
+    }
+
+    /// The directory the model's files were read from (for a Hub model,
+    /// its snapshot in the Hugging Face cache).
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.model.files().dir.clone()
+    }
+
+    /// The Hub commit a Hub model's files are from; `None` for a directory.
+    #[getter]
+    fn revision(&self) -> Option<String> {
+        self.model
+            .description()
+            .origin
+            .as_ref()
+            .map(|o| o.commit.clone())
     }
 
     /// The ONNX graph the model runs.

@@ -12,7 +12,7 @@ create_exception!(
 );
 
 /// `errno`'s "no such file or directory".
-const ENOENT: i32 = 2;
+pub const ENOENT: i32 = 2;
 
 /// The Python exception for an engine error: a missing model directory or
 /// file is a `FileNotFoundError` (naming the path), a setting or input the

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod engine;
 mod errors;
+mod hub;
 mod options;
 mod sql;
 

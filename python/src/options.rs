@@ -67,6 +67,7 @@ impl Settings {
                 max_tokens: self.queue_tokens,
                 max_wait: self.batch_wait_ms.map(Duration::from_millis),
             },
+            origin: None,
         })
     }
 }

@@ -156,7 +156,7 @@ impl CrossEncoder {
         self.description.batch_invariant
     }
 
-    /// The model's name (its directory name).
+    /// The model's name: its directory's, or its Hub repo id.
     pub fn name(&self) -> &str {
         &self.description.name
     }

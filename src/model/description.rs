@@ -11,14 +11,14 @@ use super::graph::{self, Invariance};
 use super::{Fingerprint, ModelConfig, ModelFiles};
 use crate::Result;
 use crate::head::Head;
-use crate::options::{EngineOptions, invariance};
+use crate::options::{EngineOptions, ModelOrigin, invariance};
 
 /// A model directory's files, configuration and head, with the settings that
 /// decide its results. Cheap to read: the files are hashed and the graph's
 /// nodes scanned, nothing is run.
 #[derive(Debug, Clone)]
 pub struct ModelDescription {
-    /// The model's name (its directory name).
+    /// The model's name: its directory's, or its Hub repo id.
     pub name: String,
     /// Where its files are.
     pub files: ModelFiles,
@@ -35,6 +35,8 @@ pub struct ModelDescription {
     pub dynamic_quantization: bool,
     /// Hash of the files and of the result-changing settings above.
     pub fingerprint: Fingerprint,
+    /// The Hub repo and commit of a model named by repo id.
+    pub origin: Option<ModelOrigin>,
 }
 
 impl ModelDescription {
@@ -47,13 +49,20 @@ impl ModelDescription {
         let head = config.head(options.activation);
         let dynamic_quantization = graph::uses_dynamic_quantization(&files.onnx)?;
         let batch_invariant = !dynamic_quantization || invariance(options) != Invariance::Off;
-        let settings = format!(
+        let mut settings = format!(
             "max_length={max_length};head={};batch_invariant={batch_invariant}",
             head.describe()
         );
+        if let Some(origin) = &options.origin {
+            settings.push_str(&format!(";commit={}", origin.commit));
+        }
         let fingerprint = Fingerprint::of(&files, &settings)?;
+        let name = match &options.origin {
+            Some(origin) => origin.repo.clone(),
+            None => model_name(&files.dir),
+        };
         Ok(Self {
-            name: model_name(&files.dir),
+            name,
             files,
             config,
             head,
@@ -61,6 +70,7 @@ impl ModelDescription {
             batch_invariant,
             dynamic_quantization,
             fingerprint,
+            origin: options.origin.clone(),
         })
     }
 }

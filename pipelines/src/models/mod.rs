@@ -8,14 +8,17 @@ use clap::{Args, ValueEnum};
 use crossflow::BatchLimits;
 use crossflow::{Activation, BiEncoder, CrossEncoder, Device, EngineOptions, QueueOptions};
 pub use crossflow::{DEFAULT_CACHE_PAIRS, MAX_BATCH_WAIT_MS};
+use crossflow_hub::HubSettings;
 use crossflow_udfs::ModelSet;
 use serde::{Deserialize, Deserializer};
 
 use crate::{JobError, Result};
 
 mod bundled;
+mod cache_command;
 
 pub use bundled::{MODELS_PYTHON_PACKAGE, bundled_model_dir};
+pub use cache_command::{ModelsAction, ModelsArgs};
 
 /// Directory name of the bundled STS / paraphrase cross-encoder (default `--model`).
 pub const DEFAULT_SCORE_MODEL: &str = "crossflow-sts-minilm-l6";
@@ -64,19 +67,32 @@ pub enum BatchInvariance {
 #[serde(default, deny_unknown_fields)]
 #[command(next_help_heading = "Model and inference options (any command)")]
 pub struct ModelArgs {
-    /// Cross-encoder directory (sentence-transformers layout) serving scores
+    /// Cross-encoder serving scores: a directory (sentence-transformers
+    /// layout) or a Hugging Face Hub repo id, ORG/NAME[@REVISION]
     /// [default: the bundled crossflow-sts-minilm-l6]
     #[arg(long, env = "CROSSFLOW_MODEL", global = true)]
     pub model: Option<PathBuf>,
 
-    /// NLI cross-encoder directory serving nli_label / nli_probs
-    /// [default: the bundled crossflow-nli-minilm-l6]
+    /// NLI cross-encoder serving nli_label / nli_probs: a directory or a
+    /// Hub repo id [default: the bundled crossflow-nli-minilm-l6]
     #[arg(long, env = "CROSSFLOW_NLI_MODEL", global = true)]
     pub nli_model: Option<PathBuf>,
 
-    /// ONNX file of --model, relative to its directory (e.g. onnx/model_qint8_avx2.onnx)
+    /// ONNX file of --model, relative to its directory (e.g. onnx/model_qint8_avx2.onnx),
+    /// or auto-int8: the published int8 graph for this CPU (avx512_vnni, avx512, avx2, arm64)
+    /// [default: model.onnx or onnx/model.onnx]
     #[arg(long, global = true)]
     pub onnx_file: Option<PathBuf>,
+
+    /// Use only the Hugging Face cache for Hub models, never the network
+    /// [default: HF_HUB_OFFLINE]
+    #[arg(long, global = true)]
+    pub offline: bool,
+
+    /// Hugging Face access token for gated or private Hub repos
+    /// [default: HF_TOKEN, then the token of `huggingface-cli login`]
+    #[arg(long, global = true)]
+    pub hf_token: Option<HubToken>,
 
     /// Maximum pair length in tokens, special tokens included [default: the model's]
     #[arg(long, global = true)]
@@ -171,6 +187,8 @@ impl ModelArgs {
             model: self.model.or(file.model),
             nli_model: self.nli_model.or(file.nli_model),
             onnx_file: self.onnx_file.or(file.onnx_file),
+            offline: self.offline || file.offline,
+            hf_token: self.hf_token.or(file.hf_token),
             max_length: self.max_length.or(file.max_length),
             max_batch_tokens: self.max_batch_tokens.or(file.max_batch_tokens),
             max_batch_pairs: self.max_batch_pairs.or(file.max_batch_pairs),
@@ -239,37 +257,73 @@ impl ModelArgs {
                 max_tokens: self.queue_tokens,
                 max_wait: self.batch_wait_ms.map(Duration::from_millis),
             },
+            origin: None,
         })
+    }
+
+    /// Where Hub models come from: the environment's settings, with
+    /// `--offline` and `--hf-token` over them.
+    pub fn hub_settings(&self) -> HubSettings {
+        let mut settings = HubSettings::from_env();
+        settings.offline |= self.offline;
+        if let Some(token) = &self.hf_token {
+            settings.token = Some(token.0.clone());
+        }
+        settings
+    }
+
+    /// The directory of `model` (a directory or Hub repo id; the bundled
+    /// `bundled` when `None`) and `options` with its graph and origin.
+    pub fn locate(
+        &self,
+        model: Option<&Path>,
+        bundled: &str,
+        options: EngineOptions,
+    ) -> Result<(PathBuf, EngineOptions)> {
+        let dir = match model {
+            Some(model) => model.to_path_buf(),
+            None => bundled_model_dir(bundled)?,
+        };
+        let resolved =
+            crossflow_hub::resolve(&dir, options.onnx_file.as_deref(), &self.hub_settings())?;
+        let options = EngineOptions {
+            onnx_file: resolved.onnx_file,
+            origin: resolved.origin,
+            ..options
+        };
+        Ok((resolved.dir, options))
     }
 
     /// Loads `--model` (or the bundled score model).
     pub fn load_score_model(&self) -> Result<Arc<CrossEncoder>> {
-        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
-        Ok(Arc::new(CrossEncoder::load(dir, &self.engine_options()?)?))
+        let (dir, options) = self.score_model(self.engine_options()?)?;
+        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
+    /// `--model`'s directory (or the bundled score model's) and `options` for it.
+    fn score_model(&self, options: EngineOptions) -> Result<(PathBuf, EngineOptions)> {
+        self.locate(self.model.as_deref(), DEFAULT_SCORE_MODEL, options)
     }
 
     /// Loads `--model` with the activation its configuration names, whatever
     /// `--activation` says: for jobs whose thresholds must keep one meaning.
     pub fn load_score_model_as_configured(&self) -> Result<Arc<CrossEncoder>> {
-        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
-        let options = EngineOptions {
+        let (dir, options) = self.score_model(EngineOptions {
             activation: None,
             ..self.engine_options()?
-        };
+        })?;
         Ok(Arc::new(CrossEncoder::load(dir, &options)?))
     }
 
-    /// Loads the bi-encoder in `dir` (or the bundled one) with these engine
-    /// options (its own graph file: `--onnx-file` names the cross-encoder's).
-    pub fn load_bi_encoder(&self, dir: Option<&Path>) -> Result<BiEncoder> {
-        let dir = match dir {
-            Some(dir) => dir.to_path_buf(),
-            None => bundled_model_dir(DEFAULT_BI_ENCODER)?,
-        };
+    /// Loads the bi-encoder `model` (a directory or Hub repo id; the bundled
+    /// one when `None`) with these engine options (its own graph file:
+    /// `--onnx-file` names the cross-encoder's).
+    pub fn load_bi_encoder(&self, model: Option<&Path>) -> Result<BiEncoder> {
         let options = EngineOptions {
             onnx_file: None,
             ..self.engine_options()?
         };
+        let (dir, options) = self.locate(model, DEFAULT_BI_ENCODER, options)?;
         Ok(BiEncoder::load(dir, &options)?)
     }
 
@@ -284,8 +338,8 @@ impl ModelArgs {
     /// so a query that uses one model never starts the other, and a cluster
     /// client or scheduler that only plans starts none.
     pub fn load_model_set(&self) -> Result<ModelSet> {
-        let dir = resolve(self.model.as_deref(), DEFAULT_SCORE_MODEL)?;
-        let score = CrossEncoder::open(dir, &self.engine_options()?)?;
+        let (dir, options) = self.score_model(self.engine_options()?)?;
+        let score = CrossEncoder::open(dir, &options)?;
         let (dir, options) = self.nli_model()?;
         Ok(ModelSet {
             score: Arc::new(score),
@@ -295,13 +349,12 @@ impl ModelArgs {
 
     /// `--nli-model`'s directory and options: the model's own graph and activation.
     fn nli_model(&self) -> Result<(PathBuf, EngineOptions)> {
-        let dir = resolve(self.nli_model.as_deref(), DEFAULT_NLI_MODEL)?;
         let options = EngineOptions {
             onnx_file: None,
             activation: None,
             ..self.engine_options()?
         };
-        Ok((dir, options))
+        self.locate(self.nli_model.as_deref(), DEFAULT_NLI_MODEL, options)
     }
 }
 
@@ -323,9 +376,21 @@ where
     })
 }
 
-fn resolve(explicit: Option<&Path>, bundled: &str) -> Result<PathBuf> {
-    match explicit {
-        Some(dir) => Ok(dir.to_path_buf()),
-        None => bundled_model_dir(bundled),
+/// A Hugging Face access token, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct HubToken(pub String);
+
+impl std::str::FromStr for HubToken {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Self(text.to_string()))
+    }
+}
+
+impl std::fmt::Debug for HubToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubToken(<redacted>)")
     }
 }

@@ -107,6 +107,9 @@ fn file_value(flag: &str) -> &'static str {
         // Any case, as on the command line.
         "activation" => "\"Sigmoid\"",
         "batch_invariant" => "\"One-Pair\"",
+        "hf_token" => "\"hf_secret\"",
+        // A switch: `--offline` on the command line.
+        "offline" => "true",
         _ => "7",
     }
 }
@@ -138,7 +141,11 @@ fn every_model_flag_can_be_set_in_the_file_and_a_flag_wins() {
         cli.enrich.resolve(&mut models).unwrap();
         let option = format!("--{}", flag.replace('_', "-"));
         let value = file_value(flag).trim_matches('"');
-        let from_flag = ModelsOnly::parse_from(["x", &option, value]).models;
+        let args = match value {
+            "true" => vec!["x", &option],
+            _ => vec!["x", &option, value],
+        };
+        let from_flag = ModelsOnly::parse_from(args).models;
         assert_ne!(
             from_flag,
             ModelArgs::default(),

@@ -1,0 +1,79 @@
+//! Models named by Hugging Face Hub repo id in `CrossEncoder(...)`, with
+//! the keyword arguments sentence-transformers uses for them (`revision`,
+//! `token`, `local_files_only`, `cache_folder`) over the environment's
+//! settings (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE`, `HF_HUB_CACHE`).
+
+use std::path::{Path, PathBuf};
+
+use crossflow::EngineOptions;
+use crossflow_hub::{HubError, HubSettings};
+use pyo3::PyErr;
+use pyo3::exceptions::{PyConnectionError, PyFileNotFoundError, PyPermissionError, PyValueError};
+
+use crate::errors::{CrossflowError, ENOENT};
+
+/// The Hub keyword arguments, as given.
+#[derive(Debug, Default)]
+pub struct HubArgs {
+    pub revision: Option<String>,
+    pub token: Option<String>,
+    pub local_files_only: bool,
+    pub cache_folder: Option<PathBuf>,
+}
+
+/// The directory of `model` (a directory or repo id) and `options` with its
+/// graph and origin.
+pub fn locate(
+    model: &Path,
+    args: &HubArgs,
+    options: EngineOptions,
+) -> Result<(PathBuf, EngineOptions), PyErr> {
+    let model = match &args.revision {
+        Some(revision) if model.to_string_lossy().contains('@') => {
+            return Err(PyValueError::new_err(format!(
+                "revision={revision:?}: the model {} already names a revision",
+                model.display()
+            )));
+        }
+        Some(revision) => PathBuf::from(format!("{}@{revision}", model.display())),
+        None => model.to_path_buf(),
+    };
+    let resolved = crossflow_hub::resolve(&model, options.onnx_file.as_deref(), &settings(args))
+        .map_err(to_py)?;
+    let options = EngineOptions {
+        onnx_file: resolved.onnx_file,
+        origin: resolved.origin,
+        ..options
+    };
+    Ok((resolved.dir, options))
+}
+
+fn settings(args: &HubArgs) -> HubSettings {
+    let mut settings = HubSettings::from_env();
+    settings.offline |= args.local_files_only;
+    if let Some(token) = &args.token {
+        settings.token = Some(token.clone());
+    }
+    if let Some(folder) = &args.cache_folder {
+        settings.cache_dir = folder.clone();
+    }
+    settings
+}
+
+/// A missing directory or a file an offline cache lacks is a
+/// `FileNotFoundError`, as `huggingface_hub` raises it; refused access a
+/// `PermissionError`, an unreachable Hub a `ConnectionError`, a wrong id,
+/// revision or graph a `ValueError`.
+fn to_py(error: HubError) -> PyErr {
+    let message = error.to_string();
+    match &error {
+        HubError::NotAModel { spec } => {
+            PyFileNotFoundError::new_err((ENOENT, message, spec.clone()))
+        }
+        HubError::NotCached { .. } => PyFileNotFoundError::new_err(message),
+        HubError::AccessRefused { .. } => PyPermissionError::new_err(message),
+        HubError::Unreachable { .. } => PyConnectionError::new_err(message),
+        _ if error.is_usage() => PyValueError::new_err(message),
+        _ => CrossflowError::new_err(message),
+    }
+}
