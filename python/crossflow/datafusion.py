@@ -23,6 +23,9 @@ from crossflow import _install
 from crossflow._crossflow import DATAFUSION_VERSION, scalar_functions
 from crossflow.encoder import CrossEncoder
 
+#: Options of `register` that apply to `model` only, as on the command line.
+MODEL_ONLY = ("onnx_file", "activation", "revision")
+
 
 def check_datafusion_version(installed: str, built: str = DATAFUSION_VERSION) -> None:
     """Raises ImportError unless `installed` (a datafusion version) has the
@@ -46,13 +49,13 @@ def register(
     (a one-label `model`), `nli_label(a, b)` and `nli_probs(a, b)` (`nli_model`)
     in `ctx`, a `datafusion.SessionContext`, and returns their names.
 
-    `model` and `nli_model` are model directories (None: the bundled STS and
-    NLI models) or loaded `CrossEncoder`s, whose engine is then shared with
+    `model` and `nli_model` are model directories or Hub repo ids (None: the
+    bundled STS and NLI models) or loaded `CrossEncoder`s, whose engine is then shared with
     Python calls; `nli_model=False` registers no NLI functions. A model loaded
     here starts ONNX Runtime when a query first calls one of its functions.
     `options` are `CrossEncoder`'s keyword arguments for the models loaded here
-    (`onnx_file` and `activation` apply to `model` only, as `--onnx-file` and
-    `--activation` do on the command line); they cannot change a `CrossEncoder`
+    (`onnx_file`, `activation` and `revision` apply to `model` only, as
+    `--onnx-file` and `--activation` do on the command line); they cannot change a `CrossEncoder`
     passed in."""
     check_datafusion_version(importlib.metadata.version("datafusion"))
     from datafusion import udf
@@ -60,14 +63,14 @@ def register(
     if nli_model is True:
         raise TypeError("nli_model: a model directory, a CrossEncoder, None or False; got True")
     unused = sorted(options) if isinstance(nli_model, CrossEncoder) or nli_model is False else [
-        name for name in ("onnx_file", "activation") if name in options
+        name for name in MODEL_ONLY if name in options
     ]
     if isinstance(model, CrossEncoder) and unused:
         raise TypeError(f"options {unused} would change no model: model is already loaded")
     score = _opened(model, _install.DEFAULT_MODEL, options)
     nli = None
     if nli_model is not False:
-        shared = {k: v for k, v in options.items() if k not in ("onnx_file", "activation")}
+        shared = {k: v for k, v in options.items() if k not in MODEL_ONLY}
         nli = _opened(nli_model, _install.DEFAULT_NLI_MODEL, shared)
     names = []
     for function in scalar_functions(score._engine, nli._engine if nli else None):

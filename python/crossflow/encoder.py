@@ -22,6 +22,12 @@ class CrossEncoder:
     """A cross-encoder loaded from a model directory (sentence-transformers
     layout with an ONNX graph), run by crossflow's engine.
 
+    `model` is a directory, or a Hugging Face Hub repo id ("ORG/NAME",
+    "ORG/NAME@REVISION") whose ONNX export is fetched into the Hugging Face
+    cache, as `crossflow --model` does; `revision`, `token`,
+    `local_files_only` and `cache_folder` are sentence-transformers' names
+    for the Hub settings (default: HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE).
+    `onnx_file="auto-int8"` picks the published int8 graph for this CPU.
     `model=None` is the bundled STS model (the `crossflow-models` package).
     The keyword arguments are the `crossflow` command's model flags
     (`--max-length` is `max_length`, ...); `None` keeps the command's default.
@@ -49,13 +55,16 @@ class CrossEncoder:
         queue_tokens: int | None = None,
         batch_wait_ms: int | None = None,
         ort_lib: str | os.PathLike | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        local_files_only: bool = False,
+        cache_folder: str | os.PathLike | None = None,
         _start: bool = True,
     ) -> None:
         if isinstance(batch_invariant, bool):
             batch_invariant = "on" if batch_invariant else "off"
-        self.path = _install.model_dir(model, _install.DEFAULT_MODEL)
         self._engine = Engine(
-            self.path,
+            _install.model_dir(model, _install.DEFAULT_MODEL),
             onnx_file=onnx_file,
             max_length=max_length,
             device=device,
@@ -70,8 +79,14 @@ class CrossEncoder:
             queue_tokens=queue_tokens,
             batch_wait_ms=batch_wait_ms,
             ort_lib=os.fspath(ort_lib) if ort_lib is not None else _install.onnxruntime_library(),
+            revision=revision,
+            token=token,
+            local_files_only=local_files_only,
+            cache_folder=os.fspath(cache_folder) if cache_folder is not None else None,
             start=_start,
         )
+        #: The directory the model was read from (a Hub model's snapshot in the cache).
+        self.path = str(self._engine.path)
 
     # -- what the model is ---------------------------------------------------
 
@@ -82,7 +97,13 @@ class CrossEncoder:
 
     @property
     def name(self) -> str:
+        """The model's directory name, or its Hub repo id."""
         return self._engine.name
+
+    @property
+    def revision(self) -> str | None:
+        """The Hub commit a Hub model's files are from; None for a directory."""
+        return self._engine.revision
 
     @property
     def onnx_file(self) -> str:
@@ -131,7 +152,8 @@ class CrossEncoder:
         return self._engine.stats()
 
     def __repr__(self) -> str:
-        return f"CrossEncoder({self.path!r}, head={self.head!r}, fingerprint={self.fingerprint!r})"
+        where = f"{self.name}@{self.revision}" if self.revision else self.path
+        return f"CrossEncoder({where!r}, head={self.head!r}, fingerprint={self.fingerprint!r})"
 
     # -- sentence-transformers conventions -----------------------------------
 
