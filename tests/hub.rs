@@ -2,87 +2,16 @@
 //! 127.0.0.1 (`common/fake_hub.rs`) that holds the bundled score model laid
 //! out as a `cross-encoder/*` repo with several `onnx/*.onnx` variants.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
-use std::sync::Arc;
 
-use arrow::array::AsArray;
-use arrow::datatypes::Float32Type;
 use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_hub::{HubError, HubSettings, ResolvedModel, resolve};
-use crossflow_tests::fake_hub::{FakeCommit, FakeHub, FakeRepo, Faults, files_of};
-use crossflow_tests::{
-    assert_refused_with, crossflow_binary, read_parquet, sts_model_dir, write_pairs_parquet,
+use crossflow_tests::fake_hub::Faults;
+use crossflow_tests::hub_repo::{
+    MAIN, REPO, V1, crossflow, hub_and_cache, paths, published_files, score_column, start_hub,
+    stderr,
 };
-
-const REPO: &str = "cross-encoder/crossflow-sts";
-const MAIN: &str = "5f1e1d5c4b3a29180706f5e4d3c2b1a098765432";
-const V1: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
-const INT8_VARIANTS: [&str; 4] = [
-    "onnx/model_qint8_arm64.onnx",
-    "onnx/model_qint8_avx512.onnx",
-    "onnx/model_qint8_avx512_vnni.onnx",
-    "onnx/model_quint8_avx2.onnx",
-];
-
-/// The bundled model's files as the `cross-encoder/*` repos publish theirs:
-/// its graph as `onnx/model.onnx` and under each int8 variant's name, and
-/// a PyTorch checkpoint nobody should fetch.
-fn published_files() -> BTreeMap<String, Arc<Vec<u8>>> {
-    let mut files = files_of(&sts_model_dir());
-    let graph = files
-        .remove("onnx/model_qint8_avx2.onnx")
-        .expect("bundled graph");
-    for name in INT8_VARIANTS.iter().chain(&["onnx/model.onnx"]) {
-        files.insert(name.to_string(), graph.clone());
-    }
-    files.insert("model.safetensors".into(), Arc::new(vec![0; 1024]));
-    files
-}
-
-fn start_hub() -> FakeHub {
-    let files = published_files();
-    let no_onnx: BTreeMap<_, _> = files
-        .iter()
-        .filter(|(name, _)| !name.ends_with(".onnx"))
-        .map(|(n, c)| (n.clone(), c.clone()))
-        .collect();
-    FakeHub::start(vec![
-        FakeRepo {
-            id: REPO.into(),
-            commits: vec![
-                FakeCommit {
-                    sha: MAIN.into(),
-                    refs: vec!["main".into()],
-                    files: files.clone(),
-                },
-                FakeCommit {
-                    sha: V1.into(),
-                    refs: vec!["v1".into()],
-                    files,
-                },
-            ],
-        },
-        FakeRepo {
-            id: "org/pytorch-only".into(),
-            commits: vec![FakeCommit {
-                sha: V1.into(),
-                refs: vec!["main".into()],
-                files: no_onnx,
-            }],
-        },
-    ])
-}
-
-fn settings(hub: &FakeHub, cache: &Path) -> HubSettings {
-    HubSettings {
-        endpoint: hub.endpoint.clone(),
-        token: None,
-        offline: false,
-        cache_dir: cache.to_path_buf(),
-    }
-}
+use crossflow_tests::{assert_refused_with, sts_model_dir, write_pairs_parquet};
 
 fn resolve_id(
     id: &str,
@@ -99,48 +28,6 @@ fn open(model: &ResolvedModel) -> CrossEncoder {
         ..EngineOptions::default()
     };
     CrossEncoder::open(&model.dir, &options).unwrap()
-}
-
-/// Paths requested from the Hub, without the range.
-fn paths(hub: &FakeHub) -> Vec<String> {
-    let mut paths: Vec<String> = hub
-        .requests()
-        .iter()
-        .map(|r| r.split(' ').next().unwrap().to_string())
-        .collect();
-    paths.dedup();
-    paths
-}
-
-/// Runs `crossflow` with the cache and Hub of a test, nothing from the
-/// user's environment.
-fn crossflow(args: &[&str], endpoint: &str, cache: &Path, offline: bool) -> Output {
-    let mut command = std::process::Command::new(crossflow_binary());
-    command
-        .args(args)
-        .env("HF_ENDPOINT", endpoint)
-        .env("HF_HOME", cache)
-        .env("HF_HUB_CACHE", cache.join("hub"))
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("CROSSFLOW_MODEL");
-    if offline {
-        command.env("HF_HUB_OFFLINE", "1");
-    }
-    command.output().expect("run crossflow")
-}
-
-fn score_column(path: &Path) -> Vec<Option<f32>> {
-    let batch = read_parquet(path);
-    let scores = batch
-        .column_by_name("cross_score")
-        .unwrap()
-        .as_primitive::<Float32Type>();
-    scores.iter().collect()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -212,9 +99,7 @@ fn a_hub_model_scores_as_its_files_do_from_a_directory_and_a_pinned_one_needs_no
 
 #[test]
 fn the_commit_names_the_model_and_is_part_of_its_fingerprint() {
-    let hub = start_hub();
-    let cache = tempfile::tempdir().unwrap();
-    let settings = settings(&hub, cache.path());
+    let (hub, cache, settings) = hub_and_cache();
     let main = open(&resolve_id(REPO, None, &settings).unwrap());
     let v1 = resolve_id(&format!("{REPO}@v1"), None, &settings).unwrap();
     assert_eq!(v1.origin.as_ref().unwrap().commit, V1);
@@ -252,9 +137,7 @@ fn the_commit_names_the_model_and_is_part_of_its_fingerprint() {
 
 #[test]
 fn offline_uses_a_warm_cache_and_names_what_a_cold_one_lacks() {
-    let hub = start_hub();
-    let cache = tempfile::tempdir().unwrap();
-    let online = settings(&hub, cache.path());
+    let (hub, cache, online) = hub_and_cache();
     let offline = HubSettings {
         offline: true,
         ..online.clone()
@@ -288,9 +171,7 @@ fn offline_uses_a_warm_cache_and_names_what_a_cold_one_lacks() {
 
 #[test]
 fn wrong_ids_refused_access_missing_exports_and_no_network_are_errors_a_user_can_act_on() {
-    let hub = start_hub();
-    let cache = tempfile::tempdir().unwrap();
-    let settings = settings(&hub, cache.path());
+    let (hub, cache, settings) = hub_and_cache();
     let message = |id: &str, onnx: Option<&str>, settings: &HubSettings| {
         let err = resolve_id(id, onnx, settings).unwrap_err();
         (err.is_usage(), err.to_string())
@@ -357,9 +238,7 @@ fn wrong_ids_refused_access_missing_exports_and_no_network_are_errors_a_user_can
 
 #[test]
 fn a_download_cut_short_leaves_nothing_a_later_run_would_trust() {
-    let hub = start_hub();
-    let cache = tempfile::tempdir().unwrap();
-    let online = settings(&hub, cache.path());
+    let (hub, cache, online) = hub_and_cache();
     hub.set_faults(Faults {
         drop_file: Some("onnx/model.onnx".into()),
         ..Faults::default()
@@ -438,9 +317,8 @@ fn expected_int8_variant() -> &'static str {
 
 #[test]
 fn auto_int8_fetches_the_variant_this_cpu_supports() {
-    let hub = start_hub();
-    let cache = tempfile::tempdir().unwrap();
-    let model = resolve_id(REPO, Some("auto-int8"), &settings(&hub, cache.path())).unwrap();
+    let (hub, _cache, settings) = hub_and_cache();
+    let model = resolve_id(REPO, Some("auto-int8"), &settings).unwrap();
     let expected = expected_int8_variant();
     assert_eq!(model.onnx_file.as_deref(), Some(Path::new(expected)));
     let graphs: Vec<String> = paths(&hub)

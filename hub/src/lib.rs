@@ -172,7 +172,11 @@ fn chosen(
             repo: repo.to_string(),
             candidates: candidates.join(", "),
         },
-        (Unchosen::NoInt8(published), _) => HubError::NoInt8Variant {
+        (Unchosen::NoInt8(_), Some(missing)) => missing(format!(
+            "an int8 graph this CPU runs ({})",
+            host_int8_order().join(", ")
+        )),
+        (Unchosen::NoInt8(published), None) => HubError::NoInt8Variant {
             repo: repo.to_string(),
             cpu: CpuInfo::host().features.join(" "),
             published: if published.is_empty() {

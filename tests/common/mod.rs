@@ -147,6 +147,7 @@ pub mod dedupe_io;
 pub mod dedupe_stream_io;
 pub mod enrich_io;
 pub mod fake_hub;
+pub mod hub_repo;
 pub mod parity_reference;
 
 /// `n` distinct real pairs: SNLI validation premise/hypothesis pairs from ../shared/data.
