@@ -99,7 +99,7 @@ fn a_hub_model_scores_as_its_files_do_from_a_directory_and_a_pinned_one_needs_no
 
 #[test]
 fn the_commit_names_the_model_and_is_part_of_its_fingerprint() {
-    let (hub, cache, settings) = hub_and_cache();
+    let (_hub, cache, settings) = hub_and_cache();
     let main = open(&resolve_id(REPO, None, &settings).unwrap());
     let v1 = resolve_id(&format!("{REPO}@v1"), None, &settings).unwrap();
     assert_eq!(v1.origin.as_ref().unwrap().commit, V1);
@@ -137,7 +137,7 @@ fn the_commit_names_the_model_and_is_part_of_its_fingerprint() {
 
 #[test]
 fn offline_uses_a_warm_cache_and_names_what_a_cold_one_lacks() {
-    let (hub, cache, online) = hub_and_cache();
+    let (hub, _cache, online) = hub_and_cache();
     let offline = HubSettings {
         offline: true,
         ..online.clone()
@@ -171,7 +171,7 @@ fn offline_uses_a_warm_cache_and_names_what_a_cold_one_lacks() {
 
 #[test]
 fn wrong_ids_refused_access_missing_exports_and_no_network_are_errors_a_user_can_act_on() {
-    let (hub, cache, settings) = hub_and_cache();
+    let (hub, _cache, settings) = hub_and_cache();
     let message = |id: &str, onnx: Option<&str>, settings: &HubSettings| {
         let err = resolve_id(id, onnx, settings).unwrap_err();
         (err.is_usage(), err.to_string())
