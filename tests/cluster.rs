@@ -5,7 +5,7 @@
 
 use std::process::{Child, Command};
 
-use crossflow_pipelines::sql::{cluster_session, session};
+use crossflow_pipelines::sql::{cluster_session, execute, session};
 use crossflow_tests::cluster_nodes::{
     QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample, sample,
     small_row_groups, start_executor, start_scheduler, started, succeeded, write,
@@ -146,6 +146,53 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
         0,
         "nothing was scored with the other model"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embed_and_cosine_on_the_cluster_equal_the_local_run_and_another_bi_encoder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.parquet");
+    write(&path, &sample(), None);
+    let table = [format!("t={}", path.display())];
+    let sql = "SELECT id, embed(a) AS v, cosine(embed(a), embed(b)) AS c FROM t ORDER BY id";
+    let client = models(None);
+    let scheduler = start_scheduler(&models(None)).await;
+    let executor = start_executor(&scheduler, models(None), &dir.path().join("w1"));
+    scheduler.settle(1).await;
+    let local = query(&session(&client, &table).await.unwrap(), sql).await;
+    let ctx = cluster_session(&scheduler.to_string(), Some(2), None, &client, &table)
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&ctx, sql).await,
+        local,
+        "the cluster's vectors are the local run's"
+    );
+    assert!(executor.tasks("succeeded") > 0);
+
+    // An executor with another bi-encoder (shorter texts) refuses embed's tasks.
+    let mut other = models(None);
+    let options = crossflow::EngineOptions {
+        max_length: Some(16),
+        ..Default::default()
+    };
+    other.bi = Some(std::sync::Arc::new(
+        crossflow::BiEncoder::open(crossflow_tests::bi_encoder_dir(), &options).unwrap(),
+    ));
+    let ours = client.bi.as_ref().unwrap().fingerprint().clone();
+    let theirs = other.bi.as_ref().unwrap().fingerprint().clone();
+    assert_ne!(ours, theirs);
+    let scheduler = start_scheduler(&models(None)).await;
+    let _executor = start_executor(&scheduler, other, &dir.path().join("w2"));
+    scheduler.settle(1).await;
+    let ctx = cluster_session(&scheduler.to_string(), None, None, &client, &table)
+        .await
+        .unwrap();
+    let error = execute(&ctx, &[sql.to_string()])
+        .await
+        .expect_err("an executor with another bi-encoder")
+        .to_string();
+    assert_mismatch(&error, &ours, &theirs);
 }
 
 /// Child processes, killed when the test ends however it ends.

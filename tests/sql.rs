@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// The bundled models as `crossflow sql` opens them: not started.
 fn models() -> ModelSet {
     ModelArgs::default()
-        .load_model_set()
+        .load_model_set(None)
         .expect("the bundled models")
 }
 

@@ -97,6 +97,7 @@ fn models(sessions: Option<usize>) -> Result<ModelSet> {
     Ok(ModelSet {
         score: Arc::new(score),
         nli: None,
+        bi: None,
     })
 }
 

@@ -81,6 +81,7 @@ async fn main() -> Result<()> {
     let models = ModelSet {
         score: model.clone(),
         nli: None,
+        bi: None,
     };
     let copy = pairs_files::copy_job(&table, &dir.path().join("sql-out.parquet"), Some(FILES));
     println!(
@@ -120,6 +121,7 @@ async fn main() -> Result<()> {
         let models = ModelSet {
             score: model.clone(),
             nli: None,
+            bi: None,
         };
         let copy = copy.clone();
         tokio::spawn(async move { run_sql(&models, &copy).await })

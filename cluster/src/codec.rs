@@ -24,7 +24,7 @@ use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-use crossflow_udfs::CrossUdf;
+use crossflow_udfs::bound_model;
 
 use crate::functions::ClusterFunctions;
 
@@ -46,12 +46,12 @@ impl<C: ?Sized> FingerprintCodec<C> {
     }
 
     /// Writes the fingerprint of the model a crossflow function is bound to;
-    /// `false` for other functions.
+    /// `false` for a function of no model and for other functions.
     fn encode_fingerprint(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
-        match node.inner().downcast_ref::<CrossUdf>() {
-            Some(udf) => {
+        match bound_model(node) {
+            Some((_, fingerprint)) => {
                 buf.extend_from_slice(TAG.as_bytes());
-                buf.extend_from_slice(udf.model().fingerprint().as_str().as_bytes());
+                buf.extend_from_slice(fingerprint.as_str().as_bytes());
                 true
             }
             None => false,

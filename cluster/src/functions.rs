@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crossflow::Fingerprint;
-use crossflow_udfs::{CrossUdf, ModelSet, cross_functions};
+use crossflow_udfs::{ModelSet, bound_model, cross_functions};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::ScalarUDF;
 
@@ -36,10 +36,9 @@ impl fmt::Display for Node {
 pub struct ClusterFunction {
     /// The function, bound to this node's model.
     pub udf: Arc<ScalarUDF>,
-    /// Its model's fingerprint.
-    pub fingerprint: Fingerprint,
-    /// Its model's name.
-    pub model: String,
+    /// Its model's name and fingerprint; `None` for a function of no model
+    /// (`cosine`).
+    pub model: Option<(String, Fingerprint)>,
 }
 
 /// The crossflow functions of one node, by name.
@@ -55,16 +54,9 @@ impl ClusterFunctions {
         let by_name = cross_functions(models)?
             .into_iter()
             .map(|udf| {
-                let model = udf
-                    .inner()
-                    .downcast_ref::<CrossUdf>()
-                    .expect("cross_functions builds CrossUdf functions")
-                    .model()
-                    .clone();
                 let function = ClusterFunction {
+                    model: bound_model(&udf),
                     udf: Arc::new(udf),
-                    fingerprint: model.fingerprint().clone(),
-                    model: model.name().to_string(),
                 };
                 (function.udf.name().to_string(), function)
             })
@@ -91,19 +83,22 @@ impl ClusterFunctions {
                 "{name}: this crossflow {node} has no such function (it needs the model the plan was made with)"
             ))
         })?;
+        let Some((model, fingerprint)) = &function.model else {
+            return Ok(Arc::clone(&function.udf));
+        };
         let sent = sent.and_then(Fingerprint::parse).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "{name}: the plan carries no valid model fingerprint: only a crossflow client \
                  (`crossflow sql --scheduler`) can submit crossflow's functions to this {node}"
             ))
         })?;
-        if sent != function.fingerprint {
+        if sent != *fingerprint {
             return Err(DataFusionError::Plan(format!(
                 "{name}: model fingerprint mismatch: the plan was made with model fingerprint {sent}, \
-                 but this crossflow {node} loaded {} with fingerprint {}. Every node must run the same \
-                 crossflow version with the same model files and options (--model, --nli-model, \
-                 --onnx-file, --max-length, --activation, --batch-invariant)",
-                function.model, function.fingerprint
+                 but this crossflow {node} loaded {model} with fingerprint {fingerprint}. Every node \
+                 must run the same crossflow version with the same model files and options \
+                 (--model, --nli-model, --bi-encoder, --onnx-file, --max-length, --activation, \
+                 --batch-invariant)"
             )));
         }
         Ok(Arc::clone(&function.udf))

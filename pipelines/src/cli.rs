@@ -64,7 +64,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     }
     match &cli.command {
         Command::Sql(args) => {
-            let models = cli.models.load_model_set()?;
+            let models = cli
+                .models
+                .load_model_set(args.bi_encoder.bi_encoder.as_deref())?;
             sql::run(args, &models, out).await?;
             for model in std::iter::once(&models.score).chain(&models.nli) {
                 let truncated = model.stats().truncated_pairs;
@@ -131,6 +133,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             let models = crossflow_udfs::ModelSet {
                 score: cli.models.load_score_model()?,
                 nli: None,
+                bi: None,
             };
             let rows = crate::rerank::run(args, &models).await?;
             eprintln!(

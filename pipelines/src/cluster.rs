@@ -14,7 +14,7 @@ use crossflow_cluster::{
 use crossflow_udfs::ModelSet;
 
 use crate::metrics_http::{Exposition, serve_on};
-use crate::models::ModelArgs;
+use crate::models::{BiEncoderArg, ModelArgs};
 use crate::{JobError, Result};
 
 /// The cluster's shared secret, for nodes and clients alike.
@@ -46,6 +46,8 @@ impl TokenArgs {
 /// Arguments of `crossflow scheduler`.
 #[derive(Debug, Clone, Args)]
 pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub bi_encoder: BiEncoderArg,
     /// Address clients and executors reach the scheduler at; loopback unless
     /// told otherwise (see docs/cluster.md, Security)
     #[arg(long, default_value = "127.0.0.1:50050")]
@@ -64,6 +66,8 @@ pub struct SchedulerArgs {
 /// Arguments of `crossflow executor`.
 #[derive(Debug, Clone, Args)]
 pub struct ExecutorArgs {
+    #[command(flatten)]
+    pub bi_encoder: BiEncoderArg,
     /// The scheduler to take tasks from, HOST:PORT
     #[arg(long, default_value = "localhost:50050")]
     pub scheduler: String,
@@ -96,7 +100,8 @@ pub struct ExecutorArgs {
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
     let access = access(&args.token, &args.data_roots)?;
-    let functions = functions(&models.load_model_set()?, Node::Scheduler)?;
+    let models = models.load_model_set(args.bi_encoder.bi_encoder.as_deref())?;
+    let functions = functions(&models, Node::Scheduler)?;
     warn_if_exposed("scheduler", args.bind, &access);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -124,7 +129,7 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     drop(std::net::TcpListener::bind(args.bind).map_err(|e| JobError::io(args.bind, e))?);
     let access = access(&args.token, &args.data_roots)?;
     warn_if_exposed("executor", args.bind, &access);
-    let models = models.load_model_set()?;
+    let models = models.load_model_set(args.bi_encoder.bi_encoder.as_deref())?;
     let functions = functions(&models, Node::Executor)?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
     let metrics = Arc::new(ExecutorMetrics::new(loaded.collect()));

@@ -12,6 +12,7 @@ use crossflow_cluster::{Node, Token};
 use crate::cluster::TokenArgs;
 
 use crate::format::{OutputFormat, write_batches};
+use crate::models::BiEncoderArg;
 pub use crate::statements::{execute, execute_with_params};
 use crate::{JobError, Result};
 
@@ -21,6 +22,8 @@ pub struct SqlArgs {
     /// SQL statements, run in order (SELECT, COPY ... TO, CREATE EXTERNAL TABLE, ...)
     #[arg(required = true)]
     pub queries: Vec<String>,
+    #[command(flatten)]
+    pub bi_encoder: BiEncoderArg,
     /// Register a file, directory or glob as a table: NAME=PATH (.parquet, .csv, .json/.jsonl)
     #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
     pub tables: Vec<String>,

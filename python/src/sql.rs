@@ -51,6 +51,7 @@ pub fn scalar_functions(score: &Engine, nli: Option<&Engine>) -> PyResult<Vec<Sc
     let models = ModelSet {
         score: Arc::clone(score.model()),
         nli: nli.map(|engine| Arc::clone(engine.model())),
+        bi: None,
     };
     let functions = cross_functions(&models).map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(functions

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossflow::{CrossEncoder, EngineOptions, Fingerprint};
+use crossflow::{BiEncoder, CrossEncoder, EngineOptions, Fingerprint};
 use crossflow_cluster::{Access, ExecutorMetrics, ExecutorSettings, Node, SchedulerMetrics};
 use crossflow_pipelines::cluster::functions;
 use crossflow_pipelines::sql::execute;
@@ -17,7 +17,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::enrich_io::free_port;
-use crate::{nli_model_dir, read_parquet, repo_root, sts_model_dir};
+use crate::{bi_encoder_dir, nli_model_dir, read_parquet, repo_root, sts_model_dir};
 
 /// A query over every crossflow function, in id order.
 pub const QUERY: &str = "SELECT id, cross_score(a, b) AS s, is_paraphrase(a, b) AS p, \
@@ -33,6 +33,9 @@ pub fn models(max_length: Option<usize>) -> ModelSet {
     ModelSet {
         score: load(&sts_model_dir()),
         nli: Some(load(&nli_model_dir())),
+        bi: Some(Arc::new(
+            BiEncoder::open(bi_encoder_dir(), &options).expect("bi-encoder"),
+        )),
     }
 }
 

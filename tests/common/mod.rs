@@ -22,6 +22,11 @@ pub fn nli_model_dir() -> PathBuf {
     repo_root().join("models/crossflow-nli-minilm-l6")
 }
 
+/// The bundled bi-encoder.
+pub fn bi_encoder_dir() -> PathBuf {
+    repo_root().join("models/all-minilm-l6-v2")
+}
+
 /// Loads a model with default options, panicking with the error's message.
 pub fn load(dir: &Path) -> CrossEncoder {
     CrossEncoder::load(dir, &EngineOptions::default())

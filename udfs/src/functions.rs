@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crossflow::{CrossEncoder, Head, probability_fields};
+use crossflow::{BiEncoder, CrossEncoder, Fingerprint, Head, probability_fields};
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, plan_err};
@@ -15,6 +15,8 @@ use datafusion::prelude::SessionContext;
 
 use crate::FunctionError;
 use crate::args::{self, Threshold};
+use crate::cosine::cosine_udf;
+use crate::embed::{EmbedUdf, embed_udf};
 use crate::error::{Result, UdfError};
 
 /// What a function computes.
@@ -147,11 +149,34 @@ pub struct ModelSet {
     pub score: Arc<CrossEncoder>,
     /// Serves `nli_label` and `nli_probs` (not registered when `None`).
     pub nli: Option<Arc<CrossEncoder>>,
+    /// Serves `embed` (not registered when `None`).
+    pub bi: Option<Arc<BiEncoder>>,
 }
 
 /// `cross_score`, `is_paraphrase` (score models only), `nli_label` and
-/// `nli_probs` (when there is an NLI model), bound to `models`.
+/// `nli_probs` (when there is an NLI model), `embed` (when there is a
+/// bi-encoder) bound to `models`, and `cosine`.
 pub fn cross_functions(models: &ModelSet) -> Result<Vec<ScalarUDF>> {
+    let mut functions = model_functions(models)?;
+    functions.extend(models.bi.iter().map(|bi| embed_udf(Arc::clone(bi))));
+    functions.push(cosine_udf());
+    Ok(functions)
+}
+
+/// The name and fingerprint of the model a crossflow function is bound to;
+/// `None` for a function of no model (`cosine`) or not crossflow's.
+pub fn bound_model(udf: &ScalarUDF) -> Option<(String, Fingerprint)> {
+    let inner = udf.inner();
+    if let Some(cross) = inner.downcast_ref::<CrossUdf>() {
+        let model = cross.model();
+        return Some((model.name().to_string(), model.fingerprint().clone()));
+    }
+    let bi = inner.downcast_ref::<EmbedUdf>()?.model();
+    Some((bi.name().to_string(), bi.fingerprint().clone()))
+}
+
+/// The functions of the cross-encoders.
+fn model_functions(models: &ModelSet) -> Result<Vec<ScalarUDF>> {
     let mut bindings = vec![(CrossFunction::Score, &models.score)];
     if matches!(models.score.head(), Head::Score { .. }) {
         bindings.push((CrossFunction::Paraphrase, &models.score));
@@ -261,7 +286,7 @@ impl CrossUdf {
 /// Runs a call that waits for the model's workers. On a multi-threaded tokio
 /// runtime (DataFusion's) the thread first hands its other tasks to the
 /// runtime's other threads, so waiting for inference never stalls them.
-fn off_async_threads<T>(call: impl FnOnce() -> T) -> T {
+pub(crate) fn off_async_threads<T>(call: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {

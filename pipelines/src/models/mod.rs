@@ -319,12 +319,17 @@ impl ModelArgs {
     /// one when `None`) with these engine options (its own graph file:
     /// `--onnx-file` names the cross-encoder's).
     pub fn load_bi_encoder(&self, model: Option<&Path>) -> Result<BiEncoder> {
+        let (dir, options) = self.bi_encoder(model)?;
+        Ok(BiEncoder::load(dir, &options)?)
+    }
+
+    /// The bi-encoder's directory and options: its own graph.
+    fn bi_encoder(&self, model: Option<&Path>) -> Result<(PathBuf, EngineOptions)> {
         let options = EngineOptions {
             onnx_file: None,
             ..self.engine_options()?
         };
-        let (dir, options) = self.locate(model, DEFAULT_BI_ENCODER, options)?;
-        Ok(BiEncoder::load(dir, &options)?)
+        self.locate(model, DEFAULT_BI_ENCODER, options)
     }
 
     /// Loads `--nli-model` (or the bundled NLI model).
@@ -333,17 +338,22 @@ impl ModelArgs {
         Ok(Arc::new(CrossEncoder::load(dir, &options)?))
     }
 
-    /// Both models, for SQL sessions and cluster nodes: opened, not started.
-    /// Each starts its sessions when a query first runs one of its functions,
-    /// so a query that uses one model never starts the other, and a cluster
-    /// client or scheduler that only plans starts none.
-    pub fn load_model_set(&self) -> Result<ModelSet> {
+    /// The models of the SQL functions, for SQL sessions and cluster nodes:
+    /// the score and NLI models and the bi-encoder `bi_encoder` (the bundled
+    /// one when `None`), opened, not started. Each starts its sessions when a
+    /// query first runs one of its functions, so a query that uses one model
+    /// never starts the others, and a cluster client or scheduler that only
+    /// plans starts none.
+    pub fn load_model_set(&self, bi_encoder: Option<&Path>) -> Result<ModelSet> {
         let (dir, options) = self.score_model(self.engine_options()?)?;
         let score = CrossEncoder::open(dir, &options)?;
         let (dir, options) = self.nli_model()?;
+        let nli = CrossEncoder::open(dir, &options)?;
+        let (dir, options) = self.bi_encoder(bi_encoder)?;
         Ok(ModelSet {
             score: Arc::new(score),
-            nli: Some(Arc::new(CrossEncoder::open(dir, &options)?)),
+            nli: Some(Arc::new(nli)),
+            bi: Some(Arc::new(BiEncoder::open(dir, &options)?)),
         })
     }
 
@@ -374,6 +384,15 @@ where
             .collect();
         serde::de::Error::custom(format!("{text:?}: expected one of {}", accepted.join(", ")))
     })
+}
+
+/// `--bi-encoder` of the commands that serve `embed` in SQL.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BiEncoderArg {
+    /// Bi-encoder serving embed(text): a directory or a Hub repo id
+    /// [default: the bundled all-minilm-l6-v2]
+    #[arg(long, env = "CROSSFLOW_BI_ENCODER")]
+    pub bi_encoder: Option<PathBuf>,
 }
 
 /// A Hugging Face access token, never shown by `Debug`.
