@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crossflow_udfs::{ModelSet, cross_functions};
+use crossflow_udfs::{ModelSet, bound_model, cross_functions};
 use datafusion::logical_expr::ScalarUDF;
 use datafusion_ffi::udf::FFI_ScalarUDF;
 use pyo3::exceptions::PyValueError;
@@ -56,6 +56,7 @@ pub fn scalar_functions(score: &Engine, nli: Option<&Engine>) -> PyResult<Vec<Sc
     let functions = cross_functions(&models).map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(functions
         .into_iter()
+        .filter(|udf| bound_model(udf).is_some())
         .map(|udf| ScalarFunction { udf: Arc::new(udf) })
         .collect())
 }
