@@ -136,5 +136,8 @@ fn the_cluster_compose_runs_a_scheduler_replicated_executors_and_a_client_on_one
     let Command::Sql(client) = parse(&strings(&services["client"]["command"])).command else {
         panic!("client")
     };
-    assert_eq!(client.scheduler.as_deref(), Some("df://scheduler:50050"));
+    assert_eq!(
+        client.cluster.scheduler.as_deref(),
+        Some("df://scheduler:50050")
+    );
 }

@@ -143,6 +143,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             );
             Ok(())
         }
+        Command::Score(args) if args.cluster.scheduler.is_some() => {
+            let summary = score::cluster::run(args, cli.models.open_score_model()?).await?;
+            eprintln!(
+                "scored {} pairs on the cluster in {:.2}s ({:.0} pairs/s); wrote {}",
+                summary.rows,
+                summary.seconds,
+                summary.rows as f64 / summary.seconds.max(1e-9),
+                args.output.display()
+            );
+            Ok(())
+        }
         Command::Score(args) => {
             let model = cli.models.load_score_model()?;
             let args = args.clone();

@@ -34,12 +34,25 @@ pub fn text_array(column: &ArrayRef, name: &str, path: &str) -> Result<ArrayRef>
     match column.data_type() {
         text if crossflow::is_text_type(text) => Ok(Arc::clone(column)),
         DataType::Null => Ok(cast(column.as_ref(), &DataType::Utf8)?),
-        other => Err(JobError::ColumnType {
-            column: name.to_string(),
-            path: path.to_string(),
-            found: other.to_string(),
-            expected: crossflow::TEXT_TYPES,
-        }),
+        other => Err(not_text(name, path, other)),
+    }
+}
+
+/// Checks that a column can hold text (strings, dictionary strings or
+/// nulls), as [`text_array`] reads it; any other type is an error naming it.
+pub fn check_text(field: &Field, path: &str) -> Result<()> {
+    match field.data_type() {
+        text if crossflow::is_text_type(text) || text.is_null() => Ok(()),
+        other => Err(not_text(field.name(), path, other)),
+    }
+}
+
+fn not_text(name: &str, path: &str, found: &DataType) -> JobError {
+    JobError::ColumnType {
+        column: name.to_string(),
+        path: path.to_string(),
+        found: found.to_string(),
+        expected: crossflow::TEXT_TYPES,
     }
 }
 

@@ -16,7 +16,7 @@ use datafusion::prelude::{DataFrame, SessionContext, ident};
 
 use crate::columns;
 use crate::output_file::{FlagPath, check_paths};
-use crate::sql::{execute_with_params, session};
+use crate::sql::{ClusterArgs, execute_with_params};
 use crate::{JobError, Result};
 
 /// Arguments of `crossflow rerank`.
@@ -51,6 +51,8 @@ pub struct RerankArgs {
     /// (needs --first-stage-column); a weight in [0, 1], 1 ranks by the cross-encoder alone
     #[arg(long, default_value_t = 1.0)]
     pub fusion: f64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// The SQL of a rerank run over table `candidates`; its numbers are the
@@ -124,7 +126,8 @@ pub async fn run(args: &RerankArgs, models: &ModelSet) -> Result<u64> {
         &[FlagPath::new("--input", Path::new(&args.input))],
         &[FlagPath::new("--output", &args.output)],
     )?;
-    let ctx = session(models, &[format!("candidates={}", args.input)]).await?;
+    let tables = [format!("candidates={}", args.input)];
+    let ctx = args.cluster.session(models, &tables).await?;
     check_input(&ctx, args).await?;
     let copy = format!(
         "COPY ({}) TO '{}' STORED AS PARQUET",

@@ -30,9 +30,16 @@ pub struct SqlArgs {
     /// How results are printed
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Run the statements on the Ballista cluster whose scheduler is at
-    /// df://HOST:PORT (see `crossflow scheduler` / `crossflow executor`);
-    /// the table paths must be readable at the same path on every executor
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Where a SQL job runs: in this process, or on a Ballista cluster.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// Run on the Ballista cluster whose scheduler is at df://HOST:PORT (see
+    /// `crossflow scheduler` / `crossflow executor`); input and output paths
+    /// must be readable and writable at the same path on every executor
     #[arg(long, value_name = "df://HOST:PORT")]
     pub scheduler: Option<String>,
     /// Scan partitions (tasks) a table is split into on a cluster: about the
@@ -43,7 +50,27 @@ pub struct SqlArgs {
     pub token: TokenArgs,
 }
 
-/// A DataFusion session with crossflow's functions and the given tables.
+impl ClusterArgs {
+    /// A session on the cluster of `--scheduler`, else a local one, with
+    /// crossflow's functions on `models` and `tables` registered.
+    pub async fn session(&self, models: &ModelSet, tables: &[String]) -> Result<SessionContext> {
+        match &self.scheduler {
+            Some(scheduler) => {
+                let token = self.token.token()?;
+                cluster_session(scheduler, self.partitions, token.as_ref(), models, tables).await
+            }
+            None => session(models, tables).await,
+        }
+    }
+}
+
+/// The setting that reads Parquet strings as view types; off, strings keep
+/// their file's type in results and outputs, as on a cluster (Ballista turns
+/// it off) and in the dedupe job.
+const VIEW_TYPES: &str = "datafusion.execution.parquet.schema_force_view_types";
+
+/// A DataFusion session with crossflow's functions and the given tables,
+/// strings read with their file's type (no view types).
 ///
 /// File statistics are not collected: DataFusion 55 reads a float column
 /// whose Parquet statistics have min = max as that constant, but Parquet
@@ -51,7 +78,8 @@ pub struct SqlArgs {
 pub async fn session(models: &ModelSet, tables: &[String]) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_collect_statistics(false);
+        .with_collect_statistics(false)
+        .set_bool(VIEW_TYPES, false);
     let ctx = SessionContext::new_with_config(config);
     register_cross_functions(&ctx, models)?;
     register_tables(&ctx, tables).await?;
@@ -87,14 +115,7 @@ async fn register_tables(ctx: &SessionContext, tables: &[String]) -> Result<()> 
 
 /// Runs the command, printing each statement's result to `out`.
 pub async fn run(args: &SqlArgs, models: &ModelSet, out: &mut dyn Write) -> Result<()> {
-    let ctx = match &args.scheduler {
-        Some(scheduler) => {
-            let token = args.token.token()?;
-            let partitions = args.partitions;
-            cluster_session(scheduler, partitions, token.as_ref(), models, &args.tables).await?
-        }
-        None => session(models, &args.tables).await?,
-    };
+    let ctx = args.cluster.session(models, &args.tables).await?;
     let results = execute(&ctx, &args.queries)
         .await
         .map_err(|error| name_not_utf8_column(error, &args.tables))?;

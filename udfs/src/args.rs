@@ -1,7 +1,7 @@
 //! Turning DataFusion arguments into engine inputs, and type checks at planning.
 
 use crossflow::Texts;
-use datafusion::arrow::array::{AsArray, BooleanArray, Float32Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Float32Array};
 use datafusion::arrow::datatypes::{DataType, Float32Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 
@@ -105,6 +105,17 @@ pub(crate) fn at_least_each(scores: &Float32Array, thresholds: &Float32Array) ->
 /// Whether every argument is a constant (the result is then a constant too).
 pub(crate) fn all_scalar(args: &[ColumnarValue]) -> bool {
     args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)))
+}
+
+/// A function's result: a constant when every argument is one, else the array.
+pub(crate) fn result(array: ArrayRef, args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    if all_scalar(args) {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?))
+    } else {
+        Ok(ColumnarValue::Array(array))
+    }
 }
 
 #[cfg(test)]

@@ -67,10 +67,6 @@ impl ScalarUDFImpl for CosineUdf {
 
     fn invoke_with_args(&self, call: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = call.number_rows;
-        let scalar = call
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&call.args)?;
         let (u, v) = (
             arrays[0].as_fixed_size_list(),
@@ -84,11 +80,7 @@ impl ScalarUDFImpl for CosineUdf {
             );
         }
         let result: ArrayRef = Arc::new(cosines(u, v, rows.max(u.len())));
-        if scalar {
-            let value = datafusion::common::ScalarValue::try_from_array(&result, 0)?;
-            return Ok(ColumnarValue::Scalar(value));
-        }
-        Ok(ColumnarValue::Array(result))
+        crate::args::result(result, &call.args)
     }
 }
 

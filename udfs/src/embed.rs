@@ -8,7 +8,7 @@ use crossflow::BiEncoder;
 use datafusion::arrow::array::{ArrayRef, FixedSizeListArray, Float32Array};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::common::{ScalarValue, plan_err};
+use datafusion::common::plan_err;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -112,12 +112,6 @@ impl ScalarUDFImpl for EmbedUdf {
 
     fn invoke_with_args(&self, call: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = off_async_threads(|| self.compute(&call.args[0]))?;
-        if args::all_scalar(&call.args) {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(array))
-        }
+        args::result(array, &call.args)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crossflow::{BiEncoder, CrossEncoder, Fingerprint, Head, probability_fields};
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{ScalarValue, plan_err};
+use datafusion::common::plan_err;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -237,13 +237,7 @@ impl ScalarUDFImpl for CrossUdf {
 
     fn invoke_with_args(&self, call: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let array = off_async_threads(|| self.compute(&call.args))?;
-        if args::all_scalar(&call.args) {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &array, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(array))
-        }
+        args::result(array, &call.args)
     }
 }
 

@@ -294,6 +294,13 @@ impl ModelArgs {
         Ok((resolved.dir, options))
     }
 
+    /// Opens `--model` (or the bundled score model) without starting it: for
+    /// a cluster client, which only plans.
+    pub fn open_score_model(&self) -> Result<Arc<CrossEncoder>> {
+        let (dir, options) = self.score_model(self.engine_options()?)?;
+        Ok(Arc::new(CrossEncoder::open(dir, &options)?))
+    }
+
     /// Loads `--model` (or the bundled score model).
     pub fn load_score_model(&self) -> Result<Arc<CrossEncoder>> {
         let (dir, options) = self.score_model(self.engine_options()?)?;

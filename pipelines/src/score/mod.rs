@@ -1,6 +1,9 @@
 //! `crossflow score`: a Parquet-to-Parquet batch job adding model outputs to
 //! every row, streaming record batches (memory bounded by the batch size and
-//! the writer's row-group size).
+//! the writer's row-group size); with `--scheduler`, the same columns
+//! computed and written by a cluster's executors ([`cluster`]).
+
+pub mod cluster;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use crate::columns;
 use crate::output_file::{FlagPath, OutputFile, check_paths};
 use crate::progress::PairProgress;
+use crate::sql::ClusterArgs;
 use crate::{JobError, Result};
 
 /// Arguments of `crossflow score`.
@@ -39,6 +43,8 @@ pub struct ScoreArgs {
     /// Rows read per record batch
     #[arg(long, default_value_t = 4096)]
     pub batch_size: usize,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// What a score job did.
