@@ -8,8 +8,8 @@ use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_hub::{HubError, HubSettings, ResolvedModel, resolve};
 use crossflow_tests::fake_hub::Faults;
 use crossflow_tests::hub_repo::{
-    MAIN, REPO, V1, crossflow, hub_and_cache, paths, published_files, score_column, start_hub,
-    stderr,
+    MAIN, REPO, V1, crossflow, expected_int8_variant, hub_and_cache, paths, published_files,
+    score_column, start_hub, stderr,
 };
 use crossflow_tests::{assert_refused_with, sts_model_dir, write_pairs_parquet};
 
@@ -293,26 +293,6 @@ fn a_download_cut_short_leaves_nothing_a_later_run_would_trust() {
         *published_files()["onnx/model.onnx"],
         "the later run completes the file"
     );
-}
-
-/// The int8 variant the published names imply for this machine's CPU flags.
-fn expected_int8_variant() -> &'static str {
-    if cfg!(target_arch = "aarch64") {
-        return "onnx/model_qint8_arm64.onnx";
-    }
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-    let flags: Vec<&str> = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
-    if flags.contains(&"avx512_vnni") {
-        "onnx/model_qint8_avx512_vnni.onnx"
-    } else if flags.contains(&"avx512f") {
-        "onnx/model_qint8_avx512.onnx"
-    } else {
-        "onnx/model_quint8_avx2.onnx"
-    }
 }
 
 #[test]

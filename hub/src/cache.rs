@@ -68,16 +68,62 @@ impl HubCache {
     /// Points `revision` at `commit`, as `huggingface_hub` does, replacing
     /// the ref file in one rename.
     pub fn write_ref(&self, id: &str, revision: &str, commit: &str) -> Result<()> {
-        let path = self.repo_dir(id).join("refs").join(revision);
+        replace(&self.repo_dir(id).join("refs").join(revision), commit)
+    }
+
+    /// The repo's file list at `commit`, as a download recorded it: with
+    /// it, the cache alone chooses a graph and finds missing files as the
+    /// Hub would. `None` for a revision another tool cached.
+    pub fn listing(&self, id: &str, commit: &str) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(self.listing_path(id, commit)).ok()?;
+        Some(text.lines().map(str::to_string).collect())
+    }
+
+    /// Records the repo's file list at `commit` (see [`HubCache::listing`]).
+    pub fn write_listing(&self, id: &str, commit: &str, files: &[String]) -> Result<()> {
+        replace(&self.listing_path(id, commit), &files.join("\n"))
+    }
+
+    /// Waits until no other process or thread fetches into `id`'s cache,
+    /// and holds that until the guard is dropped.
+    pub fn lock(&self, id: &str) -> Result<std::fs::File> {
+        let path = self.repo_dir(id).join(".crossflow").join("lock");
         let io = |source| HubError::Cache {
             path: path.clone(),
             source,
         };
-        let parent = path.parent().expect("a ref has a parent directory");
-        std::fs::create_dir_all(parent).map_err(io)?;
-        let temp = parent.join(format!(".{}.tmp", std::process::id()));
-        std::fs::write(&temp, commit).map_err(io)?;
-        std::fs::rename(&temp, &path).map_err(io)
+        std::fs::create_dir_all(path.parent().expect("in the repo's directory")).map_err(io)?;
+        let file = std::fs::File::create(&path).map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
+    /// The blob a Hub ETag names.
+    pub fn blob(&self, id: &str, etag: &str) -> PathBuf {
+        self.repo_dir(id).join("blobs").join(etag)
+    }
+
+    /// Links `file` of `commit`'s snapshot to `blob`, as `huggingface_hub`
+    /// does (a relative link), replacing a dangling one.
+    pub fn link(&self, id: &str, commit: &str, file: &str, blob: &Path) -> Result<()> {
+        let link = self.snapshot(id, commit).join(file);
+        let io = |source| HubError::Cache {
+            path: link.clone(),
+            source,
+        };
+        remove_dangling(&link)?;
+        std::fs::create_dir_all(link.parent().expect("in a snapshot")).map_err(io)?;
+        let depth = file.split('/').count() + 1;
+        let target = PathBuf::from("../".repeat(depth))
+            .join("blobs")
+            .join(blob.file_name().expect("a blob file"));
+        std::os::unix::fs::symlink(target, &link).map_err(io)
+    }
+
+    fn listing_path(&self, id: &str, commit: &str) -> PathBuf {
+        self.repo_dir(id)
+            .join(".crossflow")
+            .join(format!("files-{commit}"))
     }
 
     /// Every cached model revision, by repo id then commit.
@@ -161,6 +207,35 @@ impl HubCache {
     fn repo_dir(&self, id: &str) -> PathBuf {
         self.dir.join(format!("models--{}", id.replace('/', "--")))
     }
+}
+
+/// Removes a link whose target is gone (a blob removed as corrupt), so that
+/// the file can be linked again.
+pub(crate) fn remove_dangling(link: &Path) -> Result<()> {
+    let dangling = link.symlink_metadata().is_ok() && !link.exists();
+    if dangling {
+        std::fs::remove_file(link).map_err(|source| HubError::Cache {
+            path: link.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file renamed over it: a reader
+/// sees the old text or the new one.
+fn replace(path: &Path, text: &str) -> Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let io = |source| HubError::Cache {
+        path: path.to_path_buf(),
+        source,
+    };
+    let parent = path.parent().expect("a file in the cache has a parent");
+    std::fs::create_dir_all(parent).map_err(io)?;
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = parent.join(format!(".{}-{unique}.tmp", std::process::id()));
+    std::fs::write(&temp, text).map_err(io)?;
+    std::fs::rename(&temp, path).map_err(io)
 }
 
 /// The files under `dir`, following links, as sorted `/`-separated paths.

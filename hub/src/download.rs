@@ -9,9 +9,10 @@ use std::path::Path;
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
+use crate::cache::{self, HubCache};
 use crate::graph::{self, GraphChoice, REQUIRED_FILES};
 use crate::spec::{RepoRef, is_commit_hash};
-use crate::{HubCache, HubError, HubSettings, Result, verify};
+use crate::{HubError, HubSettings, Result, verify};
 
 /// Retries of an interrupted download, each resuming where it stopped.
 const RETRIES: usize = 2;
@@ -56,11 +57,8 @@ pub(crate) fn fetch(
         None,
     )?;
     let pinned = at(&commit);
-    let snapshot = cache.snapshot(&repo.id, &commit);
+    let _fetching = cache.lock(&repo.id)?;
     for file in graph::needed_files(&graph, &files) {
-        if snapshot.join(&file).is_file() {
-            continue;
-        }
         if REQUIRED_FILES.contains(&file.as_str()) && !files.contains(&file) {
             return Err(HubError::FileNotInRepo {
                 repo: repo.id.clone(),
@@ -68,12 +66,23 @@ pub(crate) fn fetch(
                 file,
             });
         }
-        tracing::info!(repo = %repo.id, %commit, %file, "downloading");
-        let path = pinned
-            .download(&file)
-            .map_err(|e| classify(e, repo, settings, Some(&file)))?;
-        check(&path, repo, &file)?;
+        if cache.snapshot(&repo.id, &commit).join(&file).is_file() {
+            continue;
+        }
+        let fail = |e| classify(e, repo, settings, Some(&file));
+        let etag = api
+            .metadata(&pinned.url(&file))
+            .map_err(fail)?
+            .etag()
+            .to_string();
+        if !link_cached_blob(cache, repo, &commit, &file, &etag)? {
+            tracing::info!(repo = %repo.id, %commit, %file, "downloading");
+            cache::remove_dangling(&cache.snapshot(&repo.id, &commit).join(&file))?;
+            let path = pinned.download(&file).map_err(fail)?;
+            check(&path, repo, &file)?;
+        }
     }
+    cache.write_listing(&repo.id, &commit, &files)?;
     forget_commit_ref(cache, &repo.id, &commit);
     if !repo.is_commit() {
         cache.write_ref(&repo.id, &repo.revision, &commit)?;
@@ -94,6 +103,32 @@ fn api(settings: &HubSettings) -> Result<Api> {
             file: String::new(),
             reason: e.to_string(),
         })
+}
+
+/// Links `file` to the blob its ETag names when an earlier download (of
+/// another commit, or by another tool) left it and it checks out: a new
+/// commit that changed other files downloads only those.
+fn link_cached_blob(
+    cache: &HubCache,
+    repo: &RepoRef,
+    commit: &str,
+    file: &str,
+    etag: &str,
+) -> Result<bool> {
+    let blob = cache.blob(&repo.id, etag);
+    let unusable = |source| HubError::Cache {
+        path: blob.clone(),
+        source,
+    };
+    if etag.contains('/')
+        || !blob.is_file()
+        || verify::mismatch(&blob, etag).map_err(unusable)?.is_some()
+    {
+        return Ok(false);
+    }
+    cache.link(&repo.id, commit, file, &blob)?;
+    tracing::info!(repo = %repo.id, %commit, %file, "linked to the cached copy");
+    Ok(true)
 }
 
 /// Removes a downloaded file whose contents do not match its ETag, and its
@@ -160,12 +195,21 @@ fn classify(
             ureq::Error::StatusCode(status @ (401 | 403)) => HubError::AccessRefused {
                 repo: repo.id.clone(),
                 status,
-                hint: if settings.token.is_some() {
-                    "the token given has no access to it: accept the repo's terms on the Hub, \
-                     or use a token with read access"
-                } else {
-                    "it is gated or private: accept its terms on the Hub and give a token \
-                     (--hf-token, HF_TOKEN or `huggingface-cli login`)"
+                hint: match (settings.token.is_some(), file) {
+                    (true, _) => {
+                        "the token given has no access to it: accept the repo's terms on the \
+                         Hub, or use a token with read access"
+                    }
+                    // Without a token the Hub answers 401 for a repo that does not exist too.
+                    (false, None) => {
+                        "check the id (no directory of that name here either); if it is gated \
+                         or private, accept its terms on the Hub and give a token (--hf-token, \
+                         HF_TOKEN or `huggingface-cli login`)"
+                    }
+                    (false, Some(_)) => {
+                        "it is gated or private: accept its terms on the Hub and give a token \
+                         (--hf-token, HF_TOKEN or `huggingface-cli login`)"
+                    }
                 },
             },
             error @ (ureq::Error::Io(_)

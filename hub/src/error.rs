@@ -23,8 +23,7 @@ pub enum HubError {
     /// The Hub answered 404 for the repo or revision.
     #[error(
         "Hugging Face Hub repo {repo} at revision {revision} not found on {endpoint}, \
-         and no directory {repo} here (check the id and revision; a private repo also \
-         answers 404 without a token)"
+         and no directory {repo} here (check the id and the revision)"
     )]
     RepoNotFound {
         /// The repo id.

@@ -130,16 +130,22 @@ fn from_cache(repo: &RepoRef, choice: &GraphChoice, cache: &HubCache) -> Result<
     let commit = cache
         .commit_of(repo)
         .ok_or_else(|| missing(format!("the revision itself ({})", repo.revision)))?;
-    let files = cache.files(&repo.id, &commit);
+    let cached = cache.files(&repo.id, &commit);
+    // The repo's listing, recorded when crossflow fetched it, chooses as the
+    // Hub would; without it, only what is cached can be chosen from.
+    let (listing, complete) = match cache.listing(&repo.id, &commit) {
+        Some(listing) => (listing, true),
+        None => (cached.clone(), false),
+    };
     let graph = chosen(
-        choose(&files, choice, false, &host_int8_order()),
+        choose(&listing, choice, complete, &host_int8_order()),
         &repo.id,
         &commit,
         Some(&missing),
     )?;
-    match needed_files(&graph, &files)
+    match needed_files(&graph, &listing)
         .into_iter()
-        .find(|f| !files.contains(f))
+        .find(|f| !cached.contains(f))
     {
         Some(file) => Err(missing(file)),
         None => Ok((commit, graph)),

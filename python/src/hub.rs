@@ -12,13 +12,24 @@ use pyo3::exceptions::{PyConnectionError, PyFileNotFoundError, PyPermissionError
 
 use crate::errors::{CrossflowError, ENOENT};
 
-/// The Hub keyword arguments, as given.
-#[derive(Debug, Default)]
+/// The Hub keyword arguments, as given (`Debug` hides the token).
+#[derive(Default)]
 pub struct HubArgs {
     pub revision: Option<String>,
     pub token: Option<String>,
     pub local_files_only: bool,
     pub cache_folder: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HubArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubArgs")
+            .field("revision", &self.revision)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("local_files_only", &self.local_files_only)
+            .field("cache_folder", &self.cache_folder)
+            .finish()
+    }
 }
 
 /// The directory of `model` (a directory or repo id) and `options` with its

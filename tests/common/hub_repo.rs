@@ -131,3 +131,23 @@ pub fn score_column(path: &Path) -> Vec<Option<f32>> {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The int8 variant the published names imply for this machine's CPU flags.
+pub fn expected_int8_variant() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        return "onnx/model_qint8_arm64.onnx";
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    if flags.contains(&"avx512_vnni") {
+        "onnx/model_qint8_avx512_vnni.onnx"
+    } else if flags.contains(&"avx512f") {
+        "onnx/model_qint8_avx512.onnx"
+    } else {
+        "onnx/model_quint8_avx2.onnx"
+    }
+}
