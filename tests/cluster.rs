@@ -289,6 +289,15 @@ async fn score_and_rerank_with_a_scheduler_write_what_the_local_runs_write() {
         read("top-local.parquet"),
         "rerank --scheduler"
     );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".crossflow-tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staged outputs moved into place: {leftovers:?}"
+    );
 }
 
 /// `batch` ordered by its `id` column.

@@ -15,7 +15,7 @@ use datafusion::logical_expr::{Expr, cast, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, ident};
 
 use crate::columns;
-use crate::output_file::{FlagPath, check_paths};
+use crate::output_file::{FlagPath, StagedOutput, check_paths};
 use crate::sql::{ClusterArgs, execute_with_params};
 use crate::{JobError, Result};
 
@@ -129,12 +129,22 @@ pub async fn run(args: &RerankArgs, models: &ModelSet) -> Result<u64> {
     let tables = [format!("candidates={}", args.input)];
     let ctx = args.cluster.session(models, &tables).await?;
     check_input(&ctx, args).await?;
+    // Local COPY targets are staged by `execute`; a cluster's executors
+    // write under the temporary name staged here.
+    let staged = match args.cluster.scheduler {
+        Some(_) => Some(StagedOutput::create(&args.output)?),
+        None => None,
+    };
+    let target = staged
+        .as_ref()
+        .map_or(args.output.clone(), StagedOutput::staged);
     let copy = format!(
         "COPY ({}) TO '{}' STORED AS PARQUET",
         rerank_sql(args)?,
-        args.output.display().to_string().replace('\'', "''")
+        target.display().to_string().replace('\'', "''")
     );
     let result = execute_with_params(&ctx, &[copy], Some(rerank_params(args))).await?;
+    staged.map(StagedOutput::commit).transpose()?;
     let written = result
         .first()
         .and_then(|batches| batches.first())

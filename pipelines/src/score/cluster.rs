@@ -3,7 +3,9 @@
 //! written by them: the input's columns with the input file's Arrow types,
 //! then `cross_score`, a classifier's `nli_label` / `nli_probs` and, with
 //! `--threshold`, `is_paraphrase`, as the local job writes them. Rows come
-//! in the order the cluster's tasks finish, not the input's.
+//! in the order the cluster's tasks finish, not the input's. The executors
+//! write under a temporary name beside `--output`, which this process moves
+//! into place when the job succeeded.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use datafusion::prelude::{SessionContext, ident};
 
 use super::ScoreArgs;
 use crate::columns;
-use crate::output_file::{FlagPath, check_paths};
+use crate::output_file::{FlagPath, StagedOutput, check_paths};
 use crate::{JobError, Result};
 
 /// What a job on the cluster did.
@@ -61,16 +63,18 @@ pub async fn run(args: &ScoreArgs, model: Arc<CrossEncoder>) -> Result<ClusterSu
         .session(&models, &[format!("input={input}")])
         .await?;
     let exprs = select(&ctx, args, &schema, classifier)?;
+    let staged = StagedOutput::create(&args.output)?;
     let written = ctx
         .table("input")
         .await?
         .select(exprs)?
         .write_parquet(
-            &args.output.display().to_string(),
+            &staged.staged().display().to_string(),
             DataFrameWriteOptions::new().with_single_file_output(true),
             Some(zstd()),
         )
         .await?;
+    staged.commit()?;
     Ok(ClusterSummary {
         rows: count(&written),
         seconds: started.elapsed().as_secs_f64(),
