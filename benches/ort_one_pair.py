@@ -5,9 +5,10 @@
     python3 benches/ort_one_pair.py profile GRAPH.onnx --pairs target/pairs.json --profile long
     python3 benches/ort_one_pair.py options GRAPH.onnx --pairs target/pairs.json --profile short
 
-`profile`: ONNX Runtime's profiler over 60 pairs run one per `Run` (one intra-op
-thread, as each crossflow session on the CPU): the share of kernel time per
-operator type, and the time spent outside kernels.
+`profile`: ONNX Runtime's profiler over 60 runs of one pair each (or `--batch N`
+pairs of the profile's order, padded to the longest), one intra-op thread, as
+each crossflow session on the CPU: the share of kernel time per operator type
+with its microseconds per pair, and the time spent outside kernels.
 `options`: pairs/s one pair per run, one thread, for session options the issue
 names (memory pattern, arena, spinning, denormals), three interleaved rounds.
 `batches`: pairs/s of each graph given, one thread, pairs sorted by length in
@@ -39,9 +40,9 @@ OPTIONS = {
 }
 
 
-def feeds(pairs, tokenizer):
-    """One input feed per pair, unpadded (as crossflow's one-pair runs)."""
-    return [encode(tokenizer, [pair]) for pair in pairs]
+def feeds(pairs, tokenizer, batch=1):
+    """One input feed per `batch` pairs (one: unpadded, as crossflow's one-pair runs)."""
+    return [encode(tokenizer, pairs[i:i + batch]) for i in range(0, len(pairs), batch)]
 
 
 def session(graph, settings=None, profile_dir=None):
@@ -58,12 +59,13 @@ def session(graph, settings=None, profile_dir=None):
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
-def profile(graph, runs):
+def profile(graph, runs, batch=1):
     with tempfile.TemporaryDirectory() as tmp:
         s = session(graph, profile_dir=tmp)
         for feed in runs[:60]:
             s.run(None, feed)
         events = json.load(open(s.end_profiling()))
+    pairs = len(runs[:60]) * batch
     per_op, kernels = collections.Counter(), 0
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
@@ -72,8 +74,9 @@ def profile(graph, runs):
     total = sum(e["dur"] for e in events if e.get("name") == "model_run")
     print(f"{len(runs[:60])} runs: {total / 1e3:.0f} ms in Run, {kernels / 1e3:.0f} ms in kernels "
           f"({100 * (total - kernels) / total:.0f} % outside kernels)")
+    print(f"{pairs} pairs, {batch} per run: {total / pairs:.0f} µs per pair in Run")
     for op, us in per_op.most_common(14):
-        print(f"| {op} | {100 * us / kernels:.1f} % |")
+        print(f"| {op} | {100 * us / kernels:.1f} % | {us / pairs:.0f} µs per pair |")
 
 
 def options(graph, runs, rounds=3):
@@ -113,6 +116,7 @@ def main():
     ap.add_argument("--profile", default="short")
     ap.add_argument("--model-dir", default=MODEL_DIR, help="for tokenizer.json")
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=1, help="pairs per run for `profile`")
     args = ap.parse_args()
     tokenizer = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
     tokenizer.no_padding()
@@ -122,10 +126,13 @@ def main():
         for graph in args.graph:
             batches(graph, pairs, tokenizer)
         return
-    runs = feeds(pairs, tokenizer)
+    runs = feeds(pairs, tokenizer, args.batch if args.what == "profile" else 1)
     for graph in args.graph:
         print(os.path.basename(graph))
-        (profile if args.what == "profile" else options)(graph, runs)
+        if args.what == "profile":
+            profile(graph, runs, args.batch)
+        else:
+            options(graph, runs)
 
 
 if __name__ == "__main__":
