@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Re-exports the STS cross-encoder with eager attention so that ONNX Runtime's
+transformer optimizer fuses it (Attention, SkipLayerNormalization, BiasGelu),
+quantizes the fused graph dynamically with signed int8 weights, and measures
+STS-B dev Spearman of it and of the shipped int8 graph with the same tokenizer
+and the same one-pair runs (one thread).
+
+    .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
+        --out target/st-model
+    .venv-st/bin/python benches/export_fused.py --checkpoint target/st-model --out target/fused
+"""
+import argparse
+import collections
+import csv
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.optimizer import optimize_model
+from scipy.stats import spearmanr
+from tokenizers import Tokenizer
+from transformers import AutoModelForSequenceClassification
+
+SHIPPED = "models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx"
+STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
+
+
+def export(checkpoint, path):
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, attn_implementation="eager").eval()
+    ids = torch.ones((1, 8), dtype=torch.int64)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    torch.onnx.export(model, (ids, ids, torch.zeros_like(ids)), str(path), input_names=names,
+                      output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    return model.config
+
+
+def fuse(path, out, config):
+    fused = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size)
+    fused.save_model_to_file(str(out))
+    ops = collections.Counter(n.op_type for n in onnx.load(str(out)).graph.node)
+    return {k: ops[k] for k in ("Attention", "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu")}
+
+
+def dev_pairs():
+    pairs, gold = [], []
+    with open(STS_DEV, encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(row) >= 7:
+                pairs.append((row[5], row[6]))
+                gold.append(float(row[4]))
+    return pairs, gold
+
+
+def scores(graph, tokenizer, pairs):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    out = []
+    for a, b in pairs:
+        e = tokenizer.encode(a, b)
+        feed = {"input_ids": [e.ids], "attention_mask": [e.attention_mask], "token_type_ids": [e.type_ids]}
+        feed = {k: np.array(v, dtype=np.int64) for k, v in feed.items() if k in wanted}
+        out.append(float(session.run(None, feed)[0].reshape(-1)[0]))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="target/st-model")
+    ap.add_argument("--out", default="target/fused")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = export(args.checkpoint, out / "model.onnx")
+    fused_ops = fuse(out / "model.onnx", out / "model_fused.onnx", config)
+    print(f"fused operators: {fused_ops}")
+    quantize_dynamic(out / "model_fused.onnx", out / "model_fused_qint8.onnx", weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    tokenizer = Tokenizer.from_file(str(Path(args.checkpoint) / "tokenizer.json"))
+    tokenizer.enable_truncation(512)
+    pairs, gold = dev_pairs()
+    print(f"STS-B dev: {len(pairs)} pairs")
+    for name, graph in [("shipped int8", SHIPPED), ("fused fp32", out / "model_fused.onnx"),
+                        ("fused int8", out / "model_fused_qint8.onnx")]:
+        print(f"| {name} | {spearmanr(scores(graph, tokenizer, pairs), gold).statistic:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
