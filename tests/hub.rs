@@ -9,7 +9,7 @@ use crossflow_hub::{HubError, HubSettings, ResolvedModel, resolve};
 use crossflow_tests::fake_hub::Faults;
 use crossflow_tests::hub_repo::{
     MAIN, REPO, V1, crossflow, expected_int8_variant, hub_and_cache, paths, published_files,
-    score_column, start_hub, stderr,
+    score_args, score_column, start_hub, stderr,
 };
 use crossflow_tests::{assert_refused_with, sts_model_dir, write_pairs_parquet};
 
@@ -38,16 +38,7 @@ fn a_hub_model_scores_as_its_files_do_from_a_directory_and_a_pinned_one_needs_no
     write_pairs_parquet(&input);
     let score = |model: &str, output: &str, offline: bool| {
         let output = dir.path().join(output);
-        let args = [
-            "-v",
-            "score",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--model",
-            model,
-        ];
+        let args = [vec!["-v".to_string()], score_args(&input, &output, model)].concat();
         let run = crossflow(&args, &hub.endpoint, dir.path(), offline);
         assert!(run.status.success(), "{model}: {}", stderr(&run));
         (score_column(&output), stderr(&run))
@@ -328,15 +319,7 @@ fn models_pull_then_offline_score_and_list() {
     let input = dir.path().join("pairs.parquet");
     write_pairs_parquet(&input);
     let output = dir.path().join("scored.parquet");
-    let args = [
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--model",
-        REPO,
-    ];
+    let args = score_args(&input, &output, REPO);
     hub.clear_requests();
     let run = crossflow(&args, &hub.endpoint, dir.path(), true);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -360,7 +343,7 @@ fn models_pull_then_offline_score_and_list() {
 
     let cold = tempfile::tempdir().unwrap();
     let refused = crossflow(
-        &[&args[..], &["--offline"]].concat(),
+        &[&args[..], &["--offline".to_string()]].concat(),
         &hub.endpoint,
         cold.path(),
         false,

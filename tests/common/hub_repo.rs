@@ -103,7 +103,12 @@ pub fn paths(hub: &FakeHub) -> Vec<String> {
 
 /// Runs `crossflow` with the cache and Hub of a test, nothing from the
 /// user's environment.
-pub fn crossflow(args: &[&str], endpoint: &str, cache: &Path, offline: bool) -> Output {
+pub fn crossflow<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    endpoint: &str,
+    cache: &Path,
+    offline: bool,
+) -> Output {
     let mut command = std::process::Command::new(crossflow_binary());
     command
         .args(args)
@@ -150,4 +155,20 @@ pub fn expected_int8_variant() -> &'static str {
     } else {
         "onnx/model_quint8_avx2.onnx"
     }
+}
+
+/// `score --input INPUT --output OUTPUT --model MODEL`.
+pub fn score_args(input: &Path, output: &Path, model: &str) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    [
+        "score",
+        "--input",
+        &path(input),
+        "--output",
+        &path(output),
+        "--model",
+        model,
+    ]
+    .map(String::from)
+    .to_vec()
 }
