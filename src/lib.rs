@@ -38,6 +38,7 @@ mod output;
 mod queue;
 pub mod runtime;
 mod session;
+mod start_once;
 pub mod stats;
 mod texts;
 pub mod tokenize;

@@ -11,13 +11,14 @@
 mod pooling;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::model::{Fingerprint, ModelConfig, ModelFiles, graph};
 use crate::options::{EngineOptions, invariance, session_settings};
 use crate::queue::Scheduler;
+use crate::start_once::StartOnce;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::Texts;
 use crate::tokenize::PairTokenizer;
@@ -50,8 +51,7 @@ pub struct BiEncoder {
     tokenizer: PairTokenizer,
     pooler: Pooler,
     fingerprint: Fingerprint,
-    scheduler: OnceLock<Scheduler>,
-    starting: Mutex<()>,
+    scheduler: StartOnce<Scheduler>,
     stats: Arc<Stats>,
 }
 
@@ -123,8 +123,7 @@ impl BiEncoder {
             tokenizer,
             pooler,
             fingerprint,
-            scheduler: OnceLock::new(),
-            starting: Mutex::new(()),
+            scheduler: StartOnce::default(),
             stats: Arc::default(),
         })
     }
@@ -140,13 +139,10 @@ impl BiEncoder {
     }
 
     fn scheduler(&self) -> Result<&Scheduler> {
-        if let Some(scheduler) = self.scheduler.get() {
-            return Ok(scheduler);
-        }
-        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(scheduler) = self.scheduler.get() {
-            return Ok(scheduler);
-        }
+        self.scheduler.get_or_start(|| self.start_scheduler())
+    }
+
+    fn start_scheduler(&self) -> Result<Scheduler> {
         let wanted = [
             "sentence_embedding",
             "last_hidden_state",
@@ -170,7 +166,7 @@ impl BiEncoder {
             rows,
             self.stats.clone(),
         )?;
-        Ok(self.scheduler.get_or_init(|| scheduler))
+        Ok(scheduler)
     }
 
     /// The model's name: its directory's, or its Hub repo id.

@@ -5,7 +5,7 @@ mod engine;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use arrow::array::{BooleanArray, Float32Array};
 
@@ -15,6 +15,7 @@ use crate::model::{Fingerprint, ModelConfig, ModelDescription, ModelFiles};
 use crate::options::EngineOptions;
 use crate::output::{self, ClassifiedArrays};
 use crate::queue::BatchLimits;
+use crate::start_once::StartOnce;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::texts::{Texts, row_count};
 use crate::tokenize::PairTokenizer;
@@ -31,9 +32,7 @@ pub struct CrossEncoder {
     description: ModelDescription,
     options: EngineOptions,
     tokenizer: PairTokenizer,
-    engine: OnceLock<Engine>,
-    /// Held while the engine starts, so that it starts once.
-    starting: Mutex<()>,
+    engine: StartOnce<Engine>,
     cache: Option<PairCache>,
     stats: Arc<Stats>,
 }
@@ -109,8 +108,7 @@ impl CrossEncoder {
             description,
             options: options.clone(),
             tokenizer,
-            engine: OnceLock::new(),
-            starting: Mutex::new(()),
+            engine: StartOnce::default(),
             cache,
             stats: Arc::default(),
         })
@@ -128,20 +126,14 @@ impl CrossEncoder {
 
     /// The running engine, started on first call.
     fn engine(&self) -> Result<&Engine> {
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine);
-        }
-        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine);
-        }
-        let engine = Engine::start(
-            &self.description,
-            &self.tokenizer,
-            &self.options,
-            self.stats.clone(),
-        )?;
-        Ok(self.engine.get_or_init(|| engine))
+        self.engine.get_or_start(|| {
+            Engine::start(
+                &self.description,
+                &self.tokenizer,
+                &self.options,
+                self.stats.clone(),
+            )
+        })
     }
 
     /// What the model is, read without starting it.
