@@ -8,13 +8,10 @@
 //! `n · probes · n / lists` dot products instead of `n²`; recall against the
 //! exact search is measured by `crossflow-dedupe-bench --search-recall-rows`.
 
-use std::collections::BinaryHeap;
+use ndarray::{Array2, ArrayView2, Axis};
 
-use ndarray::{Array2, ArrayView2, Axis, s};
-
-use super::candidates::{
-    BLOCK, Candidate, Scored, TILE, in_parallel, offer, pairs_of, ranges, searchable, unique_pairs,
-};
+use super::candidates::{BLOCK, Candidate, in_parallel, ranges, searchable, unique_pairs};
+use super::index::SearchIndex;
 
 /// Sampled rows per list that train the centroids.
 const TRAIN_PER_LIST: usize = 64;
@@ -48,7 +45,7 @@ impl IvfShape {
 /// [`super::candidates::exact_top_k`], approximately. Takes the vectors
 /// (row-major `n × dim`, L2-normalised) to reorder them in place.
 pub fn ivf_top_k(
-    mut vectors: Vec<f32>,
+    vectors: Vec<f32>,
     dim: usize,
     valid: &[bool],
     k: usize,
@@ -59,113 +56,30 @@ pub fn ivf_top_k(
     let Some((rows, k)) = searchable(valid, k) else {
         return Vec::new();
     };
-    let shape = IvfShape::for_rows(rows.len(), Some(shape.lists), shape.probes);
-    let all = ArrayView2::from_shape((valid.len(), dim), &vectors).expect("vectors are n × dim");
-    let centroids = train(all, &rows, shape.lists, threads);
-    let nearest = nearest_centroids(all, &rows, &centroids, shape.probes, threads);
-    let index = Index::new(valid, &rows, &nearest, shape);
-    permute_rows(&mut vectors, dim, &index.source);
-    let packed = ArrayView2::from_shape((valid.len(), dim), &vectors).expect("vectors are n × dim");
+    let index = ivf_index(vectors, dim, valid, &rows, shape, threads);
     let pairs = in_parallel(rows.len(), threads, |range| {
-        index.search(packed, range, k, min_cosine)
+        index.search(range, k, min_cosine)
     });
     unique_pairs(pairs)
 }
 
-/// Rows reordered list by list, and what each row searches.
-struct Index {
-    /// `source[p]`: the original row at packed position `p` (valid rows list
-    /// by list, then the others).
-    source: Vec<usize>,
-    /// Packed positions of list `l`: `starts[l]..starts[l + 1]`.
-    starts: Vec<usize>,
-    /// The lists searched by the row at packed position `p`:
-    /// `probes[p * width..(p + 1) * width]`, nearest first.
-    probes: Vec<u32>,
-    width: usize,
-}
-
-impl Index {
-    /// `rows`: the valid rows; `nearest[i * probes..]`: the lists of
-    /// `rows[i]`, nearest first.
-    fn new(valid: &[bool], rows: &[usize], nearest: &[u32], shape: IvfShape) -> Self {
-        let width = shape.probes;
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| (nearest[i * width], rows[i]));
-        let mut starts = vec![0; shape.lists + 1];
-        for &i in &order {
-            starts[nearest[i * width] as usize + 1] += 1;
-        }
-        for l in 0..shape.lists {
-            starts[l + 1] += starts[l];
-        }
-        let probes = order
-            .iter()
-            .flat_map(|&i| nearest[i * width..(i + 1) * width].iter().copied())
-            .collect();
-        let mut source: Vec<usize> = order.iter().map(|&i| rows[i]).collect();
-        source.extend((0..valid.len()).filter(|&r| !valid[r]));
-        Self {
-            source,
-            starts,
-            probes,
-            width,
-        }
-    }
-
-    /// Candidates of the rows at packed positions `range`, block by block:
-    /// for each list probed by some row of a block, those rows against the
-    /// list as one matrix product.
-    fn search(
-        &self,
-        packed: ArrayView2<f32>,
-        range: std::ops::Range<usize>,
-        k: usize,
-        min: f32,
-    ) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        for block in ranges(range, BLOCK) {
-            let mut heaps: Vec<BinaryHeap<Scored>> = block
-                .clone()
-                .map(|_| BinaryHeap::with_capacity(k + 1))
-                .collect();
-            for (list, positions) in self.block_lists(block.clone()) {
-                let queries = packed.select(Axis(0), &positions);
-                let members = self.starts[list]..self.starts[list + 1];
-                for tile in ranges(members, TILE) {
-                    let scores = queries.dot(&packed.slice(s![tile.clone(), ..]).t());
-                    for (row, &p) in positions.iter().enumerate() {
-                        let heap = &mut heaps[p - block.start];
-                        for (q, &cosine) in tile.clone().zip(scores.row(row)) {
-                            if cosine >= min && q != p {
-                                offer(heap, k, cosine, self.source[q]);
-                            }
-                        }
-                    }
-                }
-            }
-            for (slot, heap) in heaps.into_iter().enumerate() {
-                out.extend(pairs_of(self.source[block.start + slot], heap));
-            }
-        }
-        out
-    }
-
-    /// The lists probed by the rows of `block`, each with the positions that probe it.
-    fn block_lists(&self, block: std::ops::Range<usize>) -> Vec<(usize, Vec<usize>)> {
-        let mut wanted: Vec<(u32, usize)> = block
-            .flat_map(|p| {
-                self.probes[p * self.width..(p + 1) * self.width]
-                    .iter()
-                    .map(move |&l| (l, p))
-            })
-            .collect();
-        wanted.sort_unstable();
-        wanted
-            .chunk_by(|x, y| x.0 == y.0)
-            .map(|run| (run[0].0 as usize, run.iter().map(|&(_, p)| p).collect()))
-            .collect()
-    }
+/// The IVF index of the valid `rows` of `vectors` (row-major `n × dim`,
+/// L2-normalised, reordered in place): centroids trained on a sample, each
+/// row assigned to the lists of its nearest ones. `shape.lists` is clamped
+/// to the rows.
+pub fn ivf_index(
+    vectors: Vec<f32>,
+    dim: usize,
+    valid: &[bool],
+    rows: &[usize],
+    shape: IvfShape,
+    threads: usize,
+) -> SearchIndex {
+    let shape = IvfShape::for_rows(rows.len(), Some(shape.lists), shape.probes);
+    let all = ArrayView2::from_shape((valid.len(), dim), &vectors).expect("vectors are n × dim");
+    let centroids = train(all, rows, shape.lists, threads);
+    let nearest = nearest_centroids(all, rows, &centroids, shape.probes, threads);
+    SearchIndex::new(vectors, dim, valid, rows, &nearest, shape)
 }
 
 /// Spherical k-means centroids (`lists × dim`, unit length) of a strided
@@ -230,37 +144,12 @@ fn nearest_centroids(
     })
 }
 
-/// Reorders the rows of `data` (`dim` wide) in place so that row `p` becomes
-/// the old row `source[p]`, following the permutation's cycles with one row
-/// of scratch (no second copy of the vectors).
-fn permute_rows(data: &mut [f32], dim: usize, source: &[usize]) {
-    let mut done = vec![false; source.len()];
-    let mut scratch = vec![0.0f32; dim];
-    for start in 0..source.len() {
-        if done[start] || source[start] == start {
-            continue;
-        }
-        scratch.copy_from_slice(&data[start * dim..(start + 1) * dim]);
-        let mut p = start;
-        loop {
-            done[p] = true;
-            let from = source[p];
-            assert!(from == start || !done[from], "source is a permutation");
-            if from == start {
-                data[p * dim..(p + 1) * dim].copy_from_slice(&scratch);
-                break;
-            }
-            data.copy_within(from * dim..(from + 1) * dim, p * dim);
-            p = from;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dedupe::candidates::exact_top_k;
     use crate::dedupe::candidates::tests::assert_recall_at_least;
+    use crate::dedupe::index::permute_rows;
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -1,0 +1,207 @@
+//! A [`SearchIndex`] as an Arrow IPC file, for a cluster's executors: one
+//! row per packed position with its original `row`, the lists it `probes`
+//! (its own list first) and its `vector`; the number of lists in the
+//! schema's metadata.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt32Array,
+    UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt32Type, UInt64Type};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+
+use super::index::SearchIndex;
+
+/// Schema metadata key holding the number of lists.
+const LISTS: &str = "crossflow.lists";
+/// Rows per record batch written.
+const BATCH_ROWS: usize = 16_384;
+
+/// Why an index file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexFileError {
+    #[error("search index {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("search index {path}: {source}")]
+    Arrow { path: String, source: ArrowError },
+    #[error("search index {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Writes `index` (every row searchable) to `path`.
+pub fn write(index: &SearchIndex, path: &Path) -> Result<(), IndexFileError> {
+    let name = path.display().to_string();
+    let arrow = |source| IndexFileError::Arrow {
+        path: name.clone(),
+        source,
+    };
+    if index.searchable() != index.source().len() {
+        return Err(IndexFileError::Invalid {
+            path: name,
+            reason: "every row of a cluster's search index must be searchable".into(),
+        });
+    }
+    let schema = Arc::new(schema(index.width(), index.dim(), index.lists()));
+    let file = File::create(path).map_err(|source| IndexFileError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let mut writer = FileWriter::try_new(BufWriter::new(file), &schema).map_err(arrow)?;
+    for start in (0..index.source().len()).step_by(BATCH_ROWS) {
+        let end = (start + BATCH_ROWS).min(index.source().len());
+        writer
+            .write(&batch(index, &schema, start..end).map_err(arrow)?)
+            .map_err(arrow)?;
+    }
+    let buffered = writer.into_inner().map_err(arrow)?;
+    buffered.into_inner().map_err(|e| IndexFileError::Io {
+        path: name.clone(),
+        source: e.into_error(),
+    })?;
+    Ok(())
+}
+
+/// Reads the index written to `path`.
+pub fn read(path: &Path) -> Result<SearchIndex, IndexFileError> {
+    let name = path.display().to_string();
+    let arrow = |source| IndexFileError::Arrow {
+        path: name.clone(),
+        source,
+    };
+    let invalid = |reason: String| IndexFileError::Invalid {
+        path: name.clone(),
+        reason,
+    };
+    let file = File::open(path).map_err(|source| IndexFileError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+    let schema = reader.schema();
+    let lists: usize = schema
+        .metadata()
+        .get(LISTS)
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| invalid(format!("no {LISTS} in the schema's metadata")))?;
+    let (width, dim) = match (widths(&schema, "probes"), widths(&schema, "vector")) {
+        (Some(width), Some(dim)) => (width, dim),
+        _ => return Err(invalid("not a crossflow search index".into())),
+    };
+    let (mut source, mut probes, mut packed) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch.map_err(arrow)?;
+        let rows = batch.column(0).as_primitive::<UInt64Type>();
+        source.extend(rows.values().iter().map(|&r| r as usize));
+        probes.extend(list_values::<UInt32Type>(batch.column(1)));
+        packed.extend(list_values::<Float32Type>(batch.column(2)));
+    }
+    SearchIndex::from_parts(source, probes, width, lists, packed, dim).map_err(invalid)
+}
+
+fn schema(width: usize, dim: usize, lists: usize) -> Schema {
+    let list = |item: DataType, size: usize| {
+        DataType::FixedSizeList(Arc::new(Field::new("item", item, false)), size as i32)
+    };
+    Schema::new(vec![
+        Field::new("row", DataType::UInt64, false),
+        Field::new("probes", list(DataType::UInt32, width), false),
+        Field::new("vector", list(DataType::Float32, dim), false),
+    ])
+    .with_metadata(HashMap::from([(LISTS.to_string(), lists.to_string())]))
+}
+
+/// The size of the fixed-size list column `name`.
+fn widths(schema: &Schema, name: &str) -> Option<usize> {
+    match schema.field_with_name(name).ok()?.data_type() {
+        DataType::FixedSizeList(_, size) => usize::try_from(*size).ok(),
+        _ => None,
+    }
+}
+
+fn batch(
+    index: &SearchIndex,
+    schema: &Arc<Schema>,
+    rows: std::ops::Range<usize>,
+) -> Result<RecordBatch, ArrowError> {
+    let (width, dim) = (index.width(), index.dim());
+    let source: UInt64Array = index.source()[rows.clone()]
+        .iter()
+        .map(|&r| r as u64)
+        .collect();
+    let probes = UInt32Array::from(index.probes()[rows.start * width..rows.end * width].to_vec());
+    let vectors = Float32Array::from(index.packed()[rows.start * dim..rows.end * dim].to_vec());
+    let fixed = |values: ArrayRef, size: usize, item: DataType| {
+        FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", item, false)),
+            size as i32,
+            values,
+            None,
+        )
+    };
+    RecordBatch::try_new(
+        Arc::clone(schema),
+        vec![
+            Arc::new(source),
+            Arc::new(fixed(Arc::new(probes), width, DataType::UInt32)?),
+            Arc::new(fixed(Arc::new(vectors), dim, DataType::Float32)?),
+        ],
+    )
+}
+
+/// The values of a fixed-size list column, row after row.
+fn list_values<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    column: &ArrayRef,
+) -> Vec<T::Native> {
+    let list = column.as_fixed_size_list();
+    let size = list.value_length() as usize;
+    list.values().as_primitive::<T>().values()[..list.len() * size].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::ivf::{IvfShape, ivf_index};
+
+    #[test]
+    fn an_index_reads_back_as_written_and_searches_alike() {
+        let (n, dim) = (BATCH_ROWS + 300, 4);
+        let vectors: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5)
+            .collect();
+        let rows: Vec<usize> = (0..n).collect();
+        let shape = IvfShape {
+            lists: 12,
+            probes: 3,
+        };
+        let index = ivf_index(vectors, dim, &vec![true; n], &rows, shape, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.arrow");
+        write(&index, &path).unwrap();
+        let read_back = read(&path).unwrap();
+        assert_eq!(read_back, index);
+        assert_eq!(
+            read_back.search(0..500, 3, 0.0),
+            index.search(0..500, 3, 0.0)
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_index_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.arrow");
+        std::fs::write(&path, b"not arrow").unwrap();
+        let error = read(&path).unwrap_err().to_string();
+        assert!(error.contains("other.arrow"), "{error}");
+    }
+}
