@@ -3,12 +3,13 @@
 //! it did), queries compared with the same queries run locally, and nodes
 //! with another model refused.
 
-use std::process::{Child, Command};
+use std::process::Command;
 
 use crossflow_pipelines::sql::{cluster_session, session};
 use crossflow_tests::cluster_nodes::{
-    QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample, sample,
-    small_row_groups, start_executor, start_scheduler, started, succeeded, write,
+    Processes, QUERY, assert_each_ran_more, assert_mismatch, models, refused, repeated_sample,
+    sample, small_row_groups, spawn_executor, start_executor, start_scheduler, started, strings,
+    succeeded, write,
 };
 use crossflow_tests::enrich_io::{free_port, metric, spawn_binary as spawn, wait_for_metric};
 use crossflow_tests::{crossflow_binary, query, read_parquet};
@@ -148,18 +149,6 @@ async fn nodes_with_another_model_are_refused_with_both_fingerprints() {
     );
 }
 
-/// Child processes, killed when the test ends however it ends.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn crossflow(args: &[String]) -> String {
     let output = Command::new(crossflow_binary())
         .args(args)
@@ -171,10 +160,6 @@ fn crossflow(args: &[String]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
 }
 
 #[test]
@@ -194,20 +179,9 @@ fn the_scheduler_and_executor_commands_run_sql_as_the_local_command_does() {
     let metrics_ports = [free_port(), free_port()];
     for (i, port) in metrics_ports.iter().enumerate() {
         let work_dir = dir.path().join(format!("work-{i}"));
-        std::fs::create_dir(&work_dir).unwrap();
-        processes.0.push(spawn(&strings(&[
-            "executor",
-            "--scheduler",
-            &scheduler,
-            "--bind",
-            &format!("127.0.0.1:{}", free_port()),
-            "--vcores",
-            "1",
-            "--work-dir",
-            work_dir.to_str().unwrap(),
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])));
+        processes
+            .0
+            .push(spawn_executor(&scheduler, &work_dir, *port));
     }
     let scheduler_port = scheduler_metrics
         .rsplit(':')

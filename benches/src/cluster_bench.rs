@@ -118,9 +118,10 @@ impl Cluster {
         let scheduler = listener.local_addr()?;
         tokio::spawn(crossflow_cluster::run_scheduler(
             listener,
-            functions(client, Node::Scheduler)?,
+            functions(client, Node::Scheduler, None)?,
             crossflow_cluster::Access::default(),
             Arc::new(crossflow_cluster::SchedulerMetrics::new()),
+            std::time::Duration::from_secs(180),
         ));
         let mut executors = Vec::new();
         for &vcores in vcores {
@@ -135,7 +136,7 @@ impl Cluster {
                 work_dir: Some(tempfile::tempdir_in(dir)?.keep()),
                 access: crossflow_cluster::Access::default(),
             };
-            let functions = functions(&models, Node::Executor)?;
+            let functions = functions(&models, Node::Executor, None)?;
             let task_metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 crossflow_cluster::run_executor(&settings, functions, task_metrics).await

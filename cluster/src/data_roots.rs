@@ -44,6 +44,12 @@ impl DataRoots {
         Ok(Self(resolved.into()))
     }
 
+    /// Refuses reading `path` outside every root (for functions that read
+    /// a file named in their arguments).
+    pub fn check_read(&self, path: &Path) -> Result<()> {
+        self.check_path("reading", path)
+    }
+
     /// Refuses `path` (read or written, as `what` says) outside every root.
     fn check_path(&self, what: &str, path: &Path) -> Result<()> {
         let resolved = resolve(path);

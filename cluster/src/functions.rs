@@ -64,6 +64,17 @@ impl ClusterFunctions {
         Ok(Self { node, by_name })
     }
 
+    /// Adds `udf`, a function of no model (every node must add the same).
+    pub fn with_function(mut self, udf: ScalarUDF) -> Self {
+        let function = ClusterFunction {
+            udf: Arc::new(udf),
+            model: None,
+        };
+        self.by_name
+            .insert(function.udf.name().to_string(), function);
+        self
+    }
+
     /// The function registered as `name`.
     pub fn get(&self, name: &str) -> Option<&ClusterFunction> {
         self.by_name.get(name)

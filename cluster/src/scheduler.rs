@@ -2,6 +2,7 @@
 //! functions and check the fingerprints of the plans clients submit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
@@ -27,13 +28,17 @@ use crate::session::codecs;
 /// it for work (Ballista's pull-staged scheduling), so it never connects to
 /// them. With a token, every call without it is refused (see [`Token`]);
 /// with data roots, every plan that reaches outside them (see [`DataRoots`]).
-/// `metrics` read the scheduler's executors once it has started.
+/// `metrics` read the scheduler's executors once it has started. An
+/// executor that has not polled for `executor_timeout` is lost: its tasks run
+/// again on the others.
 pub async fn run_scheduler(
     listener: TcpListener,
     functions: Arc<ClusterFunctions>,
     access: Access,
     metrics: Arc<SchedulerMetrics>,
+    executor_timeout: Duration,
 ) -> Result<()> {
+    let timeout = executor_timeout.as_secs().max(2);
     let address = listener.local_addr().map_err(ClusterError::Bind)?;
     let (logical, physical) = codecs(&functions);
     let config = SchedulerConfig {
@@ -43,6 +48,9 @@ pub async fn run_scheduler(
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
         override_session_builder: access.data_roots.map(checked_sessions),
+        executor_timeout_seconds: timeout,
+        expire_dead_executor_interval_seconds: (timeout / 2).clamp(1, 15),
+        no_executors_grace_period_seconds: timeout,
         ..SchedulerConfig::default()
     };
     config.validate().map_err(ClusterError::Ballista)?;

@@ -13,6 +13,7 @@ use crossflow_cluster::{
 };
 use crossflow_udfs::ModelSet;
 
+use crate::dedupe::search_udf;
 use crate::metrics_http::{Exposition, serve_on};
 use crate::models::{BiEncoderArg, ModelArgs};
 use crate::{JobError, Result};
@@ -61,6 +62,10 @@ pub struct SchedulerArgs {
     /// Serve Prometheus metrics (crossflow_scheduler_executors) at HOST:PORT
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Seconds without a poll after which an executor is lost and its tasks
+    /// run again on the others (executors poll several times a second)
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(2..))]
+    pub executor_timeout: u64,
 }
 
 /// Arguments of `crossflow executor`.
@@ -101,14 +106,15 @@ pub struct ExecutorArgs {
 pub async fn scheduler(args: &SchedulerArgs, models: &ModelArgs) -> Result<()> {
     let access = access(&args.token, &args.data_roots)?;
     let models = models.load_model_set(args.bi_encoder.bi_encoder.as_deref())?;
-    let functions = functions(&models, Node::Scheduler)?;
+    let functions = functions(&models, Node::Scheduler, access.data_roots.clone())?;
     warn_if_exposed("scheduler", args.bind, &access);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| JobError::io(args.bind, e))?;
     let metrics = Arc::new(SchedulerMetrics::new());
     serve_metrics(args.metrics_addr, &metrics).await?;
-    crossflow_cluster::run_scheduler(listener, functions, access, metrics).await?;
+    let timeout = std::time::Duration::from_secs(args.executor_timeout);
+    crossflow_cluster::run_scheduler(listener, functions, access, metrics, timeout).await?;
     Ok(())
 }
 
@@ -130,7 +136,7 @@ pub async fn executor(args: &ExecutorArgs, models: &ModelArgs) -> Result<()> {
     let access = access(&args.token, &args.data_roots)?;
     warn_if_exposed("executor", args.bind, &access);
     let models = models.load_model_set(args.bi_encoder.bi_encoder.as_deref())?;
-    let functions = functions(&models, Node::Executor)?;
+    let functions = functions(&models, Node::Executor, access.data_roots.clone())?;
     let loaded = std::iter::once(&models.score).chain(&models.nli).cloned();
     let metrics = Arc::new(ExecutorMetrics::new(loaded.collect()));
     serve_metrics(args.metrics_addr, &metrics).await?;
@@ -173,9 +179,15 @@ fn warn_if_exposed(node: &str, bind: SocketAddr, access: &Access) {
     }
 }
 
-/// The functions of `models` on a `node`.
-pub fn functions(models: &ModelSet, node: Node) -> Result<Arc<ClusterFunctions>> {
-    Ok(Arc::new(ClusterFunctions::new(models, node)?))
+/// The functions of `models` on a `node`, and the dedupe job's candidate
+/// search (reading under `roots` only, when given).
+pub fn functions(
+    models: &ModelSet,
+    node: Node,
+    roots: Option<DataRoots>,
+) -> Result<Arc<ClusterFunctions>> {
+    let functions = ClusterFunctions::new(models, node)?.with_function(search_udf(roots));
+    Ok(Arc::new(functions))
 }
 
 fn default_vcores() -> usize {

@@ -107,6 +107,9 @@ pub enum JobError {
     /// A cluster node could not start or run.
     #[error(transparent)]
     Cluster(#[from] crossflow_cluster::ClusterError),
+    /// A dedupe search index could not be written or read.
+    #[error(transparent)]
+    SearchIndex(#[from] crate::dedupe::index_file::IndexFileError),
     /// Invalid command-line arguments: a value, or flags that do not go
     /// together, whatever the input.
     #[error("{0}")]

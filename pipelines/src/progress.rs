@@ -15,14 +15,28 @@ pub struct PairProgress {
 impl PairProgress {
     /// A bar over `total` pairs (a spinner when unknown).
     pub fn new(total: Option<u64>, what: &str) -> Self {
-        let bar = match total {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-        };
-        let template = format!(
-            "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} pairs, {{per_sec}}, ETA {{eta}}"
-        );
-        if let Ok(style) = ProgressStyle::with_template(&template) {
+        Self::drawn(
+            total,
+            &format!(
+                "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} pairs, {{per_sec}}, ETA {{eta}}"
+            ),
+        )
+    }
+
+    /// A bar over `total` tasks of a job on a cluster.
+    pub fn tasks(total: u64, what: &str) -> Self {
+        Self::drawn(
+            Some(total),
+            &format!(
+                "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} tasks, ETA {{eta}}"
+            ),
+        )
+    }
+
+    /// A bar on stderr over `total` (a spinner when unknown) in `template`.
+    fn drawn(total: Option<u64>, template: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
         bar.enable_steady_tick(Duration::from_millis(250));

@@ -94,7 +94,7 @@ pub async fn cluster_session(
     models: &ModelSet,
     tables: &[String],
 ) -> Result<SessionContext> {
-    let functions = crate::cluster::functions(models, Node::Client)?;
+    let functions = crate::cluster::functions(models, Node::Client, None)?;
     let partitions = partitions.unwrap_or(crossflow_cluster::DEFAULT_PARTITIONS);
     if partitions == 0 {
         return Err(JobError::Usage("--partitions must be at least 1".into()));

@@ -118,13 +118,14 @@ pub async fn start_scheduler(models: &ModelSet) -> Scheduler {
 pub async fn start_scheduler_with(models: &ModelSet, access: Access) -> Scheduler {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let functions = functions(models, Node::Scheduler).unwrap();
+    let functions = functions(models, Node::Scheduler, access.data_roots.clone()).unwrap();
     let metrics = Arc::new(SchedulerMetrics::new());
     tokio::spawn(crossflow_cluster::run_scheduler(
         listener,
         functions,
         access,
         Arc::clone(&metrics),
+        std::time::Duration::from_secs(180),
     ));
     Scheduler { address, metrics }
 }
@@ -157,7 +158,7 @@ pub fn start_executor_with(
         access,
     };
     let bind = settings.bind;
-    let functions = functions(&models, Node::Executor).unwrap();
+    let functions = functions(&models, Node::Executor, settings.access.data_roots.clone()).unwrap();
     let task_metrics = Arc::clone(&metrics);
     tokio::spawn(async move {
         if let Err(error) =
@@ -206,4 +207,40 @@ pub fn assert_mismatch(error: &str, ours: &Fingerprint, theirs: &Fingerprint) {
         error.contains(&theirs.to_string()) && error.contains(&ours.to_string()),
         "{error}"
     );
+}
+
+/// Child processes, killed when the test ends however it ends.
+pub struct Processes(pub Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Owned copies of `args`.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// `crossflow executor` as a user starts it: one vcore, polling `scheduler`
+/// (HOST:PORT), its metrics on `metrics_port`.
+pub fn spawn_executor(scheduler: &str, work_dir: &Path, metrics_port: u16) -> std::process::Child {
+    std::fs::create_dir_all(work_dir).unwrap();
+    crate::enrich_io::spawn_binary(&strings(&[
+        "executor",
+        "--scheduler",
+        scheduler,
+        "--bind",
+        &format!("127.0.0.1:{}", free_port()),
+        "--vcores",
+        "1",
+        "--work-dir",
+        work_dir.to_str().unwrap(),
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics_port}"),
+    ]))
 }

@@ -277,10 +277,10 @@ impl CrossUdf {
     }
 }
 
-/// Runs a call that waits for the model's workers. On a multi-threaded tokio
-/// runtime (DataFusion's) the thread first hands its other tasks to the
-/// runtime's other threads, so waiting for inference never stalls them.
-pub(crate) fn off_async_threads<T>(call: impl FnOnce() -> T) -> T {
+/// Runs a call that waits for the model's workers or computes at length. On
+/// a multi-threaded tokio runtime (DataFusion's) the thread first hands its
+/// other tasks to the runtime's other threads, so the call never stalls them.
+pub fn off_async_threads<T>(call: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {

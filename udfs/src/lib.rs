@@ -28,7 +28,7 @@ pub use embed::{EMBED, EmbedUdf, embed_udf, vector_type};
 
 pub use error::{FunctionError, Result, UdfError};
 pub use functions::{
-    CrossFunction, CrossUdf, ModelSet, bound_model, cross_functions, cross_udf,
+    CrossFunction, CrossUdf, ModelSet, bound_model, cross_functions, cross_udf, off_async_threads,
     register_cross_functions,
 };
 pub use tables::{TableFormat, parse_table_spec, register_table};

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::clusters::Representative;
 use super::verify::Direction;
+use crate::sql::ClusterArgs;
 
 /// Arguments of `crossflow dedupe`.
 #[derive(Debug, Clone, Args)]
@@ -74,6 +75,11 @@ pub struct DedupeArgs {
     /// Largest number of rows in a cluster (a warning names the clusters that reach it)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_cluster_size: Option<u64>,
+    /// With --scheduler: embedding, candidate search and verification run on
+    /// the cluster's executors, which read and write files in a temporary
+    /// directory beside --output
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// How candidate neighbours are searched.

@@ -26,7 +26,7 @@ pub(super) struct Assignment {
     pub score: Vec<Option<f32>>,
 }
 
-/// Runs the job.
+/// Runs the job, here or, with `--scheduler`, on a cluster.
 pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary> {
     check_arguments(args)?;
     if args.search == Search::Hnsw || args.hnsw_ef.is_some() {
@@ -39,28 +39,27 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         tracing::warn!(activation = ?models.activation,
             "dedupe scores with the model's own activation; --activation is ignored");
     }
-    // The verifier first: a threshold off its scale is refused before any work.
+    let on_cluster = args.cluster.scheduler.is_some();
+    // The verifier first: a threshold off its scale is refused before any
+    // work. A cluster's client only opens the model: the executors run it.
+    let model = if on_cluster {
+        models.open_score_model_as_configured()?
+    } else {
+        models.load_score_model_as_configured()?
+    };
     let verifier = Verifier::new(
-        models.load_score_model_as_configured()?,
+        model,
         args.duplicate_label.as_deref(),
         args.threshold,
         args.direction,
     )?;
     let mut stages = Stages::default();
-    // One partition: rows in file order (the order --representative first
-    // means); strings keep their input type in the output (no view types).
-    // No file statistics: see crate::sql::session (NaN read as a constant).
-    let config = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_collect_statistics(false)
-        .set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        );
-    let ctx = SessionContext::new_with_config(config);
-    let rows = read_rows(&ctx, args).await?;
+    let rows = read_input(args).await?;
     stages.summary.rows = rows.len();
     stages.lap("read");
+    if on_cluster {
+        return super::cluster::run(args, models, rows, verifier, stages).await;
+    }
     // The rest is work for the CPU and the models: off the async threads.
     let (args, models) = (args.clone(), models.clone());
     tokio::task::spawn_blocking(move || dedupe_rows(&args, &models, &rows, &verifier, stages))
@@ -68,9 +67,24 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
 }
 
+/// Reads `--input` in one partition: rows in file order (the order
+/// --representative first means); strings keep their input type in the
+/// output (no view types). No file statistics: see crate::sql::session (NaN
+/// read as a constant).
+async fn read_input(args: &DedupeArgs) -> Result<Rows> {
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_collect_statistics(false)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+    read_rows(&SessionContext::new_with_config(config), args).await
+}
+
 /// The summary and the time of each stage so far.
-struct Stages {
-    summary: DedupeSummary,
+pub(super) struct Stages {
+    pub summary: DedupeSummary,
     clock: Instant,
 }
 
@@ -85,7 +99,7 @@ impl Default for Stages {
 
 impl Stages {
     /// Ends `stage`, which took the time since the last one ended.
-    fn lap(&mut self, stage: &'static str) {
+    pub fn lap(&mut self, stage: &'static str) {
         let seconds = self.clock.elapsed().as_secs_f64();
         self.summary.stage_seconds.push((stage, seconds));
         self.clock = Instant::now();
@@ -101,21 +115,50 @@ fn dedupe_rows(
     mut stages: Stages,
 ) -> Result<DedupeSummary> {
     let texts = rows.texts()?;
-    let groups = exact_groups(&texts, rows.len(), args.representative);
-    let unique = &groups.head;
-    let present = (0..rows.len()).filter(|&r| texts.get(r).is_some()).count();
-    stages.summary.exact_duplicates = present - unique.len();
-    stages.lap("exact");
-
-    let heads: Vec<&str> = unique.iter().map(|&r| texts.text(r)).collect();
+    let groups = exact_stage(args, rows, &texts, &mut stages);
+    let heads = head_texts(&texts, &groups);
     let vectors = embed(&models.load_bi_encoder(args.bi_encoder.as_deref())?, &heads)?;
     stages.lap("embed");
 
-    let found = candidates(args, vectors, unique);
+    let found = candidates(args, vectors, &groups.head);
     stages.summary.candidates = found.len();
     stages.lap("candidates");
 
-    let (clusters, cross_scores) = verify_and_link(args, &texts, &groups, &found, verifier)?;
+    let linked = verify_and_link(args, &texts, &groups, &found, VERIFY_WINDOW, |pairs| {
+        verifier.score_pairs(pairs)
+    })?;
+    finish(args, rows, &groups, &found, linked, stages)
+}
+
+/// Groups rows of equal text (the exact duplicates).
+pub(super) fn exact_stage(
+    args: &DedupeArgs,
+    rows: &Rows,
+    texts: &TextColumn,
+    stages: &mut Stages,
+) -> Groups {
+    let groups = exact_groups(texts, rows.len(), args.representative);
+    let present = (0..rows.len()).filter(|&r| texts.get(r).is_some()).count();
+    stages.summary.exact_duplicates = present - groups.head.len();
+    stages.lap("exact");
+    groups
+}
+
+/// The text of each group's head, the distinct texts in group order.
+pub(super) fn head_texts<'a>(texts: &TextColumn<'a>, groups: &Groups) -> Vec<&'a str> {
+    groups.head.iter().map(|&r| texts.text(r)).collect()
+}
+
+/// Counts what the linkage scored and verified, then assigns and writes
+/// every row (and the pairs, with --pairs-output).
+pub(super) fn finish(
+    args: &DedupeArgs,
+    rows: &Rows,
+    groups: &Groups,
+    found: &[Candidate],
+    (clusters, cross_scores): (Clusters, Vec<Option<f32>>),
+    mut stages: Stages,
+) -> Result<DedupeSummary> {
     let summary = &mut stages.summary;
     summary.scored = cross_scores.iter().flatten().count();
     summary.verified = cross_scores
@@ -123,11 +166,11 @@ fn dedupe_rows(
         .flatten()
         .filter(|&&s| s >= args.threshold)
         .count();
-    warn_capped(&clusters, &groups, rows, args.max_cluster_size);
+    warn_capped(&clusters, groups, rows, args.max_cluster_size);
     summary.capped_clusters = clusters.capped.len();
     stages.lap("verify");
 
-    let assignment = assign(&groups, &clusters);
+    let assignment = assign(groups, &clusters);
     let summary = &mut stages.summary;
     summary.clusters = (0..rows.len())
         .filter(|&r| assignment.cluster[r] == r)
@@ -139,7 +182,7 @@ fn dedupe_rows(
         outputs.push(write_pairs(
             path,
             rows,
-            &found,
+            found,
             &cross_scores,
             args.threshold,
         )?);
@@ -151,7 +194,7 @@ fn dedupe_rows(
 
 /// Refuses outputs that clash with the input or each other, and thresholds
 /// outside their scale, before anything is read.
-fn check_arguments(args: &DedupeArgs) -> Result<()> {
+pub(super) fn check_arguments(args: &DedupeArgs) -> Result<()> {
     let mut outputs = vec![FlagPath::new("--output", &args.output)];
     if let Some(pairs) = &args.pairs_output {
         outputs.push(FlagPath::new("--pairs-output", pairs));
@@ -179,27 +222,42 @@ fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Can
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let valid = vec![true; unique.len()];
     let dim = (vectors.len() / unique.len().max(1)).max(1);
-    let search = match args.search {
-        Search::Auto if unique.len() <= args.exact_limit => Search::Exact,
-        Search::Auto | Search::Hnsw => Search::Ivf,
-        chosen => chosen,
-    };
     let (k, min) = (args.top_k, args.min_cosine);
-    let neighbours = match search {
+    let neighbours = match chosen_search(args, unique.len()) {
         Search::Ivf => {
-            let lists = args.ivf_lists.map(|l| l as usize);
-            let shape = IvfShape::for_rows(unique.len(), lists, args.ivf_probes as usize);
-            tracing::info!(
-                lists = shape.lists,
-                probes = shape.probes,
-                "IVF candidate search"
-            );
+            let shape = ivf_shape(args, unique.len());
             ivf_top_k(vectors, dim, &valid, k, min, shape, threads)
         }
         Search::Exact | Search::Auto | Search::Hnsw => {
             exact_top_k(&vectors, dim, &valid, k, min, threads)
         }
     };
+    rows_of(neighbours, unique)
+}
+
+/// The search `--search` means for `distinct` texts: exact or IVF.
+pub(super) fn chosen_search(args: &DedupeArgs, distinct: usize) -> Search {
+    match args.search {
+        Search::Auto if distinct <= args.exact_limit => Search::Exact,
+        Search::Auto | Search::Hnsw => Search::Ivf,
+        chosen => chosen,
+    }
+}
+
+/// The IVF shape of the flags for `distinct` texts (logged).
+pub(super) fn ivf_shape(args: &DedupeArgs, distinct: usize) -> IvfShape {
+    let lists = args.ivf_lists.map(|l| l as usize);
+    let shape = IvfShape::for_rows(distinct, lists, args.ivf_probes as usize);
+    tracing::info!(
+        lists = shape.lists,
+        probes = shape.probes,
+        "IVF candidate search"
+    );
+    shape
+}
+
+/// Candidates between distinct texts as candidates between their rows.
+pub(super) fn rows_of(neighbours: Vec<Candidate>, unique: &[usize]) -> Vec<Candidate> {
     neighbours
         .into_iter()
         .map(|c| Candidate {
@@ -213,17 +271,19 @@ fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Can
 /// Pairs scored per call of the cross-encoder while linking: small enough
 /// that pairs whose groups were clustered meanwhile are skipped, large enough
 /// to keep every session busy.
-const VERIFY_WINDOW: usize = 2048;
+pub(super) const VERIFY_WINDOW: usize = 2048;
 
-/// Centre linkage of the distinct texts, scoring candidate pairs with the
-/// cross-encoder as the linkage needs them. Returns the clusters and each
+/// Centre linkage of the distinct texts, scoring candidate pairs with
+/// `score` (texts of pairs in, one score each out), `window` pairs at most
+/// per call, as the linkage needs them. Returns the clusters and each
 /// candidate's score (`None`: not needed).
-fn verify_and_link(
+pub(super) fn verify_and_link(
     args: &DedupeArgs,
     texts: &TextColumn,
     groups: &Groups,
     found: &[Candidate],
-    verifier: &Verifier,
+    window: usize,
+    mut score: impl FnMut(&[(&str, &str)]) -> Result<Vec<f32>>,
 ) -> Result<(Clusters, Vec<Option<f32>>)> {
     let pairs: Vec<(usize, usize)> = found
         .iter()
@@ -238,7 +298,7 @@ fn verify_and_link(
     let linkage = Linkage {
         threshold: args.threshold,
         max_rows: args.max_cluster_size.map(|m| m as usize),
-        window: VERIFY_WINDOW,
+        window,
     };
     // No total: pairs that cannot change a cluster are never scored.
     let progress = PairProgress::new(None, "verifying");
@@ -247,7 +307,7 @@ fn verify_and_link(
             .iter()
             .map(|&p| (texts.text(found[p].a), texts.text(found[p].b)))
             .collect();
-        let scores = verifier.score_pairs(&texts)?;
+        let scores = score(&texts)?;
         progress.inc(wanted.len() as u64);
         Ok(scores)
     });

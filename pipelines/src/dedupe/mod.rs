@@ -5,7 +5,10 @@
 
 mod args;
 pub mod candidates;
+mod cluster;
 pub mod clusters;
+pub mod index;
+pub mod index_file;
 mod input;
 pub mod ivf;
 mod job;
@@ -14,5 +17,6 @@ mod output;
 pub(crate) mod verify;
 
 pub use args::{DedupeArgs, DedupeSummary, Search};
+pub use cluster::search_udf::search_udf;
 pub use job::run;
 pub use verify::Direction;

@@ -47,6 +47,7 @@ enum Kind {
     Label {
         model: Arc<CrossEncoder>,
         index: usize,
+        label: String,
     },
 }
 
@@ -90,7 +91,11 @@ impl Verifier {
                         labels.join(", ")
                     ))
                 })?;
-                Kind::Label { model, index }
+                Kind::Label {
+                    model,
+                    index,
+                    label: label.to_string(),
+                }
             }
         };
         let direction = direction.unwrap_or(match kind {
@@ -110,18 +115,44 @@ impl Verifier {
     /// One score per pair of texts (the first text is the earlier row's).
     pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let forward = self.one_way(pairs)?;
-        if self.direction == Direction::Forward {
-            return Ok(forward);
+        if !self.both_ways() {
+            return Ok(self.combine(forward, None));
         }
         let reversed: Vec<(&str, &str)> = pairs.iter().map(|&(a, b)| (b, a)).collect();
         let backward = self.one_way(&reversed)?;
+        Ok(self.combine(forward, Some(backward)))
+    }
+
+    /// Whether a pair is scored in both orders.
+    pub fn both_ways(&self) -> bool {
+        self.direction != Direction::Forward
+    }
+
+    /// The pairs' scores from their forward scores and, when
+    /// [`both_ways`](Self::both_ways), their backward ones.
+    pub fn combine(&self, forward: Vec<f32>, backward: Option<Vec<f32>>) -> Vec<f32> {
+        let Some(backward) = backward else {
+            return forward;
+        };
         let both = |(f, b): (f32, f32)| match self.direction {
             Direction::Forward => f,
             Direction::Mean => (f + b) / 2.0,
             Direction::Max => f.max(b),
             Direction::Min => f.min(b),
         };
-        Ok(forward.into_iter().zip(backward).map(both).collect())
+        forward.into_iter().zip(backward).map(both).collect()
+    }
+
+    /// The SQL expression of one order's score of the texts in columns `a`
+    /// and `b`: `cross_score` of a score model, the label's `nli_probs` field
+    /// of a classifier.
+    pub fn sql_score(&self, a: &str, b: &str) -> String {
+        match &self.kind {
+            Kind::Score(_) => format!("cross_score({a}, {b})"),
+            Kind::Label { label, .. } => {
+                format!("nli_probs({a}, {b})['{}']", label.replace('\'', "''"))
+            }
+        }
     }
 
     /// Each pair's score in the order given.
@@ -131,7 +162,7 @@ impl Verifier {
                 let predictions = model.predict_pairs(pairs)?;
                 Ok(model.scores_of(&predictions).values().to_vec())
             }
-            Kind::Label { model, index } => {
+            Kind::Label { model, index, .. } => {
                 let predictions = model.predict_pairs(pairs)?;
                 Ok((0..pairs.len())
                     .map(|i| probabilities(predictions.logits(i))[*index])

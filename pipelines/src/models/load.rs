@@ -69,11 +69,22 @@ impl ModelArgs {
     /// Loads `--model` with the activation its configuration names, whatever
     /// `--activation` says: for jobs whose thresholds must keep one meaning.
     pub fn load_score_model_as_configured(&self) -> Result<Arc<CrossEncoder>> {
-        let (dir, options) = self.score_model(EngineOptions {
+        let (dir, options) = self.score_model_as_configured()?;
+        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+    }
+
+    /// [`load_score_model_as_configured`](Self::load_score_model_as_configured)'s
+    /// model opened, not started: for a cluster client.
+    pub fn open_score_model_as_configured(&self) -> Result<Arc<CrossEncoder>> {
+        let (dir, options) = self.score_model_as_configured()?;
+        Ok(Arc::new(CrossEncoder::open(dir, &options)?))
+    }
+
+    fn score_model_as_configured(&self) -> Result<(PathBuf, EngineOptions)> {
+        self.score_model(EngineOptions {
             activation: None,
             ..self.engine_options()?
-        })?;
-        Ok(Arc::new(CrossEncoder::load(dir, &options)?))
+        })
     }
 
     /// Loads the bi-encoder `model` (a directory or Hub repo id; the bundled
@@ -82,6 +93,12 @@ impl ModelArgs {
     pub fn load_bi_encoder(&self, model: Option<&Path>) -> Result<BiEncoder> {
         let (dir, options) = self.bi_encoder(model)?;
         Ok(BiEncoder::load(dir, &options)?)
+    }
+
+    /// The bi-encoder `model` opened, not started: for a cluster client.
+    pub fn open_bi_encoder(&self, model: Option<&Path>) -> Result<BiEncoder> {
+        let (dir, options) = self.bi_encoder(model)?;
+        Ok(BiEncoder::open(dir, &options)?)
     }
 
     /// The bi-encoder's directory and options: its own graph.
