@@ -15,23 +15,24 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 work=$(mktemp -d)
 
-start_cluster() { # VCORES...: a scheduler and one executor per argument
-  local scheduler=127.0.0.1:$(port) metrics=$(port)
+start_cluster() { # VCORES...: a scheduler and one executor per argument; sets $scheduler
+  scheduler=127.0.0.1:$(port)
+  local metrics
+  metrics=$(port)
   "$bin/crossflow" scheduler --bind "$scheduler" --metrics-addr "127.0.0.1:$metrics" \
-    2> "$work/scheduler.log" &
+    > /dev/null 2> "$work/scheduler.log" &
   pids+=($!)
   local i=0
   for vcores in "$@"; do
     i=$((i + 1))
     mkdir -p "$work/exec-$i"
     "$bin/crossflow" executor --scheduler "$scheduler" --bind "127.0.0.1:$(port)" \
-      --vcores "$vcores" --work-dir "$work/exec-$i" 2> "$work/executor-$i.log" &
+      --vcores "$vcores" --work-dir "$work/exec-$i" > /dev/null 2> "$work/executor-$i.log" &
     pids+=($!)
   done
   until curl -s "127.0.0.1:$metrics/metrics" | grep -q "^crossflow_scheduler_executors $#"; do
     sleep 0.5
   done
-  echo "$scheduler"
 }
 
 stop_cluster() {
@@ -44,12 +45,12 @@ cores=$(nproc)
 echo "## local"
 "$bin/crossflow-dedupe-bench" --rows "$rows" --search-recall-rows 0 "$@"
 echo "## one executor, $cores vcores (--partitions $cores)"
-scheduler=$(start_cluster "$cores")
+start_cluster "$cores"
 "$bin/crossflow-dedupe-bench" --rows "$rows" --search-recall-rows 0 \
   --job-arg=--scheduler="df://$scheduler" --job-arg=--partitions="$cores" "$@"
 stop_cluster
 echo "## two executors, 1 vcore each (--partitions 2)"
-scheduler=$(start_cluster 1 1)
+start_cluster 1 1
 "$bin/crossflow-dedupe-bench" --rows "$rows" --search-recall-rows 0 \
   --job-arg=--scheduler="df://$scheduler" --job-arg=--partitions=2 "$@"
 stop_cluster

@@ -41,8 +41,9 @@ fn write_corpus(path: &Path) {
 
 /// Candidates of the equality tests: a few dozen pairs.
 const FEW: [&str; 2] = ["--min-cosine", "0.6"];
-/// Candidates of the kill test: some thousand pairs, seconds of verification.
-const MANY: [&str; 4] = ["--min-cosine", "0.1", "--top-k", "30"];
+/// Candidates of the kill test: every pair of the 65 distinct texts (2,080),
+/// more than one window of the linkage (2,048), seconds of verification.
+const MANY: [&str; 3] = ["--min-cosine=-1", "--top-k", "64"];
 
 /// Runs the job on `input` into `name` (and its pairs into [`pairs_of`])
 /// under `dir`, with `more` flags ([`FEW`] candidates unless they say).
@@ -50,7 +51,7 @@ async fn run(dir: &Path, input: &Path, name: &str, more: &[&str]) -> Result<Path
     let output = dir.join(name);
     let pairs = pairs_of(&output);
     let mut flags = vec!["--pairs-output", pairs.to_str().unwrap()];
-    if !more.contains(&"--min-cosine") {
+    if !more.iter().any(|flag| flag.starts_with("--min-cosine")) {
         flags.extend(FEW);
     }
     flags.extend(more);
@@ -243,7 +244,12 @@ async fn an_executor_killed_mid_job_leaves_the_output_the_local_run_writes() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "the job completes: {log}");
     assert_eq!(read_parquet(&output), read_parquet(&local), "{log}");
-    assert_eq!(read_parquet(&pairs), read_parquet(&pairs_of(&local)));
+    let local_pairs = read_parquet(&pairs_of(&local));
+    assert!(
+        local_pairs.num_rows() > 2048,
+        "more than one linkage window"
+    );
+    assert_eq!(read_parquet(&pairs), local_pairs);
     assert!(
         metric(ports[1], "crossflow_pairs_scored_total") > 0.0,
         "the other executor scored"

@@ -89,15 +89,15 @@ pub fn read(path: &Path) -> Result<SearchIndex, IndexFileError> {
     })?;
     let reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
     let schema = reader.schema();
+    let (width, dim) = match (widths(&schema, "probes"), widths(&schema, "vector")) {
+        (Some(width), Some(dim)) if same_shape(&schema) => (width, dim),
+        _ => return Err(invalid("not a crossflow search index".into())),
+    };
     let lists: usize = schema
         .metadata()
         .get(LISTS)
         .and_then(|l| l.parse().ok())
         .ok_or_else(|| invalid(format!("no {LISTS} in the schema's metadata")))?;
-    let (width, dim) = match (widths(&schema, "probes"), widths(&schema, "vector")) {
-        (Some(width), Some(dim)) => (width, dim),
-        _ => return Err(invalid("not a crossflow search index".into())),
-    };
     let (mut source, mut probes, mut packed) = (Vec::new(), Vec::new(), Vec::new());
     for batch in reader {
         let batch = batch.map_err(arrow)?;
@@ -119,6 +119,14 @@ fn schema(width: usize, dim: usize, lists: usize) -> Schema {
         Field::new("vector", list(DataType::Float32, dim), false),
     ])
     .with_metadata(HashMap::from([(LISTS.to_string(), lists.to_string())]))
+}
+
+/// Whether `schema` has the columns of [`schema`], whatever the list sizes.
+fn same_shape(found: &Schema) -> bool {
+    match (widths(found, "probes"), widths(found, "vector")) {
+        (Some(width), Some(dim)) => found.fields() == schema(width, dim, 0).fields(),
+        _ => false,
+    }
 }
 
 /// The size of the fixed-size list column `name`.
@@ -203,5 +211,19 @@ mod tests {
         std::fs::write(&path, b"not arrow").unwrap();
         let error = read(&path).unwrap_err().to_string();
         assert!(error.contains("other.arrow"), "{error}");
+
+        // The columns' names with other types: refused, not read.
+        let batch = RecordBatch::try_from_iter([
+            ("row", Arc::new(Float32Array::from(vec![1.0])) as ArrayRef),
+            ("probes", Arc::new(UInt32Array::from(vec![0]))),
+            ("vector", Arc::new(Float32Array::from(vec![0.5]))),
+        ])
+        .unwrap();
+        let mut writer =
+            FileWriter::try_new(File::create(&path).unwrap(), &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let error = read(&path).unwrap_err().to_string();
+        assert!(error.contains("not a crossflow search index"), "{error}");
     }
 }

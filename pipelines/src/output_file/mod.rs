@@ -238,6 +238,36 @@ fn resolved_within(path: &Path, links: usize) -> PathBuf {
     }
 }
 
+/// A temporary working directory beside an output, for files a job's
+/// helpers (a cluster's executors) read: removed when dropped, and by
+/// [`remove_pending_and_exit`] when a signal ends the job.
+#[derive(Debug)]
+pub struct ScratchDir {
+    temp: TempDir,
+    _registration: Registration,
+}
+
+impl ScratchDir {
+    /// Creates `.{prefix}.XXXXXX` in the directory of `output` (links resolved).
+    pub fn beside(output: &Path, prefix: &str) -> Result<Self> {
+        let target = resolved(output);
+        let dir = directory_of(&target);
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{prefix}."))
+            .tempdir_in(dir)
+            .map_err(|e| JobError::io(dir.display(), e))?;
+        Ok(Self {
+            _registration: Registration::new(temp.path()),
+            temp,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+}
+
 /// A path given by a flag.
 #[derive(Debug, Clone, Copy)]
 pub struct FlagPath<'a> {

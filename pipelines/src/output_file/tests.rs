@@ -34,14 +34,19 @@ fn pending_outputs_are_removed_for_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let (file_output, _file) = OutputFile::create(&dir.path().join("a.parquet")).unwrap();
     let dir_output = StagedOutput::create(&dir.path().join("b")).unwrap();
-    let (file_temp, dir_temp) = (
+    let scratch = ScratchDir::beside(&dir.path().join("c.parquet"), "job").unwrap();
+    std::fs::write(scratch.path().join("index"), b"staged").unwrap();
+    let (file_temp, dir_temp, scratch_dir) = (
         file_output.temp.to_path_buf(),
         dir_output.temp.path().to_path_buf(),
+        scratch.path().to_path_buf(),
     );
+    assert!(scratch_dir.starts_with(dir.path().canonicalize().unwrap()));
     remove_pending();
-    assert!(!file_temp.exists() && !dir_temp.exists());
+    assert!(!file_temp.exists() && !dir_temp.exists() && !scratch_dir.exists());
     std::mem::forget(file_output);
     std::mem::forget(dir_output);
+    std::mem::forget(scratch);
 }
 
 #[test]

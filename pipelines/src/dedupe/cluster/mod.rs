@@ -9,8 +9,8 @@
 //!   does) and writes it beside the output; each task searches a range of its
 //!   rows through `crossflow_dedupe_search`, with the local search's code;
 //! - **verification**: the centre linkage runs on the client and asks for
-//!   the scores it needs in windows; each window's pairs are scored by tasks
-//!   of up to 512 pairs through `cross_score` (or `nli_probs` of the duplicate
+//!   the scores it needs in windows of 2048 pairs, as the local job; each
+//!   window's pairs are scored by tasks of up to 512 pairs through `cross_score` (or `nli_probs` of the duplicate
 //!   label), both orders when `--direction` says so, combined on the client.
 //!
 //! Every value is computed by the same code as in the local job, and scores
@@ -36,7 +36,8 @@ use super::index_file;
 use super::input::Rows;
 use super::ivf::ivf_index;
 use super::job::{
-    Stages, chosen_search, exact_stage, finish, head_texts, ivf_shape, rows_of, verify_and_link,
+    Stages, VERIFY_WINDOW, chosen_search, exact_stage, finish, head_texts, ivf_shape, rows_of,
+    verify_and_link,
 };
 use super::verify::Verifier;
 use crate::models::ModelArgs;
@@ -101,8 +102,8 @@ fn dedupe_rows(
     stages.summary.candidates = found.len();
     stages.lap("candidates");
 
-    let window = VERIFY_TASK * tasks.concurrency();
-    let linked = verify_and_link(args, &texts, &groups, &found, window, |pairs| {
+    // The local job's window: which pairs the linkage scores depends on it.
+    let linked = verify_and_link(args, &texts, &groups, &found, VERIFY_WINDOW, |pairs| {
         handle.block_on(score(tasks, verifier, pairs))
     })?;
     finish(args, rows, &groups, &found, linked, stages)
@@ -151,7 +152,6 @@ impl Vectors {
         if self.dim == 0 {
             self.dim = dim;
         }
-        let values = list.values().as_primitive::<Float32Type>().values();
         for (row, i) in idx.values().iter().enumerate() {
             let i = *i as usize;
             if dim != self.dim || list.is_null(row) {
@@ -165,8 +165,9 @@ impl Vectors {
                 self.values.resize((i + 1) * dim, 0.0);
             }
             self.filled[i] = true;
-            self.values[i * dim..(i + 1) * dim]
-                .copy_from_slice(&values[row * dim..(row + 1) * dim]);
+            let vector = list.value(row);
+            let vector = vector.as_primitive::<Float32Type>().values();
+            self.values[i * dim..(i + 1) * dim].copy_from_slice(vector);
         }
         Ok(())
     }
@@ -260,10 +261,12 @@ async fn score(tasks: &Tasks, verifier: &Verifier, pairs: &[(&str, &str)]) -> Re
         })
         .collect::<Result<Vec<_>>>()?;
     let (mut forward, mut backward) = (vec![f32::NAN; pairs.len()], vec![f32::NAN; pairs.len()]);
-    let mut arrived = 0;
+    let mut arrived = vec![false; pairs.len()];
     for batch in tasks.run(None, list).await?.iter().flatten() {
         let pair = batch.column(0).as_primitive::<UInt64Type>();
-        arrived += batch.num_rows();
+        for &p in pair.values() {
+            arrived[p as usize] = true;
+        }
         for (column, out) in [(1, &mut forward), (2, &mut backward)] {
             let Some(scores) = batch.columns().get(column) else {
                 continue;
@@ -279,9 +282,10 @@ async fn score(tasks: &Tasks, verifier: &Verifier, pairs: &[(&str, &str)]) -> Re
             }
         }
     }
-    if arrived != pairs.len() {
+    let scored = arrived.iter().filter(|&&a| a).count();
+    if scored != pairs.len() {
         return Err(JobError::Internal(format!(
-            "the cluster scored {arrived} of {} pairs",
+            "the cluster scored {scored} of {} pairs",
             pairs.len()
         )));
     }

@@ -11,8 +11,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
-use tempfile::TempDir;
 
+use crate::output_file::ScratchDir;
 use crate::progress::PairProgress;
 use crate::{JobError, Result};
 
@@ -35,7 +35,7 @@ pub(super) const TABLE: &str = "task_input";
 /// Runs tasks on one cluster session.
 pub(super) struct Tasks {
     ctx: SessionContext,
-    staging: TempDir,
+    staging: ScratchDir,
     concurrency: usize,
     /// Tasks staged so far: names their files and tables.
     staged: AtomicUsize,
@@ -45,14 +45,7 @@ impl Tasks {
     /// Tasks on `ctx`, `concurrency` at a time, staging files in a new
     /// temporary directory beside `output`.
     pub fn new(ctx: SessionContext, output: &Path, concurrency: usize) -> Result<Self> {
-        let dir = match output.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let staging = tempfile::Builder::new()
-            .prefix(".crossflow-dedupe.")
-            .tempdir_in(&dir)
-            .map_err(|e| JobError::io(dir.display(), e))?;
+        let staging = ScratchDir::beside(output, "crossflow-dedupe")?;
         Ok(Self {
             ctx,
             staging,
