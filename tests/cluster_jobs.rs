@@ -161,6 +161,66 @@ async fn score_and_rerank_with_a_scheduler_write_what_the_local_runs_write() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn score_and_rerank_with_a_scheduler_refuse_an_executor_with_another_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = start_scheduler(&models(None)).await;
+    // The executor's cross-encoder reads shorter texts: another fingerprint.
+    let executor = start_executor(&scheduler, models(Some(16)), &dir.path().join("w"));
+    scheduler.settle(1).await;
+    let (ours, theirs) = (
+        models(None).score.fingerprint().clone(),
+        models(Some(16)).score.fingerprint().clone(),
+    );
+    let cluster = ClusterArgs {
+        scheduler: Some(scheduler.to_string()),
+        ..ClusterArgs::default()
+    };
+    let input = dir.path().join("pairs.parquet");
+    write(&input, &sample(), None);
+    let score_args = ScoreArgs {
+        input: input.clone(),
+        a: "a".into(),
+        b: "b".into(),
+        output: dir.path().join("scored.parquet"),
+        threshold: None,
+        batch_size: 16,
+        cluster: cluster.clone(),
+    };
+    let error = score::cluster::run(&score_args, models(None).score)
+        .await
+        .expect_err("score on an executor with another model")
+        .to_string();
+    assert_mismatch(&error, &ours, &theirs);
+    let candidates = dir.path().join("candidates.parquet");
+    write(&candidates, &as_candidates(&sample()), None);
+    let rerank_args = RerankArgs {
+        input: candidates.display().to_string(),
+        output: dir.path().join("top.parquet"),
+        top_k: 3,
+        query_id_column: "query_id".into(),
+        query_column: "query".into(),
+        doc_id_column: "doc_id".into(),
+        doc_column: "doc".into(),
+        first_stage_column: None,
+        fusion: 1.0,
+        cluster,
+    };
+    let error = rerank::run(&rerank_args, &models(None))
+        .await
+        .expect_err("rerank on an executor with another model")
+        .to_string();
+    assert_mismatch(&error, &ours, &theirs);
+    assert_eq!(
+        executor.pairs_scored(),
+        0,
+        "nothing scored with the other model"
+    );
+    for name in ["scored.parquet", "top.parquet"] {
+        assert!(!dir.path().join(name).exists(), "no {name} written");
+    }
+}
+
 /// `batch` ordered by its `id` column.
 fn sorted_by_id(batch: RecordBatch) -> RecordBatch {
     let order =
