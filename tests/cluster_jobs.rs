@@ -2,6 +2,8 @@
 //! this process): `embed` / `cosine` in SQL, and the `score` and `rerank`
 //! jobs with `--scheduler`, each compared with the local run.
 
+use std::path::{Path, PathBuf};
+
 use arrow::array::RecordBatch;
 use crossflow::{CrossEncoder, EngineOptions};
 use crossflow_pipelines::rerank::{self, RerankArgs};
@@ -119,18 +121,8 @@ async fn score_and_rerank_with_a_scheduler_write_what_the_local_runs_write() {
         &as_candidates(&sample()),
         Some(small_row_groups(6)),
     );
-    let rerank_args = |output: &str, cluster: bool| RerankArgs {
-        input: candidates.display().to_string(),
-        output: dir.path().join(output),
-        top_k: 3,
-        query_id_column: "query_id".into(),
-        query_column: "query".into(),
-        doc_id_column: "doc_id".into(),
-        doc_column: "doc".into(),
-        first_stage_column: None,
-        fusion: 1.0,
-        cluster: on(cluster),
-    };
+    let rerank_args =
+        |output: &str, cluster: bool| top_three(&candidates, dir.path().join(output), on(cluster));
     let set = |model| crossflow_udfs::ModelSet {
         score: model,
         nli: None,
@@ -194,18 +186,7 @@ async fn score_and_rerank_with_a_scheduler_refuse_an_executor_with_another_model
     assert_mismatch(&error, &ours, &theirs);
     let candidates = dir.path().join("candidates.parquet");
     write(&candidates, &as_candidates(&sample()), None);
-    let rerank_args = RerankArgs {
-        input: candidates.display().to_string(),
-        output: dir.path().join("top.parquet"),
-        top_k: 3,
-        query_id_column: "query_id".into(),
-        query_column: "query".into(),
-        doc_id_column: "doc_id".into(),
-        doc_column: "doc".into(),
-        first_stage_column: None,
-        fusion: 1.0,
-        cluster,
-    };
+    let rerank_args = top_three(&candidates, dir.path().join("top.parquet"), cluster);
     let error = rerank::run(&rerank_args, &models(None))
         .await
         .expect_err("rerank on an executor with another model")
@@ -218,6 +199,22 @@ async fn score_and_rerank_with_a_scheduler_refuse_an_executor_with_another_model
     );
     for name in ["scored.parquet", "top.parquet"] {
         assert!(!dir.path().join(name).exists(), "no {name} written");
+    }
+}
+
+/// `rerank` of the candidates file of [`as_candidates`]: the top 3 per query.
+fn top_three(candidates: &Path, output: PathBuf, cluster: ClusterArgs) -> RerankArgs {
+    RerankArgs {
+        input: candidates.display().to_string(),
+        output,
+        top_k: 3,
+        query_id_column: "query_id".into(),
+        query_column: "query".into(),
+        doc_id_column: "doc_id".into(),
+        doc_column: "doc".into(),
+        first_stage_column: None,
+        fusion: 1.0,
+        cluster,
     }
 }
 
