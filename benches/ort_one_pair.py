@@ -14,7 +14,9 @@ names (memory pattern, arena, spinning, denormals), three interleaved rounds.
 `batches`: pairs/s of each graph given, one thread, pairs sorted by length in
 batches of 1, 4 and 16 (as crossflow's sessions run them), and the Python loop's
 way (two threads, batches of 32 in input order).
-Needs onnxruntime, numpy and tokenizers (e.g. .venv from scripts/setup --python).
+Needs onnxruntime, numpy, tokenizers and onnx (it pads batches with
+scripts/quantize_static.py, which imports onnxruntime.quantization): e.g.
+.venv-st from scripts/setup --sentence-transformers, not .venv.
 """
 import argparse
 import collections
