@@ -62,9 +62,16 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     }
     // The rest is work for the CPU and the models: off the async threads.
     let (args, models) = (args.clone(), models.clone());
-    tokio::task::spawn_blocking(move || dedupe_rows(&args, &models, &rows, &verifier, stages))
-        .await
-        .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let local = Local {
+            args: &args,
+            models: &models,
+            verifier: &verifier,
+        };
+        dedupe_rows(&args, &rows, &local, stages)
+    })
+    .await
+    .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
 }
 
 /// Reads `--input` in one partition: rows in file order (the order
@@ -106,37 +113,79 @@ impl Stages {
     }
 }
 
-/// Groups, embeds, searches, verifies, clusters and writes the rows read.
-fn dedupe_rows(
+/// Where a job embeds, searches candidates and scores pairs: in this
+/// process ([`Local`]) or on a cluster's executors.
+pub(super) trait Work {
+    /// The unit vectors of `texts`, row-major.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>>;
+    /// Candidate pairs among `n` distinct texts (indexes into them) from
+    /// their `vectors`.
+    fn neighbours(&self, vectors: Vec<f32>, n: usize) -> Result<Vec<Candidate>>;
+    /// The verifier's score of each pair of texts.
+    fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>>;
+}
+
+/// The job's work in this process.
+struct Local<'a> {
+    args: &'a DedupeArgs,
+    models: &'a ModelArgs,
+    verifier: &'a Verifier,
+}
+
+impl Work for Local<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let bi_encoder = self
+            .models
+            .load_bi_encoder(self.args.bi_encoder.as_deref())?;
+        embed(&bi_encoder, texts)
+    }
+
+    fn neighbours(&self, vectors: Vec<f32>, n: usize) -> Result<Vec<Candidate>> {
+        let args = self.args;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let valid = vec![true; n];
+        let dim = (vectors.len() / n.max(1)).max(1);
+        let (k, min) = (args.top_k, args.min_cosine);
+        Ok(match chosen_search(args, n) {
+            Search::Ivf => {
+                let shape = ivf_shape(args, n);
+                ivf_top_k(vectors, dim, &valid, k, min, shape, threads)
+            }
+            Search::Exact | Search::Auto | Search::Hnsw => {
+                exact_top_k(&vectors, dim, &valid, k, min, threads)
+            }
+        })
+    }
+
+    fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        self.verifier.score_pairs(pairs)
+    }
+}
+
+/// Groups, embeds, searches, verifies, clusters and writes the rows read,
+/// the model work and the search done by `work`.
+pub(super) fn dedupe_rows(
     args: &DedupeArgs,
-    models: &ModelArgs,
     rows: &Rows,
-    verifier: &Verifier,
+    work: &impl Work,
     mut stages: Stages,
 ) -> Result<DedupeSummary> {
     let texts = rows.texts()?;
     let groups = exact_stage(args, rows, &texts, &mut stages);
-    let heads = head_texts(&texts, &groups);
-    let vectors = embed(&models.load_bi_encoder(args.bi_encoder.as_deref())?, &heads)?;
+    let heads: Vec<&str> = groups.head.iter().map(|&r| texts.text(r)).collect();
+    let vectors = work.embed(&heads)?;
     stages.lap("embed");
 
-    let found = candidates(args, vectors, &groups.head);
+    let found = rows_of(work.neighbours(vectors, heads.len())?, &groups.head);
     stages.summary.candidates = found.len();
     stages.lap("candidates");
 
-    let linked = verify_and_link(args, &texts, &groups, &found, VERIFY_WINDOW, |pairs| {
-        verifier.score_pairs(pairs)
-    })?;
+    let linked = verify_and_link(args, &texts, &groups, &found, |pairs| work.score(pairs))?;
     finish(args, rows, &groups, &found, linked, stages)
 }
 
 /// Groups rows of equal text (the exact duplicates).
-pub(super) fn exact_stage(
-    args: &DedupeArgs,
-    rows: &Rows,
-    texts: &TextColumn,
-    stages: &mut Stages,
-) -> Groups {
+fn exact_stage(args: &DedupeArgs, rows: &Rows, texts: &TextColumn, stages: &mut Stages) -> Groups {
     let groups = exact_groups(texts, rows.len(), args.representative);
     let present = (0..rows.len()).filter(|&r| texts.get(r).is_some()).count();
     stages.summary.exact_duplicates = present - groups.head.len();
@@ -144,14 +193,9 @@ pub(super) fn exact_stage(
     groups
 }
 
-/// The text of each group's head, the distinct texts in group order.
-pub(super) fn head_texts<'a>(texts: &TextColumn<'a>, groups: &Groups) -> Vec<&'a str> {
-    groups.head.iter().map(|&r| texts.text(r)).collect()
-}
-
 /// Counts what the linkage scored and verified, then assigns and writes
 /// every row (and the pairs, with --pairs-output).
-pub(super) fn finish(
+fn finish(
     args: &DedupeArgs,
     rows: &Rows,
     groups: &Groups,
@@ -217,24 +261,6 @@ pub(super) fn check_arguments(args: &DedupeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Candidate pairs of rows: neighbours of the distinct texts' vectors.
-fn candidates(args: &DedupeArgs, vectors: Vec<f32>, unique: &[usize]) -> Vec<Candidate> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let valid = vec![true; unique.len()];
-    let dim = (vectors.len() / unique.len().max(1)).max(1);
-    let (k, min) = (args.top_k, args.min_cosine);
-    let neighbours = match chosen_search(args, unique.len()) {
-        Search::Ivf => {
-            let shape = ivf_shape(args, unique.len());
-            ivf_top_k(vectors, dim, &valid, k, min, shape, threads)
-        }
-        Search::Exact | Search::Auto | Search::Hnsw => {
-            exact_top_k(&vectors, dim, &valid, k, min, threads)
-        }
-    };
-    rows_of(neighbours, unique)
-}
-
 /// The search `--search` means for `distinct` texts: exact or IVF.
 pub(super) fn chosen_search(args: &DedupeArgs, distinct: usize) -> Search {
     match args.search {
@@ -257,7 +283,7 @@ pub(super) fn ivf_shape(args: &DedupeArgs, distinct: usize) -> IvfShape {
 }
 
 /// Candidates between distinct texts as candidates between their rows.
-pub(super) fn rows_of(neighbours: Vec<Candidate>, unique: &[usize]) -> Vec<Candidate> {
+fn rows_of(neighbours: Vec<Candidate>, unique: &[usize]) -> Vec<Candidate> {
     neighbours
         .into_iter()
         .map(|c| Candidate {
@@ -271,18 +297,17 @@ pub(super) fn rows_of(neighbours: Vec<Candidate>, unique: &[usize]) -> Vec<Candi
 /// Pairs scored per call of the cross-encoder while linking: small enough
 /// that pairs whose groups were clustered meanwhile are skipped, large enough
 /// to keep every session busy.
-pub(super) const VERIFY_WINDOW: usize = 2048;
+const VERIFY_WINDOW: usize = 2048;
 
 /// Centre linkage of the distinct texts, scoring candidate pairs with
-/// `score` (texts of pairs in, one score each out), `window` pairs at most
-/// per call, as the linkage needs them. Returns the clusters and each
+/// `score` (texts of pairs in, one score each out), [`VERIFY_WINDOW`] pairs
+/// at most per call, as the linkage needs them. Returns the clusters and each
 /// candidate's score (`None`: not needed).
-pub(super) fn verify_and_link(
+fn verify_and_link(
     args: &DedupeArgs,
     texts: &TextColumn,
     groups: &Groups,
     found: &[Candidate],
-    window: usize,
     mut score: impl FnMut(&[(&str, &str)]) -> Result<Vec<f32>>,
 ) -> Result<(Clusters, Vec<Option<f32>>)> {
     let pairs: Vec<(usize, usize)> = found
@@ -298,7 +323,7 @@ pub(super) fn verify_and_link(
     let linkage = Linkage {
         threshold: args.threshold,
         max_rows: args.max_cluster_size.map(|m| m as usize),
-        window,
+        window: VERIFY_WINDOW,
     };
     // No total: pairs that cannot change a cluster are never scored.
     let progress = PairProgress::new(None, "verifying");

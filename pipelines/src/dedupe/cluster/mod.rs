@@ -35,10 +35,7 @@ use super::index::SearchIndex;
 use super::index_file;
 use super::input::Rows;
 use super::ivf::ivf_index;
-use super::job::{
-    Stages, VERIFY_WINDOW, chosen_search, exact_stage, finish, head_texts, ivf_shape, rows_of,
-    verify_and_link,
-};
+use super::job::{Stages, Work, chosen_search, dedupe_rows, ivf_shape};
 use super::verify::Verifier;
 use crate::models::ModelArgs;
 use crate::{JobError, Result};
@@ -77,51 +74,48 @@ pub(super) async fn run(
     let (args, handle) = (args.clone(), Handle::current());
     // Searching and linking are work for this process's CPU: off the async threads.
     tokio::task::spawn_blocking(move || {
-        dedupe_rows(&args, &rows, &verifier, &tasks, &handle, stages)
+        let work = OnCluster {
+            args: &args,
+            tasks: &tasks,
+            handle: &handle,
+            verifier: &verifier,
+        };
+        dedupe_rows(&args, &rows, &work, stages)
     })
     .await
     .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
 }
 
-fn dedupe_rows(
-    args: &DedupeArgs,
-    rows: &Rows,
-    verifier: &Verifier,
-    tasks: &Tasks,
-    handle: &Handle,
-    mut stages: Stages,
-) -> Result<DedupeSummary> {
-    let texts = rows.texts()?;
-    let groups = exact_stage(args, rows, &texts, &mut stages);
-    let heads = head_texts(&texts, &groups);
-    let vectors = handle.block_on(embed(tasks, &heads))?;
-    stages.lap("embed");
+/// The job's work as tasks on the cluster, waited for from a blocking thread.
+struct OnCluster<'a> {
+    args: &'a DedupeArgs,
+    tasks: &'a Tasks,
+    handle: &'a Handle,
+    verifier: &'a Verifier,
+}
 
-    let neighbours = handle.block_on(search(tasks, args, vectors, heads.len()))?;
-    let found = rows_of(neighbours, &groups.head);
-    stages.summary.candidates = found.len();
-    stages.lap("candidates");
+impl Work for OnCluster<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.handle.block_on(embed(self.tasks, texts))
+    }
 
-    // The local job's window: which pairs the linkage scores depends on it.
-    let linked = verify_and_link(args, &texts, &groups, &found, VERIFY_WINDOW, |pairs| {
-        handle.block_on(score(tasks, verifier, pairs))
-    })?;
-    finish(args, rows, &groups, &found, linked, stages)
+    fn neighbours(&self, vectors: Vec<f32>, n: usize) -> Result<Vec<Candidate>> {
+        self.handle
+            .block_on(search(self.tasks, self.args, vectors, n))
+    }
+
+    fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        self.handle
+            .block_on(score(self.tasks, self.verifier, pairs))
+    }
 }
 
 /// The unit vectors of `texts`, row-major, embedded by the executors.
 async fn embed(tasks: &Tasks, texts: &[&str]) -> Result<Vec<f32>> {
-    let size = texts
-        .len()
-        .div_ceil(tasks.concurrency() * 2)
-        .clamp(1, EMBED_TASK);
-    let list = texts
-        .chunks(size)
-        .enumerate()
-        .map(|(c, chunk)| {
-            let first = (c * size) as u64;
-            let idx: UInt64Array = (first..first + chunk.len() as u64).collect();
-            let text = StringArray::from(chunk.to_vec());
+    let list = tasks
+        .pieces(texts, 2, EMBED_TASK)
+        .map(|(idx, piece)| {
+            let text = StringArray::from(piece.to_vec());
             Ok(Task {
                 sql: format!("SELECT idx, {EMBED}(text) AS vector FROM {TABLE}"),
                 input: batch(vec![("idx", Arc::new(idx)), ("text", Arc::new(text))])?,
@@ -238,18 +232,11 @@ async fn score(tasks: &Tasks, verifier: &Verifier, pairs: &[(&str, &str)]) -> Re
         sql.push_str(&format!(", {} AS backward", verifier.sql_score("b", "a")));
     }
     sql.push_str(&format!(" FROM {TABLE}"));
-    let size = pairs
-        .len()
-        .div_ceil(tasks.concurrency())
-        .clamp(1, VERIFY_TASK);
-    let list = pairs
-        .chunks(size)
-        .enumerate()
-        .map(|(c, chunk)| {
-            let first = (c * size) as u64;
-            let pair: UInt64Array = (first..first + chunk.len() as u64).collect();
-            let a = StringArray::from(chunk.iter().map(|p| p.0).collect::<Vec<_>>());
-            let b = StringArray::from(chunk.iter().map(|p| p.1).collect::<Vec<_>>());
+    let list = tasks
+        .pieces(pairs, 1, VERIFY_TASK)
+        .map(|(pair, piece)| {
+            let a = StringArray::from(piece.iter().map(|p| p.0).collect::<Vec<_>>());
+            let b = StringArray::from(piece.iter().map(|p| p.1).collect::<Vec<_>>());
             Ok(Task {
                 sql: sql.clone(),
                 input: batch(vec![

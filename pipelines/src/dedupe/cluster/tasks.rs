@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossflow_udfs::register_table;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -51,6 +51,24 @@ impl Tasks {
             staging,
             concurrency: concurrency.max(1),
             staged: AtomicUsize::new(0),
+        })
+    }
+
+    /// `items` cut into one piece per task: `per_slot` pieces per task slot,
+    /// of at most `max` items; each piece with its items' indexes in `items`.
+    pub fn pieces<'a, T>(
+        &self,
+        items: &'a [T],
+        per_slot: usize,
+        max: usize,
+    ) -> impl Iterator<Item = (UInt64Array, &'a [T])> {
+        let size = items
+            .len()
+            .div_ceil(self.concurrency * per_slot)
+            .clamp(1, max);
+        items.chunks(size).enumerate().map(move |(c, piece)| {
+            let first = (c * size) as u64;
+            ((first..first + piece.len() as u64).collect(), piece)
         })
     }
 
