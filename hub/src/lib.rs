@@ -34,7 +34,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 
 pub use cache::{CachedModel, HubCache};
-use crossflow::{CpuInfo, ModelOrigin};
+use crossflow::{CpuInfo, EngineOptions, ModelOrigin};
 pub use error::{EXPORT_HINT, HubError, Result};
 pub use graph::{AUTO_INT8, GraphChoice};
 use graph::{Unchosen, choose, int8_order, needed_files};
@@ -66,6 +66,23 @@ pub fn resolve(
         ModelSpec::Local(dir) => local(dir, onnx_file, &choice),
         ModelSpec::Hub(repo) => hub(&repo, &choice, settings),
     }
+}
+
+/// [`resolve`] for the engine: the directory to load, and `options` (whose
+/// `onnx_file` is the `--onnx-file` value) with the chosen graph and the
+/// model's origin.
+pub fn locate(
+    model: &Path,
+    options: EngineOptions,
+    settings: &HubSettings,
+) -> Result<(PathBuf, EngineOptions)> {
+    let resolved = resolve(model, options.onnx_file.as_deref(), settings)?;
+    let options = EngineOptions {
+        onnx_file: resolved.onnx_file,
+        origin: resolved.origin,
+        ..options
+    };
+    Ok((resolved.dir, options))
 }
 
 /// A local directory; with `auto-int8`, the graph for this CPU among its own.

@@ -69,6 +69,26 @@ impl HubSettings {
     }
 }
 
+impl HubSettings {
+    /// These settings with a front end's own over them: offline when either
+    /// says so, its token and cache directory where it gives them.
+    pub fn overridden(
+        mut self,
+        offline: bool,
+        token: Option<&str>,
+        cache_dir: Option<&Path>,
+    ) -> Self {
+        self.offline |= offline;
+        if let Some(token) = token {
+            self.token = Some(token.to_string());
+        }
+        if let Some(dir) = cache_dir {
+            self.cache_dir = dir.to_path_buf();
+        }
+        self
+    }
+}
+
 /// `1`, `true`, `yes`, `on` in any case, as `huggingface_hub` reads its flags.
 pub fn is_true(text: &str) -> bool {
     matches!(

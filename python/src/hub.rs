@@ -49,26 +49,12 @@ pub fn locate(
         Some(revision) => PathBuf::from(format!("{}@{revision}", model.display())),
         None => model.to_path_buf(),
     };
-    let resolved = crossflow_hub::resolve(&model, options.onnx_file.as_deref(), &settings(args))
-        .map_err(to_py)?;
-    let options = EngineOptions {
-        onnx_file: resolved.onnx_file,
-        origin: resolved.origin,
-        ..options
-    };
-    Ok((resolved.dir, options))
-}
-
-fn settings(args: &HubArgs) -> HubSettings {
-    let mut settings = HubSettings::from_env();
-    settings.offline |= args.local_files_only;
-    if let Some(token) = &args.token {
-        settings.token = Some(token.clone());
-    }
-    if let Some(folder) = &args.cache_folder {
-        settings.cache_dir = folder.clone();
-    }
-    settings
+    let settings = HubSettings::from_env().overridden(
+        args.local_files_only,
+        args.token.as_deref(),
+        args.cache_folder.as_deref(),
+    );
+    crossflow_hub::locate(&model, options, &settings).map_err(to_py)
 }
 
 /// A missing directory or a file an offline cache lacks is a

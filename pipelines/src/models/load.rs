@@ -18,12 +18,8 @@ impl ModelArgs {
     /// Where Hub models come from: the environment's settings, with
     /// `--offline` and `--hf-token` over them.
     pub fn hub_settings(&self) -> HubSettings {
-        let mut settings = HubSettings::from_env();
-        settings.offline |= self.offline;
-        if let Some(token) = &self.hf_token {
-            settings.token = Some(token.0.clone());
-        }
-        settings
+        let token = self.hf_token.as_ref().map(|t| t.0.as_str());
+        HubSettings::from_env().overridden(self.offline, token, None)
     }
 
     /// The directory of `model` (a directory or Hub repo id; the bundled
@@ -38,14 +34,7 @@ impl ModelArgs {
             Some(model) => model.to_path_buf(),
             None => bundled_model_dir(bundled)?,
         };
-        let resolved =
-            crossflow_hub::resolve(&dir, options.onnx_file.as_deref(), &self.hub_settings())?;
-        let options = EngineOptions {
-            onnx_file: resolved.onnx_file,
-            origin: resolved.origin,
-            ..options
-        };
-        Ok((resolved.dir, options))
+        Ok(crossflow_hub::locate(&dir, options, &self.hub_settings())?)
     }
 
     /// Opens `--model` (or the bundled score model) without starting it: for
