@@ -11,6 +11,7 @@ use crate::enrich::EnrichArgs;
 use crate::models::{ModelArgs, ModelsArgs};
 use crate::rerank::RerankArgs;
 use crate::score::ScoreArgs;
+use crate::search::{IndexArgs, SearchArgs};
 use crate::sql::SqlArgs;
 use crate::{Result, score, sql};
 
@@ -46,6 +47,10 @@ pub enum Command {
     DedupeStream(DedupeStreamArgs),
     /// Re-rank each query's candidate passages with the cross-encoder and keep the top k
     Rerank(RerankArgs),
+    /// Embed a corpus with the bi-encoder into an index directory for `crossflow search`
+    Index(IndexArgs),
+    /// Each query's best documents from a corpus: bi-encoder candidates re-ranked by the cross-encoder
+    Search(SearchArgs),
     /// Run a cluster scheduler (Ballista) for `sql --scheduler`
     Scheduler(SchedulerArgs),
     /// Run a cluster executor (Ballista) that scores with this node's models
@@ -58,7 +63,12 @@ pub enum Command {
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     if matches!(
         cli.command,
-        Command::Sql(_) | Command::Score(_) | Command::Dedupe(_) | Command::Rerank(_)
+        Command::Sql(_)
+            | Command::Score(_)
+            | Command::Dedupe(_)
+            | Command::Rerank(_)
+            | Command::Index(_)
+            | Command::Search(_)
     ) {
         remove_outputs_on_signal();
     }
@@ -140,6 +150,39 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 "rerank: wrote {rows} rows (top {} per query) to {}",
                 args.top_k,
                 args.output.display()
+            );
+            Ok(())
+        }
+        Command::Index(args) => {
+            let summary = crate::search::index(args, &cli.models).await?;
+            eprintln!(
+                "index: {} documents indexed of {} ({} without a text), {} lists, in {:.2}s ({:.0} documents/s); wrote {}",
+                summary.indexed,
+                summary.docs,
+                summary.docs - summary.indexed,
+                summary.lists,
+                summary.seconds,
+                summary.indexed as f64 / summary.seconds.max(1e-9),
+                args.out.display()
+            );
+            Ok(())
+        }
+        Command::Search(args) => {
+            let summary = crate::search::search(args, &cli.models).await?;
+            let stages: Vec<String> = summary
+                .stage_seconds
+                .iter()
+                .map(|(s, t)| format!("{s} {t:.2}s"))
+                .collect();
+            eprintln!(
+                "search: {} queries ({} without a text), {} candidate pairs scored, wrote {} rows (top {} per query) to {} ({})",
+                summary.queries,
+                summary.without_text,
+                summary.candidates,
+                summary.rows_written,
+                args.top_n,
+                args.output.display(),
+                stages.join(", ")
             );
             Ok(())
         }

@@ -15,6 +15,7 @@ pub mod output_file;
 pub mod progress;
 pub mod rerank;
 pub mod score;
+pub mod search;
 pub mod sql;
 mod statements;
 

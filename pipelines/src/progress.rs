@@ -57,3 +57,29 @@ impl PairProgress {
         self.started.elapsed()
     }
 }
+
+/// The time of each stage of a job, stage after stage.
+#[derive(Debug)]
+pub struct Laps {
+    clock: Instant,
+    /// Each stage ended so far and its seconds.
+    pub stages: Vec<(&'static str, f64)>,
+}
+
+impl Default for Laps {
+    fn default() -> Self {
+        Self {
+            clock: Instant::now(),
+            stages: Vec::new(),
+        }
+    }
+}
+
+impl Laps {
+    /// Ends `stage`, which took the time since the last one ended.
+    pub fn lap(&mut self, stage: &'static str) {
+        self.stages
+            .push((stage, self.clock.elapsed().as_secs_f64()));
+        self.clock = Instant::now();
+    }
+}

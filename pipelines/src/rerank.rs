@@ -129,6 +129,12 @@ pub async fn run(args: &RerankArgs, models: &ModelSet) -> Result<u64> {
     let tables = [format!("candidates={}", args.input)];
     let ctx = args.cluster.session(models, &tables).await?;
     check_input(&ctx, args).await?;
+    write_top(&ctx, args).await
+}
+
+/// Writes the top rows of table `candidates` of `ctx` to `--output` by
+/// [`rerank_sql`]; returns the number of rows written.
+pub(crate) async fn write_top(ctx: &SessionContext, args: &RerankArgs) -> Result<u64> {
     // Local COPY targets are staged by `execute`; a cluster's executors
     // write under the temporary name staged here.
     let staged = match args.cluster.scheduler {
@@ -143,7 +149,7 @@ pub async fn run(args: &RerankArgs, models: &ModelSet) -> Result<u64> {
         rerank_sql(args)?,
         target.display().to_string().replace('\'', "''")
     );
-    let result = execute_with_params(&ctx, &[copy], Some(rerank_params(args))).await?;
+    let result = execute_with_params(ctx, &[copy], Some(rerank_params(args))).await?;
     staged.map(StagedOutput::commit).transpose()?;
     let written = result
         .first()

@@ -136,7 +136,7 @@ pub(super) fn ranges(
 /// Runs `work` over `0..n` in contiguous ranges (four per thread, for
 /// balance) on a rayon pool of `threads` threads; concatenates the results
 /// in order.
-pub(super) fn in_parallel<T, F>(n: usize, threads: usize, work: F) -> Vec<T>
+pub(crate) fn in_parallel<T, F>(n: usize, threads: usize, work: F) -> Vec<T>
 where
     T: Send,
     F: Fn(std::ops::Range<usize>) -> Vec<T> + Sync,

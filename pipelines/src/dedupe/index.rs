@@ -148,29 +148,12 @@ impl SearchIndex {
     /// for each list probed by some row of a block, those rows against the
     /// list as one matrix product. Pairs name original rows.
     pub fn search(&self, range: std::ops::Range<usize>, k: usize, min: f32) -> Vec<Candidate> {
-        let packed = ArrayView2::from_shape((self.source.len(), self.dim), &self.packed)
-            .expect("vectors are rows × dim");
+        let packed = self.vectors();
         let mut out = Vec::new();
         for block in ranges(range, BLOCK) {
-            let mut heaps: Vec<BinaryHeap<Scored>> = block
-                .clone()
-                .map(|_| BinaryHeap::with_capacity(k + 1))
-                .collect();
-            for (list, positions) in self.block_lists(block.clone()) {
-                let queries = packed.select(Axis(0), &positions);
-                let members = self.starts[list]..self.starts[list + 1];
-                for tile in ranges(members, TILE) {
-                    let scores = queries.dot(&packed.slice(s![tile.clone(), ..]).t());
-                    for (row, &p) in positions.iter().enumerate() {
-                        let heap = &mut heaps[p - block.start];
-                        for (q, &cosine) in tile.clone().zip(scores.row(row)) {
-                            if cosine >= min && q != p {
-                                offer(heap, k, cosine, self.source[q]);
-                            }
-                        }
-                    }
-                }
-            }
+            let queries = packed.slice(s![block.clone(), ..]);
+            let probes = &self.probes[block.start * self.width..block.end * self.width];
+            let heaps = self.top_k(queries, probes, k, min, Some(block.start));
             for (slot, heap) in heaps.into_iter().enumerate() {
                 out.extend(pairs_of(self.source[block.start + slot], heap));
             }
@@ -178,21 +161,108 @@ impl SearchIndex {
         out
     }
 
-    /// The lists probed by the rows of `block`, each with the positions that probe it.
-    fn block_lists(&self, block: std::ops::Range<usize>) -> Vec<(usize, Vec<usize>)> {
-        let mut wanted: Vec<(u32, usize)> = block
-            .flat_map(|p| {
-                self.probes[p * self.width..(p + 1) * self.width]
-                    .iter()
-                    .map(move |&l| (l, p))
-            })
+    /// The `k` nearest rows (original rows, cosine ≥ `min`) of each of
+    /// `queries` (row-major, `dim()` wide, L2-normalised), best first (equal
+    /// cosines: lower row first). Query `i` searches the lists
+    /// `probes[i * width..(i + 1) * width]`, `width = probes.len() / queries`.
+    pub fn nearest(
+        &self,
+        queries: ArrayView2<f32>,
+        probes: &[u32],
+        k: usize,
+        min: f32,
+    ) -> Vec<Vec<(usize, f32)>> {
+        let width = probes.len() / queries.nrows().max(1);
+        let mut out = Vec::with_capacity(queries.nrows());
+        for block in ranges(0..queries.nrows(), BLOCK) {
+            let rows = queries.slice(s![block.clone(), ..]);
+            let probes = &probes[block.start * width..block.end * width];
+            for heap in self.top_k(rows, probes, k, min, None) {
+                let best_first = heap.into_sorted_vec();
+                out.push(best_first.into_iter().map(|s| (s.1, s.0)).collect());
+            }
+        }
+        out
+    }
+
+    /// Top-`k` heaps of a block of `queries` against the lists in `probes`
+    /// (the same number per query): for each list probed, the queries that
+    /// probe it against the list as one matrix product. `own`: the block is
+    /// the packed rows from this position on, none its own neighbour.
+    fn top_k(
+        &self,
+        queries: ArrayView2<f32>,
+        probes: &[u32],
+        k: usize,
+        min: f32,
+        own: Option<usize>,
+    ) -> Vec<BinaryHeap<Scored>> {
+        let packed = self.vectors();
+        let width = probes.len() / queries.nrows().max(1);
+        let mut heaps: Vec<BinaryHeap<Scored>> = (0..queries.nrows())
+            .map(|_| BinaryHeap::with_capacity(k + 1))
             .collect();
-        wanted.sort_unstable();
-        wanted
-            .chunk_by(|x, y| x.0 == y.0)
-            .map(|run| (run[0].0 as usize, run.iter().map(|&(_, p)| p).collect()))
+        for (members, slots) in self.probed(probes, width) {
+            let rows = queries.select(Axis(0), &slots);
+            for tile in ranges(members, TILE) {
+                let scores = rows.dot(&packed.slice(s![tile.clone(), ..]).t());
+                for (row, &slot) in slots.iter().enumerate() {
+                    let heap = &mut heaps[slot];
+                    let me = own.map(|start| start + slot);
+                    for (q, &cosine) in tile.clone().zip(scores.row(row)) {
+                        if cosine >= min && Some(q) != me {
+                            offer(heap, k, cosine, self.source[q]);
+                        }
+                    }
+                }
+            }
+        }
+        heaps
+    }
+
+    /// The packed rows of the lists in `probes` (`width` per query), each
+    /// with the queries that probe it; when every query probes every list,
+    /// all searchable rows at once.
+    fn probed(&self, probes: &[u32], width: usize) -> Vec<(std::ops::Range<usize>, Vec<usize>)> {
+        let queries = probes.len() / width.max(1);
+        if width == self.lists() {
+            return vec![(0..self.searchable(), (0..queries).collect())];
+        }
+        lists_probed(probes, width)
+            .into_iter()
+            .map(|(list, slots)| (self.starts[list]..self.starts[list + 1], slots))
             .collect()
     }
+
+    /// The packed vectors as a matrix.
+    fn vectors(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.source.len(), self.dim), &self.packed)
+            .expect("vectors are rows × dim")
+    }
+
+    /// The index with its original rows renamed: row `r` becomes `rows[r]`
+    /// (an increasing renumbering keeps every order and tie).
+    pub fn renumbered(mut self, rows: &[usize]) -> Self {
+        for row in &mut self.source {
+            *row = rows[*row];
+        }
+        self
+    }
+}
+
+/// The lists in `probes` (`width` per query), each with the queries that
+/// probe it.
+fn lists_probed(probes: &[u32], width: usize) -> Vec<(usize, Vec<usize>)> {
+    let mut wanted: Vec<(u32, usize)> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, &list)| (list, i / width))
+        .collect();
+    wanted.sort_unstable();
+    wanted
+        .chunk_by(|x, y| x.0 == y.0)
+        .map(|run| (run[0].0 as usize, run.iter().map(|&(_, q)| q).collect()))
+        .collect()
 }
 
 /// Where each list starts among rows grouped list by list (a row's own list

@@ -18,6 +18,8 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 
+use ndarray::Array2;
+
 use super::index::SearchIndex;
 
 /// Schema metadata key holding the number of lists.
@@ -107,6 +109,69 @@ pub fn read(path: &Path) -> Result<SearchIndex, IndexFileError> {
         packed.extend(list_values::<Float32Type>(batch.column(2)));
     }
     SearchIndex::from_parts(source, probes, width, lists, packed, dim).map_err(invalid)
+}
+
+/// Writes IVF `centroids` (one per row) to `path`, one column `centroid`.
+pub fn write_centroids(centroids: &Array2<f32>, path: &Path) -> Result<(), IndexFileError> {
+    let name = path.display().to_string();
+    let arrow = |source| IndexFileError::Arrow {
+        path: name.clone(),
+        source,
+    };
+    let dim = centroids.ncols();
+    let values = Float32Array::from_iter_values(centroids.iter().copied());
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let column =
+        FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).map_err(arrow)?;
+    let batch =
+        RecordBatch::try_from_iter([("centroid", Arc::new(column) as ArrayRef)]).map_err(arrow)?;
+    let file = File::create(path).map_err(|source| IndexFileError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let mut writer = FileWriter::try_new(BufWriter::new(file), &batch.schema()).map_err(arrow)?;
+    writer.write(&batch).map_err(arrow)?;
+    writer.finish().map_err(arrow)
+}
+
+/// Reads centroids written by [`write_centroids`].
+pub fn read_centroids(path: &Path) -> Result<Array2<f32>, IndexFileError> {
+    let name = path.display().to_string();
+    let arrow = |source| IndexFileError::Arrow {
+        path: name.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| IndexFileError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+    let schema = reader.schema();
+    let dim = widths(&schema, "centroid").filter(|&dim| {
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        schema.fields().len() == 1
+            && schema.field(0).data_type() == &DataType::FixedSizeList(item, dim as i32)
+    });
+    let Some(dim) = dim else {
+        return Err(IndexFileError::Invalid {
+            path: name,
+            reason: "not a file of IVF centroids (one column of float vectors)".into(),
+        });
+    };
+    let mut values = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(arrow)?;
+        let column = batch
+            .column_by_name("centroid")
+            .expect("checked in the schema");
+        values.extend(list_values::<Float32Type>(column));
+    }
+    Array2::from_shape_vec((values.len() / dim.max(1), dim), values).map_err(|e| {
+        IndexFileError::Invalid {
+            path: name,
+            reason: e.to_string(),
+        }
+    })
 }
 
 fn schema(width: usize, dim: usize, lists: usize) -> Schema {

@@ -82,6 +82,40 @@ pub fn ivf_index(
     SearchIndex::new(vectors, dim, valid, rows, &nearest, shape)
 }
 
+/// An index over every row of `vectors` (row-major `n × dim`, L2-normalised,
+/// `n ≥ 1`, reordered in place) for outside queries: each row in the one
+/// list of its nearest centroid, `lists` clamped to `1..=n`. Returns the
+/// index and its centroids (`lists × dim`), whose nearest ones are the lists
+/// a query searches ([`query_probes`]).
+pub fn corpus_index(
+    vectors: Vec<f32>,
+    dim: usize,
+    lists: usize,
+    threads: usize,
+) -> (SearchIndex, Array2<f32>) {
+    let n = vectors.len() / dim.max(1);
+    let rows: Vec<usize> = (0..n).collect();
+    let shape = IvfShape::for_rows(n, Some(lists), 1);
+    let all = ArrayView2::from_shape((n, dim), &vectors).expect("vectors are n × dim");
+    let centroids = train(all, &rows, shape.lists, threads);
+    let nearest = nearest_centroids(all, &rows, &centroids, 1, threads);
+    let index = SearchIndex::new(vectors, dim, &vec![true; n], &rows, &nearest, shape);
+    (index, centroids)
+}
+
+/// The `probes` lists each of `queries` (`q × dim`) searches: those of its
+/// most similar `centroids`, most similar first, flattened.
+pub fn query_probes(
+    queries: ArrayView2<f32>,
+    centroids: &Array2<f32>,
+    probes: usize,
+    threads: usize,
+) -> Vec<u32> {
+    let rows: Vec<usize> = (0..queries.nrows()).collect();
+    let probes = probes.clamp(1, centroids.nrows());
+    nearest_centroids(queries, &rows, centroids, probes, threads)
+}
+
 /// Spherical k-means centroids (`lists × dim`, unit length) of a strided
 /// sample of `rows`, started from evenly spaced sample rows (deterministic).
 fn train(all: ArrayView2<f32>, rows: &[usize], lists: usize, threads: usize) -> Array2<f32> {

@@ -395,7 +395,8 @@ fn warn_capped(clusters: &Clusters, groups: &Groups, rows: &Rows, max: Option<u6
     );
 }
 
-fn embed(model: &BiEncoder, texts: &[&str]) -> Result<Vec<f32>> {
+/// The unit vectors of `texts` (row-major), with a progress bar.
+pub(crate) fn embed(model: &BiEncoder, texts: &[&str]) -> Result<Vec<f32>> {
     let progress = PairProgress::new(Some(texts.len() as u64), "embedding");
     let mut vectors = Vec::with_capacity(texts.len() * model.dimension());
     for chunk in texts.chunks(4096) {

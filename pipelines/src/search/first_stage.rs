@@ -1,0 +1,81 @@
+//! The first stage: each query's top-k documents by cosine, as the table of
+//! candidates the cross-encoder re-ranks.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::DataType;
+use ndarray::{ArrayView2, s};
+
+use super::args::{EXACT_LIMIT, SearchMode};
+use super::build::threads;
+use super::index_dir::CorpusIndex;
+use super::table::TextTable;
+use crate::Result;
+use crate::dedupe::candidates::in_parallel;
+use crate::dedupe::ivf::query_probes;
+
+/// Each query's `k` nearest documents (corpus rows, cosine), best first
+/// (equal cosines: lower row first). `queries` is row-major, the index's
+/// width, L2-normalised.
+pub fn nearest(
+    index: &CorpusIndex,
+    queries: &[f32],
+    k: usize,
+    mode: SearchMode,
+    probes: usize,
+) -> Vec<Vec<(usize, f32)>> {
+    let dim = index.manifest.dim;
+    let n = queries.len() / dim;
+    let queries = ArrayView2::from_shape((n, dim), queries).expect("queries are n × dim");
+    let lists = index.manifest.lists;
+    let exact = match mode {
+        SearchMode::Exact => true,
+        SearchMode::Ivf => false,
+        SearchMode::Auto => index.manifest.indexed <= EXACT_LIMIT,
+    };
+    let probes: Vec<u32> = match exact {
+        true => (0..n).flat_map(|_| 0..lists as u32).collect(),
+        false => query_probes(queries, &index.centroids, probes, threads()),
+    };
+    let width = probes.len() / n.max(1);
+    tracing::info!(exact, lists, probes = width, "candidate search");
+    in_parallel(n, threads(), |range| {
+        let block = queries.slice(s![range.clone(), ..]);
+        let probes = &probes[range.start * width..range.end * width];
+        index.index.nearest(block, probes, k, f32::NEG_INFINITY)
+    })
+}
+
+/// The candidates as rows `query_id, query, doc_id, doc, bi_score`: for the
+/// `i`-th of `query_rows`, the documents `found[i]`, in order. Ids keep
+/// their type; texts are strings.
+pub fn candidates(
+    queries: &TextTable,
+    query_rows: &[usize],
+    docs: &TextTable,
+    found: &[Vec<(usize, f32)>],
+) -> Result<RecordBatch> {
+    let pairs = found.iter().map(Vec::len).sum();
+    let (mut query, mut doc) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    let mut cosine = Vec::with_capacity(pairs);
+    for (&row, hits) in query_rows.iter().zip(found) {
+        for &(doc_row, c) in hits {
+            query.push(row as u64);
+            doc.push(doc_row as u64);
+            cosine.push(c);
+        }
+    }
+    let (query, doc) = (UInt64Array::from(query), UInt64Array::from(doc));
+    let text = |table: &TextTable, rows: &UInt64Array| -> Result<ArrayRef> {
+        Ok(cast(&take(&table.texts, rows, None)?, &DataType::Utf8)?)
+    };
+    Ok(RecordBatch::try_from_iter([
+        ("query_id", take(&queries.ids, &query, None)?),
+        ("query", text(queries, &query)?),
+        ("doc_id", take(&docs.ids, &doc, None)?),
+        ("doc", text(docs, &doc)?),
+        ("bi_score", Arc::new(Float32Array::from(cosine)) as ArrayRef),
+    ])?)
+}

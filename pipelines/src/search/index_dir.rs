@@ -1,0 +1,211 @@
+//! A corpus index on disk, built by `crossflow index` and read by
+//! `crossflow search` and the `search` SQL functions: a directory with
+//!
+//! - `manifest.json`: the bi-encoder's name and fingerprint, the corpus
+//!   file's identity (path, size, modification time, SHA-256) and columns,
+//!   the vector width and number of lists;
+//! - `vectors.arrow`: one row per document with a text, list by list: its
+//!   corpus `row` (the document's position in the corpus file), its list
+//!   (`probes`) and its unit `vector` (`FixedSizeList<Float32>`);
+//! - `centroids.arrow`: the IVF centroids, one `centroid` per list.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::dedupe::index::SearchIndex;
+use crate::dedupe::index_file;
+use crate::output_file::ScratchDir;
+use crate::{JobError, Result};
+
+/// Version of the directory's layout.
+pub(super) const FORMAT: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+const VECTORS: &str = "vectors.arrow";
+const CENTROIDS: &str = "centroids.arrow";
+
+/// Which file a corpus is, to tell whether it changed since it was indexed:
+/// the same size and SHA-256 is the same corpus (a touched file is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusIdentity {
+    /// The file's absolute path when it was indexed.
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Modification time, seconds since the Unix epoch (informative).
+    pub modified: u64,
+    pub sha256: String,
+}
+
+impl CorpusIdentity {
+    /// The identity of the file at `path` (one Parquet file, not a directory).
+    pub fn of(path: &Path) -> Result<Self> {
+        let io = |e| JobError::io(path.display(), e);
+        let metadata = std::fs::metadata(path).map_err(io)?;
+        if !metadata.is_file() {
+            return Err(JobError::Usage(format!(
+                "{}: a corpus is one Parquet file (not a directory or a glob)",
+                path.display()
+            )));
+        }
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer).map_err(io)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        let sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Self {
+            path: path.canonicalize().map_err(io)?,
+            bytes: metadata.len(),
+            modified,
+            sha256,
+        })
+    }
+
+    /// Whether `other` has the same contents.
+    pub fn same_contents(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.sha256 == other.sha256
+    }
+}
+
+/// What an index was built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub crossflow_version: String,
+    pub bi_encoder: String,
+    pub bi_encoder_fingerprint: String,
+    pub corpus: CorpusIdentity,
+    pub doc_id_column: String,
+    pub doc_column: String,
+    /// Rows of the corpus.
+    pub docs: usize,
+    /// Rows with a text, the ones indexed.
+    pub indexed: usize,
+    pub dim: usize,
+    pub lists: usize,
+}
+
+/// A corpus index in memory.
+#[derive(Debug)]
+pub struct CorpusIndex {
+    pub manifest: Manifest,
+    pub index: SearchIndex,
+    pub centroids: Array2<f32>,
+}
+
+impl CorpusIndex {
+    /// Writes the index to directory `out` through a temporary directory
+    /// beside it, renamed into place when complete. An existing index at
+    /// `out` is replaced; anything else there is refused.
+    pub fn write(&self, out: &Path) -> Result<()> {
+        refuse_other_contents(out)?;
+        let scratch = ScratchDir::beside(out, "crossflow-index")?;
+        let dir = scratch.path();
+        index_file::write(&self.index, &dir.join(VECTORS))?;
+        index_file::write_centroids(&self.centroids, &dir.join(CENTROIDS))?;
+        let manifest = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| JobError::Internal(format!("index manifest: {e}")))?;
+        std::fs::write(dir.join(MANIFEST), manifest).map_err(|e| JobError::io(out.display(), e))?;
+        publish(dir, out)
+    }
+
+    /// Reads the index in directory `dir`, checking that its parts agree.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let invalid =
+            |reason: String| JobError::InvalidData(format!("--index {}: {reason}", dir.display()));
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| {
+            invalid(format!(
+                "no readable {MANIFEST} ({e}); build one with `crossflow index`"
+            ))
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| invalid(format!("{MANIFEST} is not a crossflow index manifest: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(invalid(format!(
+                "layout version {} (this crossflow reads {FORMAT}); rebuild it with `crossflow index`",
+                manifest.format
+            )));
+        }
+        let index = index_file::read(&dir.join(VECTORS))?;
+        let centroids = index_file::read_centroids(&dir.join(CENTROIDS))?;
+        let agrees = index.dim() == manifest.dim
+            && centroids.ncols() == manifest.dim
+            && centroids.nrows() == manifest.lists
+            && index.lists() == manifest.lists
+            && index.source().len() == manifest.indexed
+            && index.source().iter().all(|&row| row < manifest.docs);
+        if !agrees {
+            return Err(invalid(format!(
+                "its files disagree with {MANIFEST}; rebuild it with `crossflow index`"
+            )));
+        }
+        Ok(Self {
+            manifest,
+            index,
+            centroids,
+        })
+    }
+}
+
+/// `out` may be missing, an empty directory or an index (replaced).
+fn refuse_other_contents(out: &Path) -> Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(out) else {
+        return match out.exists() {
+            true => Err(JobError::Usage(format!(
+                "--out {}: exists and is not a directory",
+                out.display()
+            ))),
+            false => Ok(()),
+        };
+    };
+    if entries.next().is_none() || out.join(MANIFEST).is_file() {
+        return Ok(());
+    }
+    Err(JobError::Usage(format!(
+        "--out {}: a directory that is not a crossflow index; choose a new or empty directory",
+        out.display()
+    )))
+}
+
+/// Renames the complete directory `staged` to `out`, moving an index that
+/// was there aside first and removing it after.
+fn publish(staged: &Path, out: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e| JobError::io(out.display(), e);
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    let old = match out.exists() {
+        true => {
+            let aside = ScratchDir::beside(out, "crossflow-index-old")?;
+            let old = aside.path().join("index");
+            std::fs::rename(out, &old).map_err(io)?;
+            Some(aside)
+        }
+        false => None,
+    };
+    if let Err(error) = std::fs::rename(staged, out) {
+        if let Some(aside) = &old {
+            // Put the old index back rather than leave none.
+            let _ = std::fs::rename(aside.path().join("index"), out);
+        }
+        return Err(io(error));
+    }
+    drop(old);
+    Ok(())
+}

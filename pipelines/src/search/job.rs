@@ -1,0 +1,293 @@
+//! The `crossflow index` and `crossflow search` jobs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crossflow::BiEncoder;
+use crossflow_udfs::ModelSet;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+
+use super::args::{IndexArgs, IndexSummary, SearchArgs, SearchSummary};
+use super::build::{Corpus, build_index};
+use super::first_stage::{candidates, nearest};
+use super::index_dir::{CorpusIdentity, CorpusIndex};
+use super::table::{self, Columns, TextTable};
+use crate::dedupe::embed;
+use crate::models::ModelArgs;
+use crate::output_file::{FlagPath, ScratchDir, check_paths};
+use crate::progress::Laps;
+use crate::rerank::{RerankArgs, write_top};
+use crate::{JobError, Result};
+
+/// `crossflow index`: embeds the corpus and writes the index directory.
+pub async fn index(args: &IndexArgs, models: &ModelArgs) -> Result<IndexSummary> {
+    let clock = Instant::now();
+    check_paths(
+        &[FlagPath::new("--corpus", Path::new(&args.corpus))],
+        &[FlagPath::new("--out", &args.out)],
+    )?;
+    let identity = CorpusIdentity::of(Path::new(&args.corpus))?;
+    let columns = doc_columns(&args.doc_id_column, &args.doc_column);
+    let docs = table::read(&args.corpus, columns).await?;
+    let (args, models) = (args.clone(), models.clone());
+    blocking(move || {
+        let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
+        let corpus = Corpus {
+            identity,
+            table: &docs,
+            doc_id_column: &args.doc_id_column,
+            doc_column: &args.doc_column,
+        };
+        let built = build_index(corpus, &model, args.ivf_lists)?;
+        built.write(&args.out)?;
+        Ok(IndexSummary {
+            docs: built.manifest.docs,
+            indexed: built.manifest.indexed,
+            lists: built.manifest.lists,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
+    })
+    .await
+}
+
+/// `crossflow search`: the top-k documents of each query by cosine,
+/// re-ranked by the cross-encoder; writes the top-n of each.
+pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSummary> {
+    check_numbers(args)?;
+    let mut inputs = vec![FlagPath::new("--queries", Path::new(&args.queries))];
+    if let Some(corpus) = &args.corpus {
+        inputs.push(FlagPath::new("--corpus", Path::new(corpus)));
+    }
+    check_paths(&inputs, &[FlagPath::new("--output", &args.output)])?;
+    let mut laps = Laps::default();
+    let opened = args.index.as_deref().map(CorpusIndex::open).transpose()?;
+    let corpus_path = match (&args.corpus, &opened) {
+        (Some(path), _) => Path::new(path).to_path_buf(),
+        (None, Some(index)) => index.manifest.corpus.path.clone(),
+        (None, None) => return Err(JobError::Usage("give --index or --corpus".into())),
+    };
+    let identity = CorpusIdentity::of(&corpus_path)?;
+    if let (Some(index), Some(dir)) = (&opened, &args.index) {
+        check_corpus(index, &identity, dir)?;
+    }
+    let columns = match &opened {
+        Some(index) => (
+            index.manifest.doc_id_column.clone(),
+            index.manifest.doc_column.clone(),
+        ),
+        None => (args.doc_id_column.clone(), args.doc_column.clone()),
+    };
+    let corpus_name = corpus_path.display().to_string();
+    let docs = table::read(&corpus_name, doc_columns(&columns.0, &columns.1)).await?;
+    let queries = table::read(
+        &args.queries,
+        Columns {
+            id_flag: "--query-id-column",
+            id: &args.query_id_column,
+            text_flag: "--query-column",
+            text: &args.query_column,
+        },
+    )
+    .await?;
+    laps.lap("read");
+    let (batch, mut summary, mut laps) = {
+        let (args, models) = (args.clone(), models.clone());
+        blocking(move || {
+            let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
+            let index = match opened {
+                Some(index) => check_bi_encoder(index, &model, &args)?,
+                None => {
+                    let corpus = Corpus {
+                        identity,
+                        table: &docs,
+                        doc_id_column: &columns.0,
+                        doc_column: &columns.1,
+                    };
+                    let built = build_index(corpus, &model, args.ivf_lists)?;
+                    laps.lap("index");
+                    built
+                }
+            };
+            let (batch, summary) = first_stage(&args, &model, &index, &queries, &docs)?;
+            laps.lap("search");
+            Ok((batch, summary, laps))
+        })
+        .await?
+    };
+    summary.rows_written = rerank(args, models, batch).await?;
+    laps.lap("rerank");
+    summary.stage_seconds = laps.stages;
+    Ok(summary)
+}
+
+/// Embeds the queries with a text and takes their candidates.
+fn first_stage(
+    args: &SearchArgs,
+    model: &BiEncoder,
+    index: &CorpusIndex,
+    queries: &TextTable,
+    docs: &TextTable,
+) -> Result<(RecordBatch, SearchSummary)> {
+    let rows = queries.with_text();
+    let texts: Vec<&str> = rows.iter().map(|&r| queries.text(r)).collect();
+    let vectors = embed(model, &texts)?;
+    let found = nearest(
+        index,
+        &vectors,
+        args.top_k,
+        args.search,
+        args.ivf_probes as usize,
+    );
+    let batch = candidates(queries, &rows, docs, &found)?;
+    let summary = SearchSummary {
+        queries: queries.len(),
+        without_text: queries.len() - rows.len(),
+        candidates: batch.num_rows(),
+        ..SearchSummary::default()
+    };
+    Ok((batch, summary))
+}
+
+/// The second stage: the candidates re-ranked by the cross-encoder, here or
+/// on the cluster, by `crossflow rerank`'s SQL; writes `--output` and
+/// returns the number of rows written.
+async fn rerank(args: &SearchArgs, models: &ModelArgs, batch: RecordBatch) -> Result<u64> {
+    let rerank = RerankArgs {
+        input: String::new(),
+        output: args.output.clone(),
+        top_k: args.top_n,
+        query_id_column: "query_id".into(),
+        query_column: "query".into(),
+        doc_id_column: "doc_id".into(),
+        doc_column: "doc".into(),
+        first_stage_column: Some("bi_score".into()),
+        fusion: args.fusion,
+        cluster: args.cluster.clone(),
+    };
+    let on_cluster = args.cluster.scheduler.is_some();
+    let score = match on_cluster {
+        true => models.open_score_model()?,
+        false => models.load_score_model()?,
+    };
+    let set = ModelSet {
+        score,
+        nli: None,
+        bi: None,
+    };
+    let (ctx, _scratch) = match on_cluster {
+        true => {
+            let scratch = ScratchDir::beside(&args.output, "crossflow-search")?;
+            let path = scratch.path().join("candidates.parquet");
+            write_parquet(&batch, &path)?;
+            let table = format!("candidates={}", path.display());
+            (args.cluster.session(&set, &[table]).await?, Some(scratch))
+        }
+        false => {
+            let ctx: SessionContext = crate::sql::session(&set, &[]).await?;
+            ctx.register_batch("candidates", batch)?;
+            (ctx, None)
+        }
+    };
+    write_top(&ctx, &rerank).await
+}
+
+/// Writes `batch` to a new Parquet file at `path`.
+fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| JobError::io(path.display(), e))?;
+    let parquet = |source| JobError::Parquet {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(parquet)?;
+    writer.write(batch).map_err(parquet)?;
+    writer.close().map_err(parquet)?;
+    Ok(())
+}
+
+/// `--top-k` and `--top-n` of at least 1, `--top-n` at most `--top-k`, and a
+/// `--fusion` weight in [0, 1].
+fn check_numbers(args: &SearchArgs) -> Result<()> {
+    if args.top_k == 0 || args.top_n == 0 {
+        return Err(JobError::Usage(format!(
+            "--top-k {} --top-n {}: expected at least 1 of each",
+            args.top_k, args.top_n
+        )));
+    }
+    if args.top_n > args.top_k {
+        return Err(JobError::Usage(format!(
+            "--top-n {} above --top-k {}: only the --top-k candidates of a query are re-ranked",
+            args.top_n, args.top_k
+        )));
+    }
+    if !(0.0..=1.0).contains(&args.fusion) {
+        return Err(JobError::Usage(format!(
+            "--fusion {}: expected a weight in [0, 1] (1 ranks by the cross-encoder alone)",
+            args.fusion
+        )));
+    }
+    Ok(())
+}
+
+/// The corpus read must be the one indexed: same size and contents.
+fn check_corpus(index: &CorpusIndex, found: &CorpusIdentity, dir: &Path) -> Result<()> {
+    let indexed = &index.manifest.corpus;
+    if indexed.same_contents(found) {
+        return Ok(());
+    }
+    Err(JobError::InvalidData(format!(
+        "--index {}: the corpus changed since it was indexed: {} had {} bytes (SHA-256 {}), \
+         {} has {} bytes (SHA-256 {}); rebuild the index with `crossflow index --corpus {} --out {}`",
+        dir.display(),
+        indexed.path.display(),
+        indexed.bytes,
+        indexed.sha256,
+        found.path.display(),
+        found.bytes,
+        found.sha256,
+        found.path.display(),
+        dir.display()
+    )))
+}
+
+/// The queries must be embedded by the index's bi-encoder.
+fn check_bi_encoder(
+    index: CorpusIndex,
+    model: &BiEncoder,
+    args: &SearchArgs,
+) -> Result<CorpusIndex> {
+    let built = &index.manifest;
+    if model.fingerprint().as_str() == built.bi_encoder_fingerprint {
+        return Ok(index);
+    }
+    Err(JobError::InvalidData(format!(
+        "--index {}: built with bi-encoder {} (fingerprint {}), but the queries would be embedded \
+         by {} (fingerprint {}): vectors of two models are not comparable; pass --bi-encoder {} \
+         or rebuild the index with this one",
+        args.index.as_deref().unwrap_or(Path::new("")).display(),
+        built.bi_encoder,
+        built.bi_encoder_fingerprint,
+        model.name(),
+        model.fingerprint().as_str(),
+        built.bi_encoder,
+    )))
+}
+
+fn doc_columns<'a>(id: &'a str, text: &'a str) -> Columns<'a> {
+    Columns {
+        id_flag: "--doc-id-column",
+        id,
+        text_flag: "--doc-column",
+        text,
+    }
+}
+
+/// Runs CPU and model work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::Internal(format!("the search job panicked: {e}")))?
+}
