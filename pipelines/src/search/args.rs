@@ -90,7 +90,7 @@ pub struct SearchArgs {
 }
 
 /// Default of `--fusion`, chosen on TREC-QA train (see docs/search.md).
-pub const DEFAULT_FUSION: f64 = 0.5;
+pub const DEFAULT_FUSION: f64 = 0.2;
 
 /// Documents searched exactly under `--search auto`.
 pub const EXACT_LIMIT: usize = 200_000;

@@ -261,7 +261,7 @@ fn check_bi_encoder(
     if model.fingerprint().as_str() == built.bi_encoder_fingerprint {
         return Ok(index);
     }
-    Err(JobError::InvalidData(format!(
+    Err(JobError::Usage(format!(
         "--index {}: built with bi-encoder {} (fingerprint {}), but the queries would be embedded \
          by {} (fingerprint {}): vectors of two models are not comparable; pass --bi-encoder {} \
          or rebuild the index with this one",
