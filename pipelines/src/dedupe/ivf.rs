@@ -263,6 +263,63 @@ mod tests {
         assert!(exact.len() > n, "the data has candidates: {}", exact.len());
     }
 
+    /// Each query's `k` best rows by brute force: (row, cosine), best first.
+    fn brute_force(
+        vectors: &[f32],
+        queries: &[f32],
+        dim: usize,
+        k: usize,
+    ) -> Vec<Vec<(usize, f32)>> {
+        queries
+            .chunks(dim)
+            .map(|q| {
+                let mut all: Vec<(usize, f32)> = vectors
+                    .chunks(dim)
+                    .enumerate()
+                    .map(|(r, v)| (r, v.iter().zip(q).map(|(a, b)| a * b).sum()))
+                    .collect();
+                all.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                all.truncate(k);
+                all
+            })
+            .collect()
+    }
+
+    #[test]
+    fn outside_queries_probing_every_list_get_the_exact_ranking() {
+        let (n, dim, k) = (1500, 5, 7);
+        let vectors = clustered(n);
+        let queries: Vec<f32> = clustered(n + 40)[n * dim..].to_vec();
+        let (index, centroids) = corpus_index(vectors.clone(), dim, 30, 2);
+        assert_eq!(centroids.nrows(), 30);
+        let view = ArrayView2::from_shape((40, dim), &queries).unwrap();
+        let every: Vec<u32> = (0..40).flat_map(|_| 0..30).collect();
+        let found = index.nearest(view, &every, k, f32::NEG_INFINITY);
+        let truth = brute_force(&vectors, &queries, dim, k);
+        for (got, want) in found.iter().zip(&truth) {
+            let rows = |x: &[(usize, f32)]| x.iter().map(|r| r.0).collect::<Vec<_>>();
+            assert_eq!(rows(got), rows(want));
+            assert!(got.iter().zip(want).all(|(a, b)| (a.1 - b.1).abs() < 1e-5));
+        }
+        // Through the nearest centroids' lists: most of them, none invented.
+        let probes = query_probes(view, &centroids, 4, 2);
+        assert_eq!(probes.len(), 40 * 4);
+        let approximate = index.nearest(view, &probes, k, f32::NEG_INFINITY);
+        let kept: usize = approximate
+            .iter()
+            .zip(&truth)
+            .map(|(got, want)| {
+                got.iter()
+                    .filter(|g| want.iter().any(|w| w.0 == g.0))
+                    .count()
+            })
+            .sum();
+        assert!(kept * 10 >= 40 * k * 9, "recall {kept}/{}", 40 * k);
+        let renumbered = index.renumbered(&(0..n).map(|r| r * 2).collect::<Vec<_>>());
+        let doubled = renumbered.nearest(view, &every, k, f32::NEG_INFINITY);
+        assert_eq!(doubled[0][0].0, found[0][0].0 * 2);
+    }
+
     #[test]
     fn few_probes_keep_most_neighbours_and_never_invent_one() {
         let n = 2000;
