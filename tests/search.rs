@@ -322,12 +322,7 @@ async fn a_reused_index_equals_corpus_and_refuses_another_model_or_a_changed_cor
     crossflow("search", &args).await;
     assert_eq!(read_parquet(&reused), read_parquet(&fresh));
 
-    // Another bi-encoder: the same files but one, so another fingerprint.
-    let other = dir.path().join("other-bi-encoder");
-    copy_dir(&bi_encoder_dir(), &other);
-    let config = other.join("config.json");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n")).unwrap();
+    let other = other_bi_encoder(dir.path());
     let out = dir.path().join("refused.parquet");
     let search = |extra: &[&str]| {
         let mut args = vec![
@@ -374,6 +369,16 @@ async fn a_reused_index_equals_corpus_and_refuses_another_model_or_a_changed_cor
         &["corpus changed since it was indexed", "crossflow index"],
     );
     assert!(!out.exists());
+}
+
+/// The bundled bi-encoder with one file changed: another fingerprint.
+fn other_bi_encoder(dir: &Path) -> PathBuf {
+    let other = dir.join("other-bi-encoder");
+    copy_dir(&bi_encoder_dir(), &other);
+    let config = other.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n")).unwrap();
+    other
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -516,5 +521,88 @@ async fn bad_inputs_are_refused_naming_the_flag_and_null_texts_get_no_rows() {
         rows[&3].iter().find(|r| r.4 == 1).unwrap().0,
         3,
         "cooking first"
+    );
+}
+
+#[tokio::test]
+async fn the_sql_functions_give_what_the_command_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, queries) = trec_dev(dir.path()).await;
+    let index = dir.path().join("index");
+    crossflow("index", &["--corpus", s(&corpus), "--out", s(&index)]).await;
+    let written = dir.path().join("top.parquet");
+    let args = [
+        "--queries",
+        s(&queries),
+        "--index",
+        s(&index),
+        "--top-k",
+        "20",
+        "--top-n",
+        "5",
+        "--fusion",
+        "0.3",
+        "--output",
+        s(&written),
+    ];
+    crossflow("search", &args).await;
+    let written = read_parquet(&written);
+
+    let models = crossflow_pipelines::models::ModelArgs::default()
+        .load_model_set(None)
+        .unwrap();
+    let table = format!("questions={}", s(&queries));
+    let ctx = crossflow_pipelines::sql::session(&models, &[table])
+        .await
+        .unwrap();
+    let sql = format!(
+        "SELECT * FROM search_queries('{}', 'questions', 20, 5, 0.3)",
+        s(&index)
+    );
+    let found = crossflow_tests::query(&ctx, &sql).await;
+    assert_eq!(found, written, "search_queries = crossflow search");
+
+    // One query by its text: the same rows as that query's in the file.
+    let first = written.slice(0, 5);
+    let question = first
+        .column_by_name("query")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0);
+    let sql = format!(
+        "SELECT doc_id, cross_score, rank FROM search('{}', '{}', 20, 5, 0.3)",
+        s(&index),
+        question.replace('\'', "''")
+    );
+    let one = crossflow_tests::query(&ctx, &sql).await;
+    for name in ["doc_id", "cross_score", "rank"] {
+        assert_eq!(
+            one.column_by_name(name),
+            first.column_by_name(name),
+            "{name}"
+        );
+    }
+
+    // Arguments out of range, and an index of another bi-encoder: refused.
+    let error = ctx
+        .sql(&format!(
+            "SELECT * FROM search('{}', 'x', 5, 10)",
+            s(&index)
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("top_n at most top_k"), "{error}");
+    let other = other_bi_encoder(dir.path());
+    let refused = run_crossflow(&[
+        "sql",
+        "--bi-encoder",
+        s(&other),
+        &format!("SELECT * FROM search('{}', 'x', 5, 5)", s(&index)),
+    ]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("built with bi-encoder"),
+        "{text}"
     );
 }

@@ -82,6 +82,9 @@ pub async fn session(models: &ModelSet, tables: &[String]) -> Result<SessionCont
         .set_bool(VIEW_TYPES, false);
     let ctx = SessionContext::new_with_config(config);
     register_cross_functions(&ctx, models)?;
+    if let Some(bi) = &models.bi {
+        crate::search::register_search_functions(&ctx, bi);
+    }
     register_tables(&ctx, tables).await?;
     Ok(ctx)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use ndarray::{ArrayView2, s};
 
 use super::args::{EXACT_LIMIT, SearchMode};
@@ -71,11 +71,26 @@ pub fn candidates(
     let text = |table: &TextTable, rows: &UInt64Array| -> Result<ArrayRef> {
         Ok(cast(&take(&table.texts, rows, None)?, &DataType::Utf8)?)
     };
-    Ok(RecordBatch::try_from_iter([
-        ("query_id", take(&queries.ids, &query, None)?),
-        ("query", text(queries, &query)?),
-        ("doc_id", take(&docs.ids, &doc, None)?),
-        ("doc", text(docs, &doc)?),
-        ("bi_score", Arc::new(Float32Array::from(cosine)) as ArrayRef),
-    ])?)
+    let schema = candidates_schema(queries.ids.data_type(), docs.ids.data_type());
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            take(&queries.ids, &query, None)?,
+            text(queries, &query)?,
+            take(&docs.ids, &doc, None)?,
+            text(docs, &doc)?,
+            Arc::new(Float32Array::from(cosine)),
+        ],
+    )?)
+}
+
+/// The columns of [`candidates`] for ids of these types.
+pub fn candidates_schema(query_id: &DataType, doc_id: &DataType) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("query_id", query_id.clone(), true),
+        Field::new("query", DataType::Utf8, true),
+        Field::new("doc_id", doc_id.clone(), true),
+        Field::new("doc", DataType::Utf8, true),
+        Field::new("bi_score", DataType::Float32, true),
+    ]))
 }

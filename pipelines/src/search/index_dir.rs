@@ -102,6 +102,38 @@ pub struct Manifest {
     pub lists: usize,
 }
 
+impl Manifest {
+    /// Reads the manifest of the index in `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| {
+            invalid(
+                dir,
+                format!("no readable {MANIFEST} ({e}); build one with `crossflow index`"),
+            )
+        })?;
+        let manifest: Self = serde_json::from_str(&text).map_err(|e| {
+            invalid(
+                dir,
+                format!("{MANIFEST} is not a crossflow index manifest: {e}"),
+            )
+        })?;
+        if manifest.format != FORMAT {
+            return Err(invalid(
+                dir,
+                format!(
+                    "layout version {} (this crossflow reads {FORMAT}); rebuild it with `crossflow index`",
+                    manifest.format
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+}
+
+fn invalid(dir: &Path, reason: String) -> JobError {
+    JobError::InvalidData(format!("--index {}: {reason}", dir.display()))
+}
+
 /// A corpus index in memory.
 #[derive(Debug)]
 pub struct CorpusIndex {
@@ -128,21 +160,7 @@ impl CorpusIndex {
 
     /// Reads the index in directory `dir`, checking that its parts agree.
     pub fn open(dir: &Path) -> Result<Self> {
-        let invalid =
-            |reason: String| JobError::InvalidData(format!("--index {}: {reason}", dir.display()));
-        let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| {
-            invalid(format!(
-                "no readable {MANIFEST} ({e}); build one with `crossflow index`"
-            ))
-        })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("{MANIFEST} is not a crossflow index manifest: {e}")))?;
-        if manifest.format != FORMAT {
-            return Err(invalid(format!(
-                "layout version {} (this crossflow reads {FORMAT}); rebuild it with `crossflow index`",
-                manifest.format
-            )));
-        }
+        let manifest = Manifest::read(dir)?;
         let index = index_file::read(&dir.join(VECTORS))?;
         let centroids = index_file::read_centroids(&dir.join(CENTROIDS))?;
         let agrees = index.dim() == manifest.dim
@@ -152,9 +170,10 @@ impl CorpusIndex {
             && index.source().len() == manifest.indexed
             && index.source().iter().all(|&row| row < manifest.docs);
         if !agrees {
-            return Err(invalid(format!(
-                "its files disagree with {MANIFEST}; rebuild it with `crossflow index`"
-            )));
+            return Err(invalid(
+                dir,
+                format!("its files disagree with {MANIFEST}; rebuild it with `crossflow index`"),
+            ));
         }
         Ok(Self {
             manifest,

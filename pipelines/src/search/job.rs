@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use super::args::{IndexArgs, IndexSummary, SearchArgs, SearchSummary};
 use super::build::{Corpus, build_index};
 use super::first_stage::{candidates, nearest};
-use super::index_dir::{CorpusIdentity, CorpusIndex};
+use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest};
 use super::table::{self, Columns, TextTable};
 use crate::dedupe::embed;
 use crate::models::ModelArgs;
@@ -61,25 +61,20 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
     }
     check_paths(&inputs, &[FlagPath::new("--output", &args.output)])?;
     let mut laps = Laps::default();
-    let opened = args.index.as_deref().map(CorpusIndex::open).transpose()?;
-    let corpus_path = match (&args.corpus, &opened) {
-        (Some(path), _) => Path::new(path).to_path_buf(),
-        (None, Some(index)) => index.manifest.corpus.path.clone(),
+    let corpus = args.corpus.as_deref().map(Path::new);
+    let (source, docs) = match (&args.index, corpus) {
+        (Some(dir), _) => {
+            let (index, docs) = open_indexed(dir, corpus).await?;
+            (Source::Indexed(index), docs)
+        }
+        (None, Some(path)) => {
+            let identity = CorpusIdentity::of(path)?;
+            let columns = doc_columns(&args.doc_id_column, &args.doc_column);
+            let docs = table::read(&path.display().to_string(), columns).await?;
+            (Source::Corpus(identity), docs)
+        }
         (None, None) => return Err(JobError::Usage("give --index or --corpus".into())),
     };
-    let identity = CorpusIdentity::of(&corpus_path)?;
-    if let (Some(index), Some(dir)) = (&opened, &args.index) {
-        check_corpus(index, &identity, dir)?;
-    }
-    let columns = match &opened {
-        Some(index) => (
-            index.manifest.doc_id_column.clone(),
-            index.manifest.doc_column.clone(),
-        ),
-        None => (args.doc_id_column.clone(), args.doc_column.clone()),
-    };
-    let corpus_name = corpus_path.display().to_string();
-    let docs = table::read(&corpus_name, doc_columns(&columns.0, &columns.1)).await?;
     let queries = table::read(
         &args.queries,
         Columns {
@@ -95,22 +90,24 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
         let (args, models) = (args.clone(), models.clone());
         blocking(move || {
             let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
-            let index = match opened {
-                Some(index) => check_bi_encoder(index, &model, &args)?,
-                None => {
+            let index = match source {
+                Source::Indexed(index) => {
+                    check_bi_encoder(&index.manifest, &model, args.index.as_deref())?;
+                    index
+                }
+                Source::Corpus(identity) => {
                     let corpus = Corpus {
                         identity,
                         table: &docs,
-                        doc_id_column: &columns.0,
-                        doc_column: &columns.1,
+                        doc_id_column: &args.doc_id_column,
+                        doc_column: &args.doc_column,
                     };
                     let built = build_index(corpus, &model, args.ivf_lists)?;
                     laps.lap("index");
                     built
                 }
             };
-            let (batch, summary) = first_stage(&args, &model, &index, &queries, &docs)?;
-            laps.lap("search");
+            let (batch, summary) = first_stage(&args, &model, &index, &queries, &docs, &mut laps)?;
             Ok((batch, summary, laps))
         })
         .await?
@@ -121,6 +118,12 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
     Ok(summary)
 }
 
+/// The documents searched: an index built earlier, or a corpus to index now.
+enum Source {
+    Indexed(CorpusIndex),
+    Corpus(CorpusIdentity),
+}
+
 /// Embeds the queries with a text and takes their candidates.
 fn first_stage(
     args: &SearchArgs,
@@ -128,10 +131,12 @@ fn first_stage(
     index: &CorpusIndex,
     queries: &TextTable,
     docs: &TextTable,
+    laps: &mut Laps,
 ) -> Result<(RecordBatch, SearchSummary)> {
     let rows = queries.with_text();
     let texts: Vec<&str> = rows.iter().map(|&r| queries.text(r)).collect();
     let vectors = embed(model, &texts)?;
+    laps.lap("embed");
     let found = nearest(
         index,
         &vectors,
@@ -140,6 +145,7 @@ fn first_stage(
         args.ivf_probes as usize,
     );
     let batch = candidates(queries, &rows, docs, &found)?;
+    laps.lap("search");
     let summary = SearchSummary {
         queries: queries.len(),
         without_text: queries.len() - rows.len(),
@@ -251,21 +257,34 @@ fn check_corpus(index: &CorpusIndex, found: &CorpusIdentity, dir: &Path) -> Resu
     )))
 }
 
+/// Opens the index in `dir` and reads its corpus (or `corpus`, which must
+/// have the contents indexed).
+pub(super) async fn open_indexed(
+    dir: &Path,
+    corpus: Option<&Path>,
+) -> Result<(CorpusIndex, TextTable)> {
+    let index = CorpusIndex::open(dir)?;
+    let path = corpus.unwrap_or(&index.manifest.corpus.path).to_path_buf();
+    check_corpus(&index, &CorpusIdentity::of(&path)?, dir)?;
+    let columns = doc_columns(&index.manifest.doc_id_column, &index.manifest.doc_column);
+    let docs = table::read(&path.display().to_string(), columns).await?;
+    Ok((index, docs))
+}
+
 /// The queries must be embedded by the index's bi-encoder.
-fn check_bi_encoder(
-    index: CorpusIndex,
+pub(super) fn check_bi_encoder(
+    built: &Manifest,
     model: &BiEncoder,
-    args: &SearchArgs,
-) -> Result<CorpusIndex> {
-    let built = &index.manifest;
+    dir: Option<&Path>,
+) -> Result<()> {
     if model.fingerprint().as_str() == built.bi_encoder_fingerprint {
-        return Ok(index);
+        return Ok(());
     }
     Err(JobError::Usage(format!(
         "--index {}: built with bi-encoder {} (fingerprint {}), but the queries would be embedded \
          by {} (fingerprint {}): vectors of two models are not comparable; pass --bi-encoder {} \
          or rebuild the index with this one",
-        args.index.as_deref().unwrap_or(Path::new("")).display(),
+        dir.unwrap_or(Path::new("")).display(),
         built.bi_encoder,
         built.bi_encoder_fingerprint,
         model.name(),

@@ -9,9 +9,11 @@ mod build;
 mod first_stage;
 pub mod index_dir;
 mod job;
+mod sql_functions;
 pub mod table;
 
 pub use args::{
     DEFAULT_FUSION, EXACT_LIMIT, IndexArgs, IndexSummary, SearchArgs, SearchMode, SearchSummary,
 };
 pub use job::{index, search};
+pub use sql_functions::register_search_functions;
