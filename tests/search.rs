@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type, UInt64Type};
 use clap::Parser;
 use crossflow::{BiEncoder, EngineOptions};
@@ -68,8 +68,11 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Each query's rows of a search output: (doc_id, bi_score, cross_score, score, rank).
-fn by_query(batch: &RecordBatch) -> HashMap<i64, Vec<(i64, f32, f32, f64, u64)>> {
+/// A row of a search output: (doc_id, bi_score, cross_score, score, rank).
+type Row = (i64, f32, f32, f64, u64);
+
+/// Each query's rows of a search output.
+fn by_query(batch: &RecordBatch) -> HashMap<i64, Vec<Row>> {
     let column = |name: &str| batch.column_by_name(name).unwrap();
     let query = column("query_id").as_primitive::<Int64Type>();
     let doc = column("doc_id").as_primitive::<Int64Type>();
@@ -284,9 +287,7 @@ async fn exact_candidates_are_the_brute_force_ranking_scored_as_score_and_ranked
     );
     assert_eq!(top.len(), found.len());
     for (query, rows) in &top {
-        let ids = |rows: &[(i64, f32, f32, f64, u64)]| {
-            rows.iter().map(|r| (r.4, r.0)).collect::<Vec<_>>()
-        };
+        let ids = |rows: &[Row]| rows.iter().map(|r| (r.4, r.0)).collect::<Vec<_>>();
         assert_eq!(rows.len(), 5);
         assert_eq!(ids(rows), ids(&reranked[query]), "query {query}");
     }

@@ -65,7 +65,7 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
     let (source, docs) = match (&args.index, corpus) {
         (Some(dir), _) => {
             let (index, docs) = open_indexed(dir, corpus).await?;
-            (Source::Indexed(index), docs)
+            (Source::Indexed(Box::new(index)), docs)
         }
         (None, Some(path)) => {
             let identity = CorpusIdentity::of(path)?;
@@ -93,7 +93,7 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
             let index = match source {
                 Source::Indexed(index) => {
                     check_bi_encoder(&index.manifest, &model, args.index.as_deref())?;
-                    index
+                    *index
                 }
                 Source::Corpus(identity) => {
                     let corpus = Corpus {
@@ -120,7 +120,7 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
 
 /// The documents searched: an index built earlier, or a corpus to index now.
 enum Source {
-    Indexed(CorpusIndex),
+    Indexed(Box<CorpusIndex>),
     Corpus(CorpusIdentity),
 }
 
