@@ -1,5 +1,5 @@
 //! The README's quick examples run as shown: every command of the `score`,
-//! `SQL` and `dedupe` blocks exits 0 in a directory where `examples/` is
+//! `SQL`, `dedupe` and `search` blocks exits 0 in a directory where `examples/` is
 //! visible, and the `enrich` command, pointed at a test broker instead of
 //! `localhost:9092`, enriches what is produced and exits 0 on SIGTERM.
 
@@ -124,6 +124,11 @@ fn the_sql_example_runs() {
 #[test]
 fn the_dedupe_example_runs() {
     runs_as_shown("dedupe");
+}
+
+#[test]
+fn the_search_example_runs() {
+    runs_as_shown("search");
 }
 
 /// Stops the job on drop if the test fails before it does.
