@@ -1,6 +1,6 @@
 //! crossflow's other work on a Ballista cluster (a scheduler and executors in
-//! this process): `embed` / `cosine` in SQL, and the `score` and `rerank`
-//! jobs with `--scheduler`, each compared with the local run.
+//! this process): `embed` / `cosine` in SQL, and the `score`, `rerank` and
+//! `search` jobs with `--scheduler`, each compared with the local run.
 
 use std::path::{Path, PathBuf};
 
@@ -244,4 +244,71 @@ fn as_candidates(pairs: &RecordBatch) -> RecordBatch {
         ("doc", pairs.column_by_name("b").unwrap().clone()),
     ])
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_with_a_scheduler_writes_what_the_local_run_writes() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = start_scheduler(&models(None)).await;
+    let executors = [start_executor(
+        &scheduler,
+        models(None),
+        &dir.path().join("w1"),
+    )];
+    scheduler.settle(1).await;
+    let pairs = sample();
+    let columns = |names: [(&str, &str); 2]| {
+        RecordBatch::try_from_iter(
+            names.map(|(to, from)| (to, pairs.column_by_name(from).unwrap().clone())),
+        )
+        .unwrap()
+    };
+    let (corpus, queries) = (
+        dir.path().join("corpus.parquet"),
+        dir.path().join("queries.parquet"),
+    );
+    write(&corpus, &columns([("doc_id", "id"), ("doc", "b")]), None);
+    write(
+        &queries,
+        &columns([("query_id", "id"), ("query", "a")]),
+        None,
+    );
+    let search = |output: &str, cluster: bool| {
+        let output = dir.path().join(output);
+        let mut args = vec![
+            "crossflow".to_string(),
+            "search".into(),
+            "--queries".into(),
+            queries.display().to_string(),
+            "--corpus".into(),
+            corpus.display().to_string(),
+            "--top-k".into(),
+            "8".into(),
+            "--top-n".into(),
+            "3".into(),
+            "--output".into(),
+            output.display().to_string(),
+        ];
+        if cluster {
+            args.extend(["--scheduler".into(), scheduler.to_string()]);
+        }
+        async move {
+            let cli = crossflow_pipelines::cli::Cli::try_parse_from(args).unwrap();
+            crossflow_pipelines::cli::run(cli, &mut Vec::new())
+                .await
+                .unwrap();
+            read_parquet(&output)
+        }
+    };
+    let local = search("local.parquet", false).await;
+    let before = succeeded(&executors);
+    let remote = search("cluster.parquet", true).await;
+    assert_eq!(local.num_rows(), 48 * 3);
+    assert_eq!(remote, local, "search --scheduler");
+    assert_each_ran_more(&executors, &before, "the re-ranking");
+    assert!(
+        executors[0].pairs_scored() > 0,
+        "the executor scored the pairs"
+    );
 }
