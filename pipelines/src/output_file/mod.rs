@@ -268,6 +268,33 @@ impl ScratchDir {
     }
 }
 
+/// Renames the complete directory `staged` to `target` while no signal can
+/// remove outputs: a directory already at `target` is moved aside first and
+/// removed after (moved back if the rename fails).
+pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
+    let _commits = commits();
+    let io = |e| JobError::io(target.display(), e);
+    let aside = match target.exists() {
+        true => {
+            let (dir, name) = split(target)?;
+            let aside = dir.join(format!(".{name}.crossflow-old.{}", std::process::id()));
+            std::fs::rename(target, &aside).map_err(io)?;
+            Some(aside)
+        }
+        false => None,
+    };
+    if let Err(error) = std::fs::rename(staged, target) {
+        if let Some(aside) = &aside {
+            let _ = std::fs::rename(aside, target);
+        }
+        return Err(io(error));
+    }
+    if let Some(aside) = aside {
+        std::fs::remove_dir_all(&aside).map_err(|e| JobError::io(aside.display(), e))?;
+    }
+    Ok(())
+}
+
 /// A path given by a flag.
 #[derive(Debug, Clone, Copy)]
 pub struct FlagPath<'a> {

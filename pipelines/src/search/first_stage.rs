@@ -26,6 +26,8 @@ pub fn nearest(
     mode: SearchMode,
     probes: usize,
 ) -> Vec<Vec<(usize, f32)>> {
+    // No more neighbours than documents: a heap per query is this big.
+    let k = k.min(index.manifest.indexed);
     let dim = index.manifest.dim;
     let n = queries.len() / dim;
     let queries = ArrayView2::from_shape((n, dim), queries).expect("queries are n × dim");

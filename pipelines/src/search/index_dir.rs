@@ -147,7 +147,7 @@ impl CorpusIndex {
     /// beside it, renamed into place when complete. An existing index at
     /// `out` is replaced; anything else there is refused.
     pub fn write(&self, out: &Path) -> Result<()> {
-        refuse_other_contents(out)?;
+        check_out(out)?;
         let scratch = ScratchDir::beside(out, "crossflow-index")?;
         let dir = scratch.path();
         index_file::write(&self.index, &dir.join(VECTORS))?;
@@ -183,48 +183,35 @@ impl CorpusIndex {
     }
 }
 
-/// `out` may be missing, an empty directory or an index (replaced).
-fn refuse_other_contents(out: &Path) -> Result<()> {
-    let Ok(mut entries) = std::fs::read_dir(out) else {
+/// `out` may be missing, an empty directory, or an index (replaced): a
+/// directory holding only an index's three files, its manifest readable.
+pub fn check_out(out: &Path) -> Result<()> {
+    let refused = |why: &str| {
+        Err(JobError::Usage(format!(
+            "--out {}: {why}; choose a new or empty directory",
+            out.display()
+        )))
+    };
+    let Ok(entries) = std::fs::read_dir(out) else {
         return match out.exists() {
-            true => Err(JobError::Usage(format!(
-                "--out {}: exists and is not a directory",
-                out.display()
-            ))),
+            true => refused("exists and is not a directory"),
             false => Ok(()),
         };
     };
-    if entries.next().is_none() || out.join(MANIFEST).is_file() {
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    let ours = names
+        .iter()
+        .all(|n| [MANIFEST, VECTORS, CENTROIDS].iter().any(|f| n.as_os_str() == *f));
+    if names.is_empty() || (ours && Manifest::read(out).is_ok()) {
         return Ok(());
     }
-    Err(JobError::Usage(format!(
-        "--out {}: a directory that is not a crossflow index; choose a new or empty directory",
-        out.display()
-    )))
+    refused("a directory that is not a crossflow index")
 }
 
-/// Renames the complete directory `staged` to `out`, moving an index that
-/// was there aside first and removing it after.
+/// Moves the complete directory `staged` into place at `out`.
 fn publish(staged: &Path, out: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |e| JobError::io(out.display(), e);
-    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
-    let old = match out.exists() {
-        true => {
-            let aside = ScratchDir::beside(out, "crossflow-index-old")?;
-            let old = aside.path().join("index");
-            std::fs::rename(out, &old).map_err(io)?;
-            Some(aside)
-        }
-        false => None,
-    };
-    if let Err(error) = std::fs::rename(staged, out) {
-        if let Some(aside) = &old {
-            // Put the old index back rather than leave none.
-            let _ = std::fs::rename(aside.path().join("index"), out);
-        }
-        return Err(io(error));
-    }
-    drop(old);
-    Ok(())
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| JobError::io(out.display(), e))?;
+    crate::output_file::replace_dir(staged, out)
 }

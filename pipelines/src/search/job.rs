@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use super::args::{IndexArgs, IndexSummary, SearchArgs, SearchSummary};
 use super::build::{Corpus, build_index};
 use super::first_stage::{candidates, nearest};
-use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest};
+use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest, check_out};
 use super::table::{self, Columns, TextTable};
 use crate::dedupe::embed;
 use crate::models::ModelArgs;
@@ -27,6 +27,8 @@ pub async fn index(args: &IndexArgs, models: &ModelArgs) -> Result<IndexSummary>
         &[FlagPath::new("--corpus", Path::new(&args.corpus))],
         &[FlagPath::new("--out", &args.out)],
     )?;
+    // Before hours of embedding: where the index goes.
+    check_out(&args.out)?;
     let identity = CorpusIdentity::of(Path::new(&args.corpus))?;
     let columns = doc_columns(&args.doc_id_column, &args.doc_column);
     let docs = table::read(&args.corpus, columns).await?;
@@ -58,6 +60,14 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
     let mut inputs = vec![FlagPath::new("--queries", Path::new(&args.queries))];
     if let Some(corpus) = &args.corpus {
         inputs.push(FlagPath::new("--corpus", Path::new(corpus)));
+    }
+    let indexed = match &args.index {
+        Some(dir) => Some((dir.as_path(), Manifest::read(dir)?.corpus.path)),
+        None => None,
+    };
+    if let Some((dir, corpus)) = &indexed {
+        inputs.push(FlagPath::new("--index", dir));
+        inputs.push(FlagPath::new("--index's corpus", corpus));
     }
     check_paths(&inputs, &[FlagPath::new("--output", &args.output)])?;
     let mut laps = Laps::default();
@@ -263,9 +273,13 @@ pub(super) async fn open_indexed(
     dir: &Path,
     corpus: Option<&Path>,
 ) -> Result<(CorpusIndex, TextTable)> {
-    let index = CorpusIndex::open(dir)?;
-    let path = corpus.unwrap_or(&index.manifest.corpus.path).to_path_buf();
-    check_corpus(&index, &CorpusIdentity::of(&path)?, dir)?;
+    // Reading the vectors and hashing the corpus: off the async threads.
+    let (index, path) = crossflow_udfs::off_async_threads(|| {
+        let index = CorpusIndex::open(dir)?;
+        let path = corpus.unwrap_or(&index.manifest.corpus.path).to_path_buf();
+        check_corpus(&index, &CorpusIdentity::of(&path)?, dir)?;
+        Ok::<_, JobError>((index, path))
+    })?;
     let columns = doc_columns(&index.manifest.doc_id_column, &index.manifest.doc_column);
     let docs = table::read(&path.display().to_string(), columns).await?;
     Ok((index, docs))

@@ -9,7 +9,8 @@
 //! `query_id`): the first stage runs when the table is scanned, and the
 //! second is `crossflow rerank`'s SQL, planned with the session's own
 //! `cross_score`. The index is refused when its bi-encoder's fingerprint is
-//! not the session's, or its corpus changed.
+//! not the session's, or its corpus changed: an index or corpus that changed
+//! since this process read it is read and checked again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use crossflow::BiEncoder;
-use datafusion::arrow::array::{ArrayRef, Int64Array, LargeStringArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, LargeStringArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -33,7 +34,7 @@ use super::args::{DEFAULT_FUSION, SearchMode};
 use super::first_stage::{candidates, candidates_schema, nearest};
 use super::index_dir::{CorpusIndex, Manifest};
 use super::job::{check_bi_encoder, open_indexed};
-use super::table::TextTable;
+use super::table::{Columns, TextTable, refuse_bad_ids};
 use crate::JobError;
 use crate::dedupe::embed;
 use crate::rerank::{RerankArgs, rerank_params, rerank_sql};
@@ -90,6 +91,7 @@ impl TableFunctionImpl for SearchFunction {
             bi: Arc::clone(&self.bi),
             form: self.form,
             call: call.clone(),
+            manifest,
             schema: candidates_schema(&query_id, &doc_id),
         });
         second_stage(state, candidates, self.form, &call)
@@ -137,6 +139,7 @@ struct Candidates {
     bi: Arc<BiEncoder>,
     form: Form,
     call: Call,
+    manifest: Manifest,
     schema: SchemaRef,
 }
 
@@ -162,9 +165,12 @@ impl TableProvider for Candidates {
                 ids: Arc::new(Int64Array::from(vec![0])),
                 texts: LargeStringArray::from(vec![self.call.queries.as_str()]),
             },
-            Form::Table => read_queries(session_state(state)?, &self.call.queries).await?,
+            Form::Table => {
+                let query_id = self.schema.field(0).data_type();
+                read_queries(session_state(state)?, &self.call.queries, query_id).await?
+            }
         };
-        let loaded = loaded(&self.call.index).await?;
+        let loaded = loaded(&self.call.index, &self.manifest).await?;
         let (index, docs) = (&loaded.0, &loaded.1);
         let batch = crossflow_udfs::off_async_threads(|| {
             let rows = queries.with_text();
@@ -184,26 +190,57 @@ impl TableProvider for Candidates {
     }
 }
 
-/// Indexes opened in this process, by directory: each read once.
-type Loaded = Arc<(CorpusIndex, TextTable)>;
-static LOADED: Mutex<Option<HashMap<PathBuf, Loaded>>> = Mutex::new(None);
-
-/// The index in `dir` and its corpus, checked and read on first use.
-async fn loaded(dir: &Path) -> DfResult<Loaded> {
-    let cached = |map: &mut Option<HashMap<PathBuf, Loaded>>| {
-        map.get_or_insert_with(HashMap::new).get(dir).cloned()
-    };
-    if let Some(found) = cached(&mut LOADED.lock().expect("index cache")) {
-        return Ok(found);
-    }
-    let opened: Loaded = Arc::new(open_indexed(dir, None).await.map_err(external)?);
-    let mut map = LOADED.lock().expect("index cache");
-    let map = map.get_or_insert_with(HashMap::new);
-    Ok(Arc::clone(map.entry(dir.to_path_buf()).or_insert(opened)))
+/// An index opened in this process, with what it was opened from.
+struct Opened {
+    manifest: Manifest,
+    corpus: Option<(u64, std::time::SystemTime)>,
+    loaded: Loaded,
 }
 
-/// The `query_id` and `query` columns of the session's table `name`.
-async fn read_queries(state: &SessionState, name: &str) -> DfResult<TextTable> {
+type Loaded = Arc<(CorpusIndex, TextTable)>;
+
+/// Indexes opened in this process, by directory: each read once, read again
+/// when the index or its corpus file changed.
+static OPENED: Mutex<Option<HashMap<PathBuf, Opened>>> = Mutex::new(None);
+
+/// The corpus file's size and modification time.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.len(), metadata.modified().ok()?))
+}
+
+/// The index in `dir` (with `manifest`, as read when the query was planned)
+/// and its corpus, checked and read when first used or changed.
+async fn loaded(dir: &Path, manifest: &Manifest) -> DfResult<Loaded> {
+    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let corpus = stamp(&manifest.corpus.path);
+    let fresh = |opened: &Opened| opened.manifest == *manifest && opened.corpus == corpus;
+    {
+        let mut cache = OPENED.lock().expect("index cache");
+        if let Some(opened) = cache.get_or_insert_with(HashMap::new).get(&key).filter(|o| fresh(o)) {
+            return Ok(Arc::clone(&opened.loaded));
+        }
+    }
+    let (index, docs) = open_indexed(dir, None).await.map_err(external)?;
+    if index.manifest != *manifest {
+        return Err(DataFusionError::Plan(format!(
+            "search: the index {} changed while the query was planned; run it again",
+            dir.display()
+        )));
+    }
+    let loaded: Loaded = Arc::new((index, docs));
+    let opened = Opened {
+        manifest: manifest.clone(),
+        corpus,
+        loaded: Arc::clone(&loaded),
+    };
+    OPENED.lock().expect("index cache").get_or_insert_with(HashMap::new).insert(key, opened);
+    Ok(loaded)
+}
+
+/// The `query_id` and `query` columns of the session's table `name`;
+/// null or repeated ids are refused.
+async fn read_queries(state: &SessionState, name: &str, query_id: &DataType) -> DfResult<TextTable> {
     let ctx = SessionContext::new_with_state(state.clone());
     let batches = ctx
         .table(name)
@@ -211,17 +248,25 @@ async fn read_queries(state: &SessionState, name: &str) -> DfResult<TextTable> {
         .select_columns(&["query_id", "query"])?
         .collect()
         .await?;
-    let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| {
-        Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-            datafusion::arrow::datatypes::Field::new("query_id", DataType::Int64, true),
-            datafusion::arrow::datatypes::Field::new("query", DataType::Utf8, true),
-        ]))
-    });
+    let schema = match batches.first() {
+        Some(first) => first.schema(),
+        None => Arc::new(Schema::new(vec![
+            Field::new("query_id", query_id.clone(), true),
+            Field::new("query", DataType::Utf8, true),
+        ])),
+    };
     let all = concat_batches(&schema, &batches)?;
+    let columns = Columns {
+        id_flag: "search_queries: column",
+        id: "query_id",
+        text_flag: "search_queries: column",
+        text: "query",
+    };
+    refuse_bad_ids(all.column(0), name, columns).map_err(external)?;
     let texts: ArrayRef = cast(all.column(1), &DataType::LargeUtf8)?;
     Ok(TextTable {
         ids: Arc::clone(all.column(0)),
-        texts: datafusion::arrow::array::AsArray::as_string::<i64>(&texts).clone(),
+        texts: texts.as_string::<i64>().clone(),
     })
 }
 

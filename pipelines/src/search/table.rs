@@ -128,7 +128,7 @@ fn wrong_type(flag: &str, name: &str, path: &str, found: &DataType, expected: &s
 }
 
 /// Ids name rows in the output: none may be null or on two rows.
-fn refuse_bad_ids(ids: &ArrayRef, path: &str, columns: Columns<'_>) -> Result<()> {
+pub fn refuse_bad_ids(ids: &ArrayRef, path: &str, columns: Columns<'_>) -> Result<()> {
     let (flag, name) = (columns.id_flag, columns.id);
     if ids.null_count() > 0 {
         return Err(JobError::InvalidData(format!(
