@@ -438,6 +438,8 @@ async fn bad_inputs_are_refused_naming_the_flag_and_null_texts_get_no_rows() {
     assert!(!index.exists(), "nothing written");
     std::fs::create_dir(path("other")).unwrap();
     std::fs::write(path("other/keep.txt"), "kept").unwrap();
+    // Another tool's manifest does not make a directory an index to replace.
+    std::fs::write(path("other/manifest.json"), "{}").unwrap();
     let refused = run_crossflow(&["index", "--corpus", s(&corpus), "--out", s(&path("other"))]);
     assert_refused_with(&refused, 2, &["--out", "not a crossflow index"]);
     assert_eq!(
@@ -482,6 +484,16 @@ async fn bad_inputs_are_refused_naming_the_flag_and_null_texts_get_no_rows() {
         s(&out),
     ]);
     assert_refused_with(&refused, 2, &["--top-n 3 above --top-k 2"]);
+    let refused = run_crossflow(&[
+        "search",
+        "--queries",
+        s(&queries),
+        "--index",
+        s(&index),
+        "--output",
+        s(&corpus),
+    ]);
+    assert_refused_with(&refused, 2, &["--output", "would overwrite the input"]);
     assert!(!out.exists());
 
     crossflow(

@@ -199,9 +199,11 @@ pub fn check_out(out: &Path) -> Result<()> {
         };
     };
     let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-    let ours = names
-        .iter()
-        .all(|n| [MANIFEST, VECTORS, CENTROIDS].iter().any(|f| n.as_os_str() == *f));
+    let ours = names.iter().all(|n| {
+        [MANIFEST, VECTORS, CENTROIDS]
+            .iter()
+            .any(|f| n.as_os_str() == *f)
+    });
     if names.is_empty() || (ours && Manifest::read(out).is_ok()) {
         return Ok(());
     }

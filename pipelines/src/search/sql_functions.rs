@@ -217,7 +217,11 @@ async fn loaded(dir: &Path, manifest: &Manifest) -> DfResult<Loaded> {
     let fresh = |opened: &Opened| opened.manifest == *manifest && opened.corpus == corpus;
     {
         let mut cache = OPENED.lock().expect("index cache");
-        if let Some(opened) = cache.get_or_insert_with(HashMap::new).get(&key).filter(|o| fresh(o)) {
+        if let Some(opened) = cache
+            .get_or_insert_with(HashMap::new)
+            .get(&key)
+            .filter(|o| fresh(o))
+        {
             return Ok(Arc::clone(&opened.loaded));
         }
     }
@@ -234,13 +238,21 @@ async fn loaded(dir: &Path, manifest: &Manifest) -> DfResult<Loaded> {
         corpus,
         loaded: Arc::clone(&loaded),
     };
-    OPENED.lock().expect("index cache").get_or_insert_with(HashMap::new).insert(key, opened);
+    OPENED
+        .lock()
+        .expect("index cache")
+        .get_or_insert_with(HashMap::new)
+        .insert(key, opened);
     Ok(loaded)
 }
 
 /// The `query_id` and `query` columns of the session's table `name`;
 /// null or repeated ids are refused.
-async fn read_queries(state: &SessionState, name: &str, query_id: &DataType) -> DfResult<TextTable> {
+async fn read_queries(
+    state: &SessionState,
+    name: &str,
+    query_id: &DataType,
+) -> DfResult<TextTable> {
     let ctx = SessionContext::new_with_state(state.clone());
     let batches = ctx
         .table(name)
