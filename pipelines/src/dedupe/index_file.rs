@@ -43,145 +43,137 @@ pub enum IndexFileError {
 
 /// Writes `index` (every row searchable) to `path`.
 pub fn write(index: &SearchIndex, path: &Path) -> Result<(), IndexFileError> {
-    let name = path.display().to_string();
-    let arrow = |source| IndexFileError::Arrow {
-        path: name.clone(),
-        source,
-    };
     if index.searchable() != index.source().len() {
-        return Err(IndexFileError::Invalid {
-            path: name,
-            reason: "every row of a cluster's search index must be searchable".into(),
-        });
+        return Err(invalid(
+            path,
+            "every row of a cluster's search index must be searchable",
+        ));
     }
     let schema = Arc::new(schema(index.width(), index.dim(), index.lists()));
-    let file = File::create(path).map_err(|source| IndexFileError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let mut writer = FileWriter::try_new(BufWriter::new(file), &schema).map_err(arrow)?;
-    for start in (0..index.source().len()).step_by(BATCH_ROWS) {
-        let end = (start + BATCH_ROWS).min(index.source().len());
-        writer
-            .write(&batch(index, &schema, start..end).map_err(arrow)?)
-            .map_err(arrow)?;
-    }
-    let buffered = writer.into_inner().map_err(arrow)?;
-    buffered.into_inner().map_err(|e| IndexFileError::Io {
-        path: name.clone(),
-        source: e.into_error(),
-    })?;
-    Ok(())
+    let batches = (0..index.source().len()).step_by(BATCH_ROWS).map(|start| {
+        batch(
+            index,
+            &schema,
+            start..(start + BATCH_ROWS).min(index.source().len()),
+        )
+    });
+    write_file(path, &schema, batches)
 }
 
 /// Reads the index written to `path`.
 pub fn read(path: &Path) -> Result<SearchIndex, IndexFileError> {
-    let name = path.display().to_string();
-    let arrow = |source| IndexFileError::Arrow {
-        path: name.clone(),
-        source,
-    };
-    let invalid = |reason: String| IndexFileError::Invalid {
-        path: name.clone(),
-        reason,
-    };
-    let file = File::open(path).map_err(|source| IndexFileError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+    let reader = open(path)?;
     let schema = reader.schema();
     let (width, dim) = match (widths(&schema, "probes"), widths(&schema, "vector")) {
         (Some(width), Some(dim)) if same_shape(&schema) => (width, dim),
-        _ => return Err(invalid("not a crossflow search index".into())),
+        _ => return Err(invalid(path, "not a crossflow search index")),
     };
     let lists: usize = schema
         .metadata()
         .get(LISTS)
         .and_then(|l| l.parse().ok())
-        .ok_or_else(|| invalid(format!("no {LISTS} in the schema's metadata")))?;
+        .ok_or_else(|| invalid(path, format!("no {LISTS} in the schema's metadata")))?;
     let (mut source, mut probes, mut packed) = (Vec::new(), Vec::new(), Vec::new());
     for batch in reader {
-        let batch = batch.map_err(arrow)?;
+        let batch = batch.map_err(arrow(path))?;
         let rows = batch.column(0).as_primitive::<UInt64Type>();
         source.extend(rows.values().iter().map(|&r| r as usize));
         probes.extend(list_values::<UInt32Type>(batch.column(1)));
         packed.extend(list_values::<Float32Type>(batch.column(2)));
     }
-    SearchIndex::from_parts(source, probes, width, lists, packed, dim).map_err(invalid)
+    SearchIndex::from_parts(source, probes, width, lists, packed, dim)
+        .map_err(|reason| invalid(path, reason))
 }
 
 /// Writes IVF `centroids` (one per row) to `path`, one column `centroid`.
 pub fn write_centroids(centroids: &Array2<f32>, path: &Path) -> Result<(), IndexFileError> {
-    let name = path.display().to_string();
-    let arrow = |source| IndexFileError::Arrow {
-        path: name.clone(),
-        source,
-    };
     let dim = centroids.ncols();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "centroid",
+        list_type(DataType::Float32, dim),
+        false,
+    )]));
     let values = Float32Array::from_iter_values(centroids.iter().copied());
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let column =
-        FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).map_err(arrow)?;
-    let batch =
-        RecordBatch::try_from_iter([("centroid", Arc::new(column) as ArrayRef)]).map_err(arrow)?;
-    let file = File::create(path).map_err(|source| IndexFileError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let mut writer = FileWriter::try_new(BufWriter::new(file), &batch.schema()).map_err(arrow)?;
-    writer.write(&batch).map_err(arrow)?;
-    writer.finish().map_err(arrow)
+    let column = list_array(Arc::new(values), dim, DataType::Float32);
+    let batch = column.and_then(|c| RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(c)]));
+    write_file(path, &schema, std::iter::once(batch))
 }
 
 /// Reads centroids written by [`write_centroids`].
 pub fn read_centroids(path: &Path) -> Result<Array2<f32>, IndexFileError> {
-    let name = path.display().to_string();
-    let arrow = |source| IndexFileError::Arrow {
-        path: name.clone(),
-        source,
-    };
-    let file = File::open(path).map_err(|source| IndexFileError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let reader = FileReader::try_new(BufReader::new(file), None).map_err(arrow)?;
+    let reader = open(path)?;
     let schema = reader.schema();
     let dim = widths(&schema, "centroid").filter(|&dim| {
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
         schema.fields().len() == 1
-            && schema.field(0).data_type() == &DataType::FixedSizeList(item, dim as i32)
+            && schema.field(0).data_type() == &list_type(DataType::Float32, dim)
     });
     let Some(dim) = dim else {
-        return Err(IndexFileError::Invalid {
-            path: name,
-            reason: "not a file of IVF centroids (one column of float vectors)".into(),
-        });
+        return Err(invalid(
+            path,
+            "not a file of IVF centroids (one column of float vectors)",
+        ));
     };
     let mut values = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(arrow)?;
-        let column = batch
-            .column_by_name("centroid")
-            .expect("checked in the schema");
-        values.extend(list_values::<Float32Type>(column));
+        let batch = batch.map_err(arrow(path))?;
+        values.extend(list_values::<Float32Type>(batch.column(0)));
     }
-    Array2::from_shape_vec((values.len() / dim.max(1), dim), values).map_err(|e| {
-        IndexFileError::Invalid {
-            path: name,
-            reason: e.to_string(),
-        }
-    })
+    Array2::from_shape_vec((values.len() / dim.max(1), dim), values)
+        .map_err(|e| invalid(path, e.to_string()))
+}
+
+/// Writes `batches` of `schema` to a new Arrow IPC file at `path`.
+fn write_file(
+    path: &Path,
+    schema: &Arc<Schema>,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+) -> Result<(), IndexFileError> {
+    let file = File::create(path).map_err(io(path))?;
+    let mut writer = FileWriter::try_new(BufWriter::new(file), schema).map_err(arrow(path))?;
+    for batch in batches {
+        writer
+            .write(&batch.map_err(arrow(path))?)
+            .map_err(arrow(path))?;
+    }
+    let buffered = writer.into_inner().map_err(arrow(path))?;
+    buffered
+        .into_inner()
+        .map_err(|e| io(path)(e.into_error()))?;
+    Ok(())
+}
+
+/// A reader of the Arrow IPC file at `path`.
+fn open(path: &Path) -> Result<FileReader<BufReader<File>>, IndexFileError> {
+    let file = File::open(path).map_err(io(path))?;
+    FileReader::try_new(BufReader::new(file), None).map_err(arrow(path))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> IndexFileError + '_ {
+    move |source| IndexFileError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn arrow(path: &Path) -> impl Fn(ArrowError) -> IndexFileError + '_ {
+    move |source| IndexFileError::Arrow {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> IndexFileError {
+    IndexFileError::Invalid {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn schema(width: usize, dim: usize, lists: usize) -> Schema {
-    let list = |item: DataType, size: usize| {
-        DataType::FixedSizeList(Arc::new(Field::new("item", item, false)), size as i32)
-    };
     Schema::new(vec![
         Field::new("row", DataType::UInt64, false),
-        Field::new("probes", list(DataType::UInt32, width), false),
-        Field::new("vector", list(DataType::Float32, dim), false),
+        Field::new("probes", list_type(DataType::UInt32, width), false),
+        Field::new("vector", list_type(DataType::Float32, dim), false),
     ])
     .with_metadata(HashMap::from([(LISTS.to_string(), lists.to_string())]))
 }
@@ -202,6 +194,24 @@ fn widths(schema: &Schema, name: &str) -> Option<usize> {
     }
 }
 
+/// Lists of `size` non-null `item`s.
+fn list_type(item: DataType, size: usize) -> DataType {
+    DataType::FixedSizeList(item_field(item), size as i32)
+}
+
+fn item_field(item: DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", item, false))
+}
+
+/// `values` cut into lists of `size` (see [`list_type`]).
+fn list_array(
+    values: ArrayRef,
+    size: usize,
+    item: DataType,
+) -> Result<FixedSizeListArray, ArrowError> {
+    FixedSizeListArray::try_new(item_field(item), size as i32, values, None)
+}
+
 fn batch(
     index: &SearchIndex,
     schema: &Arc<Schema>,
@@ -214,20 +224,12 @@ fn batch(
         .collect();
     let probes = UInt32Array::from(index.probes()[rows.start * width..rows.end * width].to_vec());
     let vectors = Float32Array::from(index.packed()[rows.start * dim..rows.end * dim].to_vec());
-    let fixed = |values: ArrayRef, size: usize, item: DataType| {
-        FixedSizeListArray::try_new(
-            Arc::new(Field::new("item", item, false)),
-            size as i32,
-            values,
-            None,
-        )
-    };
     RecordBatch::try_new(
         Arc::clone(schema),
         vec![
             Arc::new(source),
-            Arc::new(fixed(Arc::new(probes), width, DataType::UInt32)?),
-            Arc::new(fixed(Arc::new(vectors), dim, DataType::Float32)?),
+            Arc::new(list_array(Arc::new(probes), width, DataType::UInt32)?),
+            Arc::new(list_array(Arc::new(vectors), dim, DataType::Float32)?),
         ],
     )
 }
