@@ -89,6 +89,17 @@ pub async fn session(models: &ModelSet, tables: &[String]) -> Result<SessionCont
     Ok(ctx)
 }
 
+/// A session that reads a file as a job's input: in one partition (rows in
+/// file order), strings with their file's type, no file statistics (see
+/// [`session`]).
+pub(crate) fn file_order_session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_collect_statistics(false)
+        .set_bool(VIEW_TYPES, false);
+    SessionContext::new_with_config(config)
+}
+
 /// A session whose statements run on the cluster of `scheduler`.
 pub async fn cluster_session(
     scheduler: &str,

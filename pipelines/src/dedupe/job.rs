@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use crossflow::BiEncoder;
-use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::args::{DedupeArgs, DedupeSummary, Search};
 use super::candidates::{Candidate, exact_top_k};
@@ -75,18 +74,9 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
 }
 
 /// Reads `--input` in one partition: rows in file order (the order
-/// --representative first means); strings keep their input type in the
-/// output (no view types). No file statistics: see crate::sql::session (NaN
-/// read as a constant).
+/// --representative first means).
 async fn read_input(args: &DedupeArgs) -> Result<Rows> {
-    let config = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_collect_statistics(false)
-        .set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        );
-    read_rows(&SessionContext::new_with_config(config), args).await
+    read_rows(&crate::sql::file_order_session(), args).await
 }
 
 /// The summary and the time of each stage so far.

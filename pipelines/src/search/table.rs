@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, LargeStringArray};
 use datafusion::arrow::compute::{can_cast_types, cast, concat};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::ParquetReadOptions;
 
 use crate::{JobError, Result, columns};
 
@@ -60,14 +60,7 @@ impl TextTable {
 /// column, a text column that holds no strings, an id column that is not a
 /// scalar, a null id or an id on two rows is an error naming the flag.
 pub async fn read(path: &str, columns: Columns<'_>) -> Result<TextTable> {
-    let config = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_collect_statistics(false)
-        .set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        );
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = crate::sql::file_order_session();
     let frame = ctx
         .read_parquet(path, ParquetReadOptions::default())
         .await?;
