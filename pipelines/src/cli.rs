@@ -9,6 +9,7 @@ use crate::dedupe::DedupeArgs;
 use crate::dedupe_stream::DedupeStreamArgs;
 use crate::enrich::EnrichArgs;
 use crate::models::{ModelArgs, ModelsArgs};
+use crate::progress::stage_times;
 use crate::rerank::RerankArgs;
 use crate::score::ScoreArgs;
 use crate::search::{IndexArgs, SearchArgs};
@@ -120,11 +121,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Dedupe(args) => {
             let summary = crate::dedupe::run(args, &cli.models).await?;
-            let stages: Vec<String> = summary
-                .stage_seconds
-                .iter()
-                .map(|(s, t)| format!("{s} {t:.2}s"))
-                .collect();
             eprintln!(
                 "dedupe: {} rows, {} exact duplicates, {} candidate pairs, {} scored, {} verified, {} clusters, {} duplicates, {} clusters at --max-cluster-size ({})",
                 summary.rows,
@@ -135,7 +131,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 summary.clusters,
                 summary.duplicates,
                 summary.capped_clusters,
-                stages.join(", ")
+                stage_times(&summary.stage_seconds)
             );
             Ok(())
         }
@@ -169,11 +165,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Search(args) => {
             let summary = crate::search::search(args, &cli.models).await?;
-            let stages: Vec<String> = summary
-                .stage_seconds
-                .iter()
-                .map(|(s, t)| format!("{s} {t:.2}s"))
-                .collect();
             eprintln!(
                 "search: {} queries ({} without a text), {} candidate pairs scored, wrote {} rows (top {} per query) to {} ({})",
                 summary.queries,
@@ -182,7 +173,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 summary.rows_written,
                 args.top_n,
                 args.output.display(),
-                stages.join(", ")
+                stage_times(&summary.stage_seconds)
             );
             Ok(())
         }
@@ -200,9 +191,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Score(args) => {
             let model = cli.models.load_score_model()?;
             let args = args.clone();
-            let summary = tokio::task::spawn_blocking(move || score::run(&args, &model))
-                .await
-                .map_err(|e| crate::JobError::Internal(format!("the score job panicked: {e}")))??;
+            let summary =
+                crate::blocking::run_blocking("score", move || score::run(&args, &model)).await?;
             eprintln!(
                 "scored {} pairs in {:.2}s ({:.0} pairs/s); {} with a null text, {} truncated, {} from the cache",
                 summary.rows,

@@ -1,11 +1,13 @@
 //! crossflow jobs and the `crossflow` command-line tool, built on the engine
 //! (`crossflow`) and the SQL functions (`crossflow-udfs`).
 
+mod blocking;
 pub mod cli;
 pub mod cluster;
 mod columns;
 pub mod dedupe;
 pub mod dedupe_stream;
+mod embedding;
 pub mod enrich;
 mod error;
 pub mod format;

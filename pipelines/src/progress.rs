@@ -83,3 +83,9 @@ impl Laps {
         self.clock = Instant::now();
     }
 }
+
+/// Stage times as a summary line shows them: `read 0.12s, embed 3.40s`.
+pub fn stage_times(stages: &[(&'static str, f64)]) -> String {
+    let times: Vec<String> = stages.iter().map(|(s, t)| format!("{s} {t:.2}s")).collect();
+    times.join(", ")
+}

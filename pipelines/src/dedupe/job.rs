@@ -1,10 +1,6 @@
 //! The dedupe job: read, group exact duplicates, embed, find candidates,
 //! verify, cluster, write.
 
-use std::time::Instant;
-
-use crossflow::BiEncoder;
-
 use super::args::{DedupeArgs, DedupeSummary, Search};
 use super::candidates::{Candidate, exact_top_k};
 use super::clusters::{Clusters, Linkage, centre_clusters, centre_order};
@@ -12,9 +8,11 @@ use super::input::{Groups, Rows, TextColumn, exact_groups, group_of, read_rows};
 use super::ivf::{IvfShape, ivf_top_k};
 use super::output::{write_output, write_pairs};
 use super::verify::Verifier;
+use crate::blocking::run_blocking;
+use crate::embedding::embed;
 use crate::models::ModelArgs;
 use crate::output_file::{FlagPath, OutputFile, check_paths};
-use crate::progress::PairProgress;
+use crate::progress::{Laps, PairProgress};
 use crate::{JobError, Result};
 
 /// Per row: the representative row of its cluster, the row it matches
@@ -61,7 +59,7 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
     }
     // The rest is work for the CPU and the models: off the async threads.
     let (args, models) = (args.clone(), models.clone());
-    tokio::task::spawn_blocking(move || {
+    run_blocking("dedupe", move || {
         let local = Local {
             args: &args,
             models: &models,
@@ -70,7 +68,6 @@ pub async fn run(args: &DedupeArgs, models: &ModelArgs) -> Result<DedupeSummary>
         dedupe_rows(&args, &rows, &local, stages)
     })
     .await
-    .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
 }
 
 /// Reads `--input` in one partition: rows in file order (the order
@@ -80,26 +77,24 @@ async fn read_input(args: &DedupeArgs) -> Result<Rows> {
 }
 
 /// The summary and the time of each stage so far.
+#[derive(Default)]
 pub(super) struct Stages {
     pub summary: DedupeSummary,
-    clock: Instant,
-}
-
-impl Default for Stages {
-    fn default() -> Self {
-        Self {
-            summary: DedupeSummary::default(),
-            clock: Instant::now(),
-        }
-    }
+    laps: Laps,
 }
 
 impl Stages {
     /// Ends `stage`, which took the time since the last one ended.
     pub fn lap(&mut self, stage: &'static str) {
-        let seconds = self.clock.elapsed().as_secs_f64();
-        self.summary.stage_seconds.push((stage, seconds));
-        self.clock = Instant::now();
+        self.laps.lap(stage);
+    }
+
+    /// The summary with the time of each stage.
+    fn finished(self) -> DedupeSummary {
+        DedupeSummary {
+            stage_seconds: self.laps.stages,
+            ..self.summary
+        }
     }
 }
 
@@ -223,7 +218,7 @@ fn finish(
     }
     OutputFile::commit_all(outputs)?;
     stages.lap("write");
-    Ok(stages.summary)
+    Ok(stages.finished())
 }
 
 /// Refuses outputs that clash with the input or each other, and thresholds
@@ -383,16 +378,4 @@ fn warn_capped(clusters: &Clusters, groups: &Groups, rows: &Rows, max: Option<u6
             ""
         }
     );
-}
-
-/// The unit vectors of `texts` (row-major), with a progress bar.
-pub(crate) fn embed(model: &BiEncoder, texts: &[&str]) -> Result<Vec<f32>> {
-    let progress = PairProgress::new(Some(texts.len() as u64), "embedding");
-    let mut vectors = Vec::with_capacity(texts.len() * model.dimension());
-    for chunk in texts.chunks(4096) {
-        vectors.extend(model.embed_texts(chunk)?);
-        progress.inc(chunk.len() as u64);
-    }
-    progress.finish();
-    Ok(vectors)
 }

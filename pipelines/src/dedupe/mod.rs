@@ -18,6 +18,5 @@ pub(crate) mod verify;
 
 pub use args::{DedupeArgs, DedupeSummary, Search};
 pub use cluster::search_udf::search_udf;
-pub(crate) use job::embed;
 pub use job::run;
 pub use verify::Direction;

@@ -5,8 +5,8 @@ use crossflow::BiEncoder;
 
 use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest};
 use super::table::TextTable;
-use crate::dedupe::embed;
 use crate::dedupe::ivf::{IvfShape, corpus_index};
+use crate::embedding::embed;
 use crate::{JobError, Result};
 
 /// Where the corpus came from and how it is read.

@@ -13,7 +13,8 @@ use super::build::{Corpus, build_index};
 use super::first_stage::{candidates, nearest};
 use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest, check_out};
 use super::table::{self, Columns, TextTable};
-use crate::dedupe::embed;
+use crate::blocking::run_blocking;
+use crate::embedding::embed;
 use crate::models::ModelArgs;
 use crate::output_file::{FlagPath, ScratchDir, check_paths};
 use crate::progress::Laps;
@@ -33,7 +34,7 @@ pub async fn index(args: &IndexArgs, models: &ModelArgs) -> Result<IndexSummary>
     let columns = doc_columns(&args.doc_id_column, &args.doc_column);
     let docs = table::read(&args.corpus, columns).await?;
     let (args, models) = (args.clone(), models.clone());
-    blocking(move || {
+    run_blocking("search", move || {
         let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
         let corpus = Corpus {
             identity,
@@ -98,7 +99,7 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
     laps.lap("read");
     let (batch, mut summary, mut laps) = {
         let (args, models) = (args.clone(), models.clone());
-        blocking(move || {
+        run_blocking("search", move || {
             let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
             let index = match source {
                 Source::Indexed(index) => {
@@ -314,13 +315,4 @@ fn doc_columns<'a>(id: &'a str, text: &'a str) -> Columns<'a> {
         text_flag: "--doc-column",
         text,
     }
-}
-
-/// Runs CPU and model work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| JobError::Internal(format!("the search job panicked: {e}")))?
 }

@@ -36,7 +36,7 @@ use super::index_dir::{CorpusIndex, Manifest};
 use super::job::{check_bi_encoder, open_indexed};
 use super::table::{Columns, TextTable, refuse_bad_ids};
 use crate::JobError;
-use crate::dedupe::embed;
+use crate::embedding::embed;
 use crate::rerank::{RerankArgs, rerank_params, rerank_sql};
 
 type DfResult<T> = datafusion::error::Result<T>;

@@ -37,6 +37,7 @@ use super::input::Rows;
 use super::ivf::ivf_index;
 use super::job::{Stages, Work, chosen_search, dedupe_rows, ivf_shape};
 use super::verify::Verifier;
+use crate::blocking::run_blocking;
 use crate::models::ModelArgs;
 use crate::{JobError, Result};
 
@@ -73,7 +74,7 @@ pub(super) async fn run(
     let tasks = Tasks::new(ctx, &args.output, concurrency)?;
     let (args, handle) = (args.clone(), Handle::current());
     // Searching and linking are work for this process's CPU: off the async threads.
-    tokio::task::spawn_blocking(move || {
+    run_blocking("dedupe", move || {
         let work = OnCluster {
             args: &args,
             tasks: &tasks,
@@ -83,7 +84,6 @@ pub(super) async fn run(
         dedupe_rows(&args, &rows, &work, stages)
     })
     .await
-    .map_err(|e| JobError::Internal(format!("the dedupe job panicked: {e}")))?
 }
 
 /// The job's work as tasks on the cluster, waited for from a blocking thread.
