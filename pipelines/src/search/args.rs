@@ -74,7 +74,7 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = SearchMode::Auto)]
     pub search: SearchMode,
     /// Lists searched per query with --search ivf
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_IVF_PROBES, value_parser = clap::value_parser!(u64).range(1..))]
     pub ivf_probes: u64,
     /// With --corpus alone: lists of the in-memory IVF index [default: 4·√documents]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -91,6 +91,9 @@ pub struct SearchArgs {
 
 /// Default of `--fusion`, chosen on TREC-QA train (see docs/search.md).
 pub const DEFAULT_FUSION: f64 = 0.2;
+
+/// Default of `--ivf-probes` (and the SQL functions' probes).
+pub const DEFAULT_IVF_PROBES: u64 = 32;
 
 /// Documents searched exactly under `--search auto`.
 pub const EXACT_LIMIT: usize = 200_000;

@@ -4,33 +4,27 @@
 use crossflow::BiEncoder;
 
 use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest};
-use super::table::TextTable;
+use super::table::{Columns, TextTable};
 use crate::dedupe::ivf::{IvfShape, corpus_index};
 use crate::embedding::embed;
 use crate::{JobError, Result};
 
-/// Where the corpus came from and how it is read.
-pub struct Corpus<'a> {
-    pub identity: CorpusIdentity,
-    pub table: &'a TextTable,
-    pub doc_id_column: &'a str,
-    pub doc_column: &'a str,
-}
-
-/// The index of `corpus` embedded by `model`, with `lists` IVF lists
-/// [default: 4·√(documents with a text)].
+/// The index of the rows of `table` (the corpus file `identity`, read as
+/// `columns`) embedded by `model`, with `lists` IVF lists [default:
+/// 4·√(documents with a text)].
 pub fn build_index(
-    corpus: Corpus<'_>,
+    identity: CorpusIdentity,
+    table: &TextTable,
+    columns: Columns<'_>,
     model: &BiEncoder,
     lists: Option<u64>,
 ) -> Result<CorpusIndex> {
-    let table = corpus.table;
     let rows = table.with_text();
     if rows.is_empty() {
         return Err(JobError::InvalidData(format!(
             "{}: no row of column {:?} has a text to index",
-            corpus.identity.path.display(),
-            corpus.doc_column
+            identity.path.display(),
+            columns.text
         )));
     }
     let texts: Vec<&str> = rows.iter().map(|&r| table.text(r)).collect();
@@ -43,9 +37,9 @@ pub fn build_index(
         crossflow_version: env!("CARGO_PKG_VERSION").into(),
         bi_encoder: model.name().into(),
         bi_encoder_fingerprint: model.fingerprint().as_str().into(),
-        corpus: corpus.identity,
-        doc_id_column: corpus.doc_id_column.into(),
-        doc_column: corpus.doc_column.into(),
+        corpus: identity,
+        doc_id_column: columns.id.into(),
+        doc_column: columns.text.into(),
         docs: table.len(),
         indexed: rows.len(),
         dim,

@@ -12,34 +12,61 @@ use super::args::{EXACT_LIMIT, SearchMode};
 use super::build::threads;
 use super::index_dir::CorpusIndex;
 use super::table::TextTable;
+use crossflow::BiEncoder;
+
 use crate::Result;
 use crate::dedupe::candidates::in_parallel;
 use crate::dedupe::ivf::query_probes;
+use crate::embedding::embed;
+use crate::progress::Laps;
+
+/// How many candidates a query gets, and how they are searched.
+#[derive(Debug, Clone, Copy)]
+pub struct Searching {
+    pub top_k: usize,
+    pub mode: SearchMode,
+    /// Lists searched per query by IVF.
+    pub probes: usize,
+}
+
+/// The candidates (see [`candidates`]) of every query of `queries` with a
+/// text: embedded by `model`, searched in `index`; ends the laps `embed` and
+/// `search`. Also returns the number of queries with a text.
+pub fn query_candidates(
+    model: &BiEncoder,
+    index: &CorpusIndex,
+    (queries, docs): (&TextTable, &TextTable),
+    searching: Searching,
+    laps: &mut Laps,
+) -> Result<(RecordBatch, usize)> {
+    let rows = queries.with_text();
+    let texts: Vec<&str> = rows.iter().map(|&r| queries.text(r)).collect();
+    let vectors = embed(model, &texts)?;
+    laps.lap("embed");
+    let found = nearest(index, &vectors, searching);
+    let batch = candidates(queries, &rows, docs, &found)?;
+    laps.lap("search");
+    Ok((batch, rows.len()))
+}
 
 /// Each query's `k` nearest documents (corpus rows, cosine), best first
 /// (equal cosines: lower row first). `queries` is row-major, the index's
 /// width, L2-normalised.
-pub fn nearest(
-    index: &CorpusIndex,
-    queries: &[f32],
-    k: usize,
-    mode: SearchMode,
-    probes: usize,
-) -> Vec<Vec<(usize, f32)>> {
+fn nearest(index: &CorpusIndex, queries: &[f32], searching: Searching) -> Vec<Vec<(usize, f32)>> {
     // No more neighbours than documents: a heap per query is this big.
-    let k = k.min(index.manifest.indexed);
+    let k = searching.top_k.min(index.manifest.indexed);
     let dim = index.manifest.dim;
     let n = queries.len() / dim;
     let queries = ArrayView2::from_shape((n, dim), queries).expect("queries are n × dim");
     let lists = index.manifest.lists;
-    let exact = match mode {
+    let exact = match searching.mode {
         SearchMode::Exact => true,
         SearchMode::Ivf => false,
         SearchMode::Auto => index.manifest.indexed <= EXACT_LIMIT,
     };
     let probes: Vec<u32> = match exact {
         true => (0..n).flat_map(|_| 0..lists as u32).collect(),
-        false => query_probes(queries, &index.centroids, probes, threads()),
+        false => query_probes(queries, &index.centroids, searching.probes, threads()),
     };
     let width = probes.len() / n.max(1);
     tracing::info!(exact, lists, probes = width, "candidate search");
@@ -53,7 +80,7 @@ pub fn nearest(
 /// The candidates as rows `query_id, query, doc_id, doc, bi_score`: for the
 /// `i`-th of `query_rows`, the documents `found[i]`, in order. Ids keep
 /// their type; texts are strings.
-pub fn candidates(
+fn candidates(
     queries: &TextTable,
     query_rows: &[usize],
     docs: &TextTable,

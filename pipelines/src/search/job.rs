@@ -9,12 +9,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 
 use super::args::{IndexArgs, IndexSummary, SearchArgs, SearchSummary};
-use super::build::{Corpus, build_index};
-use super::first_stage::{candidates, nearest};
+use super::build::build_index;
+use super::first_stage::{Searching, query_candidates};
 use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest, check_out};
 use super::table::{self, Columns, TextTable};
 use crate::blocking::run_blocking;
-use crate::embedding::embed;
 use crate::models::ModelArgs;
 use crate::output_file::{FlagPath, ScratchDir, check_paths};
 use crate::progress::Laps;
@@ -36,13 +35,8 @@ pub async fn index(args: &IndexArgs, models: &ModelArgs) -> Result<IndexSummary>
     let (args, models) = (args.clone(), models.clone());
     run_blocking("search", move || {
         let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
-        let corpus = Corpus {
-            identity,
-            table: &docs,
-            doc_id_column: &args.doc_id_column,
-            doc_column: &args.doc_column,
-        };
-        let built = build_index(corpus, &model, args.ivf_lists)?;
+        let columns = doc_columns(&args.doc_id_column, &args.doc_column);
+        let built = build_index(identity, &docs, columns, &model, args.ivf_lists)?;
         built.write(&args.out)?;
         Ok(IndexSummary {
             docs: built.manifest.docs,
@@ -107,13 +101,8 @@ pub async fn search(args: &SearchArgs, models: &ModelArgs) -> Result<SearchSumma
                     *index
                 }
                 Source::Corpus(identity) => {
-                    let corpus = Corpus {
-                        identity,
-                        table: &docs,
-                        doc_id_column: &args.doc_id_column,
-                        doc_column: &args.doc_column,
-                    };
-                    let built = build_index(corpus, &model, args.ivf_lists)?;
+                    let columns = doc_columns(&args.doc_id_column, &args.doc_column);
+                    let built = build_index(identity, &docs, columns, &model, args.ivf_lists)?;
                     laps.lap("index");
                     built
                 }
@@ -144,22 +133,15 @@ fn first_stage(
     docs: &TextTable,
     laps: &mut Laps,
 ) -> Result<(RecordBatch, SearchSummary)> {
-    let rows = queries.with_text();
-    let texts: Vec<&str> = rows.iter().map(|&r| queries.text(r)).collect();
-    let vectors = embed(model, &texts)?;
-    laps.lap("embed");
-    let found = nearest(
-        index,
-        &vectors,
-        args.top_k,
-        args.search,
-        args.ivf_probes as usize,
-    );
-    let batch = candidates(queries, &rows, docs, &found)?;
-    laps.lap("search");
+    let searching = Searching {
+        top_k: args.top_k,
+        mode: args.search,
+        probes: args.ivf_probes as usize,
+    };
+    let (batch, with_text) = query_candidates(model, index, (queries, docs), searching, laps)?;
     let summary = SearchSummary {
         queries: queries.len(),
-        without_text: queries.len() - rows.len(),
+        without_text: queries.len() - with_text,
         candidates: batch.num_rows(),
         ..SearchSummary::default()
     };

@@ -30,13 +30,13 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
-use super::args::{DEFAULT_FUSION, SearchMode};
-use super::first_stage::{candidates, candidates_schema, nearest};
+use super::args::{DEFAULT_FUSION, DEFAULT_IVF_PROBES, SearchMode};
+use super::first_stage::{Searching, candidates_schema, query_candidates};
 use super::index_dir::{CorpusIndex, Manifest};
 use super::job::{check_bi_encoder, open_indexed};
 use super::table::{Columns, TextTable, refuse_bad_ids};
 use crate::JobError;
-use crate::embedding::embed;
+use crate::progress::Laps;
 use crate::rerank::{RerankArgs, rerank_params, rerank_sql};
 
 type DfResult<T> = datafusion::error::Result<T>;
@@ -172,12 +172,14 @@ impl TableProvider for Candidates {
         };
         let loaded = loaded(&self.call.index, &self.manifest).await?;
         let (index, docs) = (&loaded.0, &loaded.1);
-        let batch = crossflow_udfs::off_async_threads(|| {
-            let rows = queries.with_text();
-            let texts: Vec<&str> = rows.iter().map(|&r| queries.text(r)).collect();
-            let vectors = embed(&self.bi, &texts)?;
-            let found = nearest(index, &vectors, self.call.top_k, SearchMode::Auto, 32);
-            candidates(&queries, &rows, docs, &found)
+        let searching = Searching {
+            top_k: self.call.top_k,
+            mode: SearchMode::Auto,
+            probes: DEFAULT_IVF_PROBES as usize,
+        };
+        let (batch, _) = crossflow_udfs::off_async_threads(|| {
+            let laps = &mut Laps::default();
+            query_candidates(&self.bi, index, (&queries, docs), searching, laps)
         })
         .map_err(external)?;
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?;
