@@ -154,6 +154,7 @@ pub mod enrich_io;
 pub mod fake_hub;
 pub mod hub_repo;
 pub mod parity_reference;
+pub mod search_io;
 
 /// `n` distinct real pairs: SNLI validation premise/hypothesis pairs from ../shared/data.
 pub fn snli_pairs(n: usize) -> Vec<(String, String)> {
