@@ -1,8 +1,10 @@
 //! The first stage: each query's top-k documents by cosine, as the table of
 //! candidates the cross-encoder re-ranks.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use crossflow::BiEncoder;
 use datafusion::arrow::array::{ArrayRef, Float32Array, RecordBatch, UInt64Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -12,13 +14,13 @@ use super::args::{EXACT_LIMIT, SearchMode};
 use super::build::threads;
 use super::index_dir::CorpusIndex;
 use super::table::TextTable;
-use crossflow::BiEncoder;
-
 use crate::Result;
 use crate::dedupe::candidates::in_parallel;
 use crate::dedupe::ivf::query_probes;
 use crate::embedding::embed;
 use crate::progress::Laps;
+use crate::rerank::RerankArgs;
+use crate::sql::ClusterArgs;
 
 /// How many candidates a query gets, and how they are searched.
 #[derive(Debug, Clone, Copy)]
@@ -122,4 +124,27 @@ pub fn candidates_schema(query_id: &DataType, doc_id: &DataType) -> SchemaRef {
         Field::new("doc", DataType::Utf8, true),
         Field::new("bi_score", DataType::Float32, true),
     ]))
+}
+
+/// How `crossflow rerank` ranks a table of [`candidates`]: the cosine as
+/// first stage, fused with weight `fusion`, the best `top_n` of each query
+/// written to `output`.
+pub fn rerank_of_candidates(
+    output: PathBuf,
+    top_n: usize,
+    fusion: f64,
+    cluster: ClusterArgs,
+) -> RerankArgs {
+    RerankArgs {
+        input: String::new(),
+        output,
+        top_k: top_n,
+        query_id_column: "query_id".into(),
+        query_column: "query".into(),
+        doc_id_column: "doc_id".into(),
+        doc_column: "doc".into(),
+        first_stage_column: Some("bi_score".into()),
+        fusion,
+        cluster,
+    }
 }

@@ -10,14 +10,14 @@ use datafusion::prelude::SessionContext;
 
 use super::args::{IndexArgs, IndexSummary, SearchArgs, SearchSummary};
 use super::build::build_index;
-use super::first_stage::{Searching, query_candidates};
+use super::first_stage::{Searching, query_candidates, rerank_of_candidates};
 use super::index_dir::{CorpusIdentity, CorpusIndex, Manifest, check_out};
 use super::table::{self, Columns, TextTable};
 use crate::blocking::run_blocking;
 use crate::models::ModelArgs;
 use crate::output_file::{FlagPath, ScratchDir, check_paths};
 use crate::progress::Laps;
-use crate::rerank::{RerankArgs, write_top};
+use crate::rerank::write_top;
 use crate::{JobError, Result};
 
 /// `crossflow index`: embeds the corpus and writes the index directory.
@@ -33,7 +33,7 @@ pub async fn index(args: &IndexArgs, models: &ModelArgs) -> Result<IndexSummary>
     let columns = doc_columns(&args.doc_id_column, &args.doc_column);
     let docs = table::read(&args.corpus, columns).await?;
     let (args, models) = (args.clone(), models.clone());
-    run_blocking("search", move || {
+    run_blocking("index", move || {
         let model = models.load_bi_encoder(args.bi_encoder.as_deref())?;
         let columns = doc_columns(&args.doc_id_column, &args.doc_column);
         let built = build_index(identity, &docs, columns, &model, args.ivf_lists)?;
@@ -152,18 +152,12 @@ fn first_stage(
 /// on the cluster, by `crossflow rerank`'s SQL; writes `--output` and
 /// returns the number of rows written.
 async fn rerank(args: &SearchArgs, models: &ModelArgs, batch: RecordBatch) -> Result<u64> {
-    let rerank = RerankArgs {
-        input: String::new(),
-        output: args.output.clone(),
-        top_k: args.top_n,
-        query_id_column: "query_id".into(),
-        query_column: "query".into(),
-        doc_id_column: "doc_id".into(),
-        doc_column: "doc".into(),
-        first_stage_column: Some("bi_score".into()),
-        fusion: args.fusion,
-        cluster: args.cluster.clone(),
-    };
+    let rerank = rerank_of_candidates(
+        args.output.clone(),
+        args.top_n,
+        args.fusion,
+        args.cluster.clone(),
+    );
     let on_cluster = args.cluster.scheduler.is_some();
     let score = match on_cluster {
         true => models.open_score_model()?,

@@ -31,13 +31,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use super::args::{DEFAULT_FUSION, DEFAULT_IVF_PROBES, SearchMode};
-use super::first_stage::{Searching, candidates_schema, query_candidates};
+use super::first_stage::{Searching, candidates_schema, query_candidates, rerank_of_candidates};
 use super::index_dir::{CorpusIndex, Manifest};
 use super::job::{check_bi_encoder, open_indexed};
 use super::table::{Columns, TextTable, refuse_bad_ids};
 use crate::JobError;
 use crate::progress::Laps;
-use crate::rerank::{RerankArgs, rerank_params, rerank_sql};
+use crate::rerank::{rerank_params, rerank_sql};
 
 type DfResult<T> = datafusion::error::Result<T>;
 
@@ -110,18 +110,7 @@ fn second_stage(
         ctx.register_udf(function.as_ref().clone());
     }
     ctx.register_table("candidates", candidates)?;
-    let rerank = RerankArgs {
-        input: String::new(),
-        output: PathBuf::new(),
-        top_k: call.top_n,
-        query_id_column: "query_id".into(),
-        query_column: "query".into(),
-        doc_id_column: "doc_id".into(),
-        doc_column: "doc".into(),
-        first_stage_column: Some("bi_score".into()),
-        fusion: call.fusion,
-        cluster: Default::default(),
-    };
+    let rerank = rerank_of_candidates(PathBuf::new(), call.top_n, call.fusion, Default::default());
     let ranked = rerank_sql(&rerank).map_err(external)?;
     let sql = match form {
         Form::Text => format!("SELECT * EXCLUDE (query_id) FROM ({ranked}) ORDER BY rank"),
