@@ -143,8 +143,9 @@ pub(crate) enum NoRewrite {
 }
 
 /// Whether the graph quantizes activations dynamically (onnxruntime
-/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes, searched in
-/// subgraphs and model-local functions too).
+/// `quantize_dynamic` output: `DynamicQuantizeLinear` nodes, or the fused
+/// operators of a graph saved after onnxruntime's optimizer, see
+/// [`DYNAMIC_QUANTIZERS`]; searched in subgraphs and model-local functions too).
 ///
 /// Such a graph computes one int8 scale over the whole activation tensor of a
 /// batch, padding included, so a pair's logits depend on the other pairs in its
@@ -156,6 +157,16 @@ pub fn uses_dynamic_quantization(onnx: &Path) -> Result<bool> {
     quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))
 }
 
+/// Operators that compute an activation's int8 scale from the tensor they
+/// are given: `DynamicQuantizeLinear` and onnxruntime's fused forms of it,
+/// which a graph saved after graph optimization holds instead (a
+/// `DynamicQuantizeMatMul` replaces `DynamicQuantizeLinear` + `MatMulInteger`).
+const DYNAMIC_QUANTIZERS: [&[u8]; 3] = [
+    b"DynamicQuantizeLinear",
+    b"DynamicQuantizeMatMul",
+    b"DynamicQuantizeLSTM",
+];
+
 /// ONNX field numbers the check reads beyond [`super::onnx`]'s.
 const MODEL_FUNCTIONS: u32 = 25;
 const FUNCTION_NODE: u32 = 7;
@@ -165,7 +176,7 @@ const ATTRIBUTE_GRAPHS: u32 = 11;
 const MAX_DEPTH: usize = 16;
 
 /// Whether any node of the model — main graph, subgraphs of control-flow
-/// nodes, model-local functions — is a `DynamicQuantizeLinear`. Reads the
+/// nodes, model-local functions — is one of [`DYNAMIC_QUANTIZERS`]. Reads the
 /// serialized model in place, without copying its weights.
 fn quantizes_dynamically(model: &[u8]) -> std::result::Result<bool, ProtoError> {
     for graph in proto::payloads(model, MODEL_GRAPH)? {
@@ -188,7 +199,7 @@ fn graph_quantizes(graph: &[u8], depth: usize) -> std::result::Result<bool, Prot
 fn nodes_quantize(nodes: &[&[u8]], depth: usize) -> std::result::Result<bool, ProtoError> {
     for node in nodes {
         let op = proto::payloads(node, NODE_OP_TYPE)?;
-        if op.first() == Some(&b"DynamicQuantizeLinear".as_slice()) {
+        if op.first().is_some_and(|op| DYNAMIC_QUANTIZERS.contains(op)) {
             return Ok(true);
         }
         if depth >= MAX_DEPTH {
@@ -257,6 +268,16 @@ mod tests {
         )
         .unwrap();
         assert!(uses_dynamic_quantization(&plain).unwrap(), "in a function");
+        // The fused operator of a graph saved after onnxruntime's optimizer.
+        let fused = Node::new(
+            "DynamicQuantizeMatMul",
+            &["x", "w", "s"],
+            &["y"],
+            Vec::new(),
+        );
+        let graph = proto::encode(&[Field::Bytes(GRAPH_NODE, proto::encode(&fused.fields))]);
+        std::fs::write(&plain, proto::encode(&[Field::Bytes(MODEL_GRAPH, graph)])).unwrap();
+        assert!(uses_dynamic_quantization(&plain).unwrap(), "fused");
         std::fs::write(&plain, b"\x0a\xff\xff").unwrap();
         assert!(
             uses_dynamic_quantization(&plain).is_err(),
