@@ -7,7 +7,8 @@ and the same one-pair runs (one thread).
 
     .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
         --out target/st-model
-    .venv-st/bin/python benches/export_fused.py --checkpoint target/st-model --out target/fused
+    .venv-st/bin/python benches/export_fused.py --checkpoint target/st-model --out target/fused \\
+        [--per-channel] [--reduce-range]
 """
 import argparse
 import collections
@@ -75,6 +76,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="target/st-model")
     ap.add_argument("--out", default="target/fused")
+    ap.add_argument("--per-channel", action="store_true",
+                    help="one int8 scale per output column of each weight (the shipped graphs' way)")
+    ap.add_argument("--reduce-range", action="store_true",
+                    help="7-bit weights (the shipped graphs' way; safe on AVX2 without VNNI)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,7 @@ def main():
     fused_ops = fuse(out / "model.onnx", out / "model_fused.onnx", config)
     print(f"fused operators: {fused_ops}")
     quantize_dynamic(out / "model_fused.onnx", out / "model_fused_qint8.onnx", weight_type=QuantType.QInt8,
+                     per_channel=args.per_channel, reduce_range=args.reduce_range,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     tokenizer = Tokenizer.from_file(str(Path(args.checkpoint) / "tokenizer.json"))
     tokenizer.enable_truncation(512)

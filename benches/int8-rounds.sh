@@ -4,8 +4,9 @@
 # candidate graph (the engine's default for it), each with its own Python loop,
 # then a table of medians (benches/int8_rounds.py).
 #
-#   benches/int8-rounds.sh CANDIDATE_MODEL_DIR ONNX_FILE [ROUNDS] [OUT_DIR]
+#   benches/int8-rounds.sh CANDIDATE_MODEL_DIR ONNX_FILE [ROUNDS] [OUT_DIR] [LABEL]
 #
+# LABEL names the candidate in the file names and the table (default: static).
 # CANDIDATE_MODEL_DIR holds the model's tokenizer and configs and ONNX_FILE
 # (relative to it). Needs target/release/crossflow-bench and .venv (scripts/setup --python).
 set -euo pipefail
@@ -14,6 +15,7 @@ candidate=${1:?candidate model directory}
 onnx=${2:?ONNX file inside it}
 rounds=${3:-3}
 out=${4:-target/int8-rounds}
+label=${5:-static}
 mkdir -p "$out"
 bench=target/release/crossflow-bench
 for r in $(seq 1 "$rounds"); do
@@ -22,6 +24,6 @@ for r in $(seq 1 "$rounds"); do
     --csv "$out/r$r-dynamic.csv" > "$out/r$r-dynamic.log" 2>&1
   echo "round $r: candidate" >&2
   "$bench" --model "$candidate" --onnx-file "$onnx" --profiles short,medium,long --limit 5000 \
-    --repeat 1 --configs default --csv "$out/r$r-static.csv" > "$out/r$r-static.log" 2>&1
+    --repeat 1 --configs default --csv "$out/r$r-$label.csv" > "$out/r$r-$label.log" 2>&1
 done
 python3 benches/int8_rounds.py "$out"

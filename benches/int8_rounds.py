@@ -1,5 +1,6 @@
 """Medians over the rounds written by benches/int8-rounds.sh (a directory of
-rN-dynamic.csv / rN-static.csv): pairs/s, and each ratio taken within a round."""
+rN-dynamic.csv / rN-LABEL.csv, LABEL the candidate's, `static` unless named):
+pairs/s, and each ratio taken within a round."""
 import collections
 import csv
 import glob
@@ -17,7 +18,7 @@ print("| profile | graph | system | pairs/s (median, rounds) | vs Python loop, s
 print("|---|---|---|---:|---:|---:|---:|")
 py = lambda p, system: system.startswith("python")
 for profile in ["short", "medium", "long"]:
-    for model in ["dynamic", "static"]:
+    for model in ["dynamic"] + sorted({m for _, m in rows} - {"dynamic"}):
         systems = [s for (p, s) in rows[(rounds[0], model)] if p == profile]
         for s in systems:
             vals, same, vsdyn, vsone = [], [], [], []
