@@ -284,7 +284,8 @@ pub(super) fn check_bi_encoder(
     )))
 }
 
-fn doc_columns<'a>(id: &'a str, text: &'a str) -> Columns<'a> {
+/// The corpus columns, named by the flags that choose them.
+pub(super) fn doc_columns<'a>(id: &'a str, text: &'a str) -> Columns<'a> {
     Columns {
         id_flag: "--doc-id-column",
         id,

@@ -33,8 +33,8 @@ use datafusion::prelude::SessionContext;
 use super::args::{DEFAULT_FUSION, DEFAULT_IVF_PROBES, SearchMode};
 use super::first_stage::{Searching, candidates_schema, query_candidates, rerank_of_candidates};
 use super::index_dir::{CorpusIndex, Manifest};
-use super::job::{check_bi_encoder, open_indexed};
-use super::table::{Columns, TextTable, refuse_bad_ids};
+use super::job::{check_bi_encoder, doc_columns, open_indexed};
+use super::table::{self, Columns, TextTable, refuse_bad_ids};
 use crate::JobError;
 use crate::progress::Laps;
 use crate::rerank::{rerank_params, rerank_sql};
@@ -286,17 +286,13 @@ fn column_type(state: &SessionState, name: &str, column: &str) -> DfResult<DataT
     Ok(field.data_type().clone())
 }
 
-/// The type of the index's document id column in its corpus file.
+/// The type of the index's document id column, as the corpus is read when
+/// the table is scanned.
 fn corpus_column_type(manifest: &Manifest) -> DfResult<DataType> {
-    let path = &manifest.corpus.path;
-    let file = std::fs::File::open(path).map_err(|e| external(JobError::io(path.display(), e)))?;
-    let metadata = datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
-        &file,
-        Default::default(),
-    )?;
-    let schema = metadata.schema();
-    let field = schema.field_with_name(&manifest.doc_id_column)?;
-    Ok(field.data_type().clone())
+    let path = manifest.corpus.path.display().to_string();
+    let columns = doc_columns(&manifest.doc_id_column, &manifest.doc_column);
+    // Reads the file's schema only.
+    futures::executor::block_on(table::id_type(&path, columns)).map_err(external)
 }
 
 fn session_state(session: &dyn Session) -> DfResult<&SessionState> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, LargeStringArray};
 use datafusion::arrow::compute::{can_cast_types, cast, concat};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::prelude::ParquetReadOptions;
+use datafusion::prelude::{DataFrame, ParquetReadOptions};
 
 use crate::{JobError, Result, columns};
 
@@ -56,10 +56,16 @@ impl TextTable {
     }
 }
 
-/// Reads `columns` of the Parquet file `path` in file order. A missing
-/// column, a text column that holds no strings, an id column that is not a
-/// scalar, a null id or an id on two rows is an error naming the flag.
-pub async fn read(path: &str, columns: Columns<'_>) -> Result<TextTable> {
+/// The type of the id column of `columns` in the Parquet file `path`, as
+/// [`read`] reads it (nothing but the file's schema is read); errors as
+/// [`read`]'s.
+pub async fn id_type(path: &str, columns: Columns<'_>) -> Result<DataType> {
+    Ok(open(path, columns).await?.1)
+}
+
+/// The file `path` in file order, and the types of its id and text columns
+/// once checked.
+async fn open(path: &str, columns: Columns<'_>) -> Result<(DataFrame, DataType, DataType)> {
     let ctx = crate::sql::file_order_session();
     let frame = ctx
         .read_parquet(path, ParquetReadOptions::default())
@@ -94,6 +100,14 @@ pub async fn read(path: &str, columns: Columns<'_>) -> Result<TextTable> {
             "strings",
         ));
     }
+    Ok((frame, id_type, text_type))
+}
+
+/// Reads `columns` of the Parquet file `path` in file order. A missing
+/// column, a text column that holds no strings, an id column that is not a
+/// scalar, a null id or an id on two rows is an error naming the flag.
+pub async fn read(path: &str, columns: Columns<'_>) -> Result<TextTable> {
+    let (frame, id_type, text_type) = open(path, columns).await?;
     let batches = frame
         .select_columns(&[columns.id, columns.text])?
         .collect()
