@@ -34,6 +34,9 @@ pub(crate) struct OrtModel {
 pub(crate) struct OrtSession {
     session: Session,
     signature: Arc<Signature>,
+    /// The graph is valid only for one pair without padding (see
+    /// [`crate::model::graph`]): any other batch is refused.
+    single_unpadded: bool,
 }
 
 /// What the graph's inputs and output are called and typed.
@@ -161,6 +164,7 @@ impl OrtModel {
             .map(|session| OrtSession {
                 session,
                 signature: signature.clone(),
+                single_unpadded: false,
             })
             .collect();
         Ok(Self { sessions })
@@ -169,6 +173,38 @@ impl OrtModel {
     /// The sessions, one per worker.
     pub fn into_sessions(self) -> Vec<OrtSession> {
         self.sessions
+    }
+
+    /// Marks the graph as valid only for batches of one unpadded pair: its
+    /// sessions refuse any other batch.
+    pub fn single_unpadded(mut self) -> Self {
+        for session in &mut self.sessions {
+            session.single_unpadded = true;
+        }
+        self
+    }
+
+    /// Whether the sessions run only batches of one unpadded pair.
+    #[cfg(test)]
+    pub fn is_single_unpadded(&self) -> bool {
+        self.sessions.iter().all(|s| s.single_unpadded)
+    }
+
+    /// Whether each of `probes`, run alone here, gets exactly (bit for bit)
+    /// the output `reference` gives it alone.
+    pub fn agrees_alone_with(
+        &mut self,
+        reference: &mut OrtModel,
+        probes: &[EncodedPair],
+        pad_id: u32,
+    ) -> Result<bool> {
+        for probe in probes {
+            let alone = PaddedBatch::new(&[probe], probe.len(), pad_id);
+            if self.sessions[0].run(&alone)? != reference.sessions[0].run(&alone)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether every row of one padded batch of `probes`, run here, gets
@@ -186,6 +222,17 @@ impl OrtModel {
 impl OrtSession {
     /// Runs one batch; returns the output, row-major.
     pub fn run(&mut self, batch: &PaddedBatch) -> Result<Output> {
+        if self.single_unpadded && (batch.rows != 1 || batch.attention_mask.contains(&0)) {
+            return Err(Error::ort(
+                "running a batch",
+                format!(
+                    "the graph for one pair without padding got {} pairs of {} tokens, {} of them padding",
+                    batch.rows,
+                    batch.cols,
+                    batch.attention_mask.iter().filter(|&&m| m == 0).count()
+                ),
+            ));
+        }
         let shape = [batch.rows, batch.cols];
         let signature = &*self.signature;
         let mut inputs: Vec<(&str, SessionInputValue)> = vec![

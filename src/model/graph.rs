@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use super::onnx::{GRAPH_NODE, MODEL_GRAPH, NODE_ATTRIBUTE, NODE_OP_TYPE};
-use super::per_pair;
+use super::onnx::{
+    ATTRIBUTE_GRAPH, ATTRIBUTE_GRAPHS, GRAPH_NODE, MODEL_GRAPH, NODE_ATTRIBUTE, NODE_OP_TYPE,
+};
 use super::proto::{self, ProtoError};
+use super::{per_pair, unpadded};
 use crate::session::{OrtModel, SessionSettings};
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
@@ -41,7 +43,7 @@ pub(crate) fn load(
     settings: &SessionSettings,
     wanted: &[&str],
     invariance: Invariance,
-    probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
+    probes: impl Fn() -> Result<Vec<EncodedPair>>,
     pad_id: u32,
 ) -> Result<Prepared> {
     let graph = Graph {
@@ -66,38 +68,78 @@ impl Graph<'_> {
     fn load(
         &self,
         invariance: Invariance,
-        probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
+        probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         rewrite: Rewrite,
     ) -> Result<Prepared> {
-        let (onnx, settings, wanted) = (self.onnx, self.settings, self.wanted);
-        let plain = |one_pair_per_batch| {
-            Ok(Prepared {
-                model: OrtModel::load(onnx, None, settings, wanted)?,
-                one_pair_per_batch,
-            })
-        };
+        let onnx = self.onnx;
         let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
         if !quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))? {
-            return plain(false);
+            return self.original(false);
         }
         match invariance {
-            Invariance::Off | Invariance::OnePairPerBatch => {
-                plain(invariance == Invariance::OnePairPerBatch)
-            }
+            Invariance::Off => self.original(false),
+            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id),
             Invariance::PerPairScales => {
-                match self.per_pair_scales(&bytes, probes, pad_id, rewrite) {
+                match self.per_pair_scales(&bytes, &probes, pad_id, rewrite) {
                     Ok(model) => Ok(Prepared {
                         model,
                         one_pair_per_batch: false,
                     }),
                     Err(reason) => {
                         tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
-                        plain(true)
+                        self.one_pair(&bytes, &probes, pad_id)
                     }
                 }
             }
         }
+    }
+
+    /// The graph as it is.
+    fn original(&self, one_pair_per_batch: bool) -> Result<Prepared> {
+        Ok(Prepared {
+            model: OrtModel::load(self.onnx, None, self.settings, self.wanted)?,
+            one_pair_per_batch,
+        })
+    }
+
+    /// Sessions that run one pair per batch: on the graph without attention
+    /// masking ([`unpadded`]) when that gives each probe exactly what the
+    /// original graph gives it, else on the original graph.
+    fn one_pair(
+        &self,
+        bytes: &[u8],
+        probes: impl Fn() -> Result<Vec<EncodedPair>>,
+        pad_id: u32,
+    ) -> Result<Prepared> {
+        match self.unpadded(bytes, probes, pad_id) {
+            Ok(model) => Ok(Prepared {
+                model: model.single_unpadded(),
+                one_pair_per_batch: true,
+            }),
+            Err(NoRewrite::UnknownShape) => self.original(true),
+            Err(reason) => {
+                tracing::warn!(onnx = %self.onnx.display(), %reason, "attention masking kept for one-pair runs");
+                self.original(true)
+            }
+        }
+    }
+
+    /// The unmasked graph's sessions, once each probe alone gets exactly
+    /// what the original graph gives it.
+    fn unpadded(
+        &self,
+        bytes: &[u8],
+        probes: impl Fn() -> Result<Vec<EncodedPair>>,
+        pad_id: u32,
+    ) -> std::result::Result<OrtModel, NoRewrite> {
+        let rewritten = unpadded::rewrite(bytes)?.ok_or(NoRewrite::UnknownShape)?;
+        let mut model = self.rewritten(&rewritten.bytes)?;
+        if !model.agrees_alone_with(&mut self.reference()?, &probes()?, pad_id)? {
+            return Err(NoRewrite::Changed);
+        }
+        tracing::info!(onnx = %self.onnx.display(), softmaxes = rewritten.softmaxes, "attention masking removed for one-pair runs");
+        Ok(model)
     }
 
     /// The rewritten graph's sessions, once a batch of probes gives each probe
@@ -105,34 +147,38 @@ impl Graph<'_> {
     fn per_pair_scales(
         &self,
         bytes: &[u8],
-        probes: impl FnOnce() -> Result<Vec<EncodedPair>>,
+        probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         rewrite: Rewrite,
     ) -> std::result::Result<OrtModel, NoRewrite> {
         let rewritten = rewrite(bytes)?.ok_or(NoRewrite::UnknownShape)?;
-        let mut model = OrtModel::load(
-            self.onnx,
-            Some(&rewritten.bytes),
-            self.settings,
-            self.wanted,
-        )?;
-        let single = SessionSettings {
-            sessions: 1,
-            ..self.settings.clone()
-        };
-        let mut reference = OrtModel::load(self.onnx, None, &single, self.wanted)?;
-        if !model.agrees_batched_with(&mut reference, &probes()?, pad_id)? {
+        let mut model = self.rewritten(&rewritten.bytes)?;
+        if !model.agrees_batched_with(&mut self.reference()?, &probes()?, pad_id)? {
             return Err(NoRewrite::Changed);
         }
         tracing::info!(onnx = %self.onnx.display(), quantizers = rewritten.quantizers, "dynamic quantization rewritten to per-pair scales");
         Ok(model)
+    }
+
+    /// Sessions of a rewritten graph.
+    fn rewritten(&self, bytes: &[u8]) -> Result<OrtModel> {
+        OrtModel::load(self.onnx, Some(bytes), self.settings, self.wanted)
+    }
+
+    /// One session of the original graph, to check a rewrite against.
+    fn reference(&self) -> Result<OrtModel> {
+        let single = SessionSettings {
+            sessions: 1,
+            ..self.settings.clone()
+        };
+        OrtModel::load(self.onnx, None, &single, self.wanted)
     }
 }
 
 /// Why a graph runs without per-pair scales.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NoRewrite {
-    #[error("dynamic quantization of a shape the rewrite does not handle")]
+    #[error("a graph of a shape the rewrite does not handle")]
     UnknownShape,
     #[error("the graph could not be rewritten: {0}")]
     Malformed(#[from] super::proto::ProtoError),
@@ -170,8 +216,6 @@ const DYNAMIC_QUANTIZERS: [&[u8]; 3] = [
 /// ONNX field numbers the check reads beyond [`super::onnx`]'s.
 const MODEL_FUNCTIONS: u32 = 25;
 const FUNCTION_NODE: u32 = 7;
-const ATTRIBUTE_GRAPH: u32 = 6;
-const ATTRIBUTE_GRAPHS: u32 = 11;
 /// Subgraphs nested deeper than this are not searched.
 const MAX_DEPTH: usize = 16;
 
@@ -223,6 +267,7 @@ mod tests {
     use super::super::onnx::{GRAPH_NODE, Node};
     use super::super::proto::Field;
     use super::*;
+    use crate::session::PaddedBatch;
 
     fn bundled_int8() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -286,7 +331,15 @@ mod tests {
         assert!(uses_dynamic_quantization(&dir.path().join("missing.onnx")).is_err());
     }
 
-    fn load_int8(probes: impl FnOnce() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) -> Prepared {
+    fn load_int8(probes: impl Fn() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) -> Prepared {
+        load_bundled(Invariance::PerPairScales, probes, rewrite)
+    }
+
+    fn load_bundled(
+        invariance: Invariance,
+        probes: impl Fn() -> Result<Vec<EncodedPair>>,
+        rewrite: Rewrite,
+    ) -> Prepared {
         let settings = SessionSettings {
             sessions: 1,
             intra_threads: Some(1),
@@ -299,7 +352,7 @@ mod tests {
             wanted: &["logits"],
         };
         graph
-            .load(Invariance::PerPairScales, probes, 0, rewrite)
+            .load(invariance, probes, 0, rewrite)
             .expect("falls back, never fails")
     }
 
@@ -317,6 +370,42 @@ mod tests {
     fn a_rewrite_that_passes_its_probes_batches() {
         let prepared = load_int8(probes, per_pair::rewrite);
         assert!(!prepared.one_pair_per_batch);
+    }
+
+    #[test]
+    fn one_pair_runs_use_the_unmasked_graph_and_refuse_padding() {
+        let mut prepared = load_bundled(Invariance::OnePairPerBatch, probes, per_pair::rewrite);
+        assert!(prepared.one_pair_per_batch && prepared.model.is_single_unpadded());
+        let pairs = probes().unwrap();
+        let session = &mut prepared.model.into_sessions()[0];
+        for pair in &pairs[..2] {
+            session
+                .run(&PaddedBatch::new(&[pair], pair.len(), 0))
+                .expect("one pair without padding");
+        }
+        let longest = pairs[1].len();
+        for (batch, case) in [
+            (
+                PaddedBatch::new(&[&pairs[0]], longest, 0),
+                "one padded pair",
+            ),
+            (
+                PaddedBatch::new(&[&pairs[1], &pairs[1]], longest, 0),
+                "two pairs",
+            ),
+        ] {
+            let error = session.run(&batch).expect_err(case).to_string();
+            assert!(error.contains("without padding"), "{case}: {error}");
+        }
+        let failing_probes = || Err(Error::tokenizer("", "probe tokenization failed".into()));
+        let kept = load_bundled(
+            Invariance::OnePairPerBatch,
+            failing_probes,
+            per_pair::rewrite,
+        );
+        assert!(kept.one_pair_per_batch && !kept.model.is_single_unpadded());
+        let per_pair_failed = load_int8(probes, |_| Ok(None));
+        assert!(per_pair_failed.one_pair_per_batch && per_pair_failed.model.is_single_unpadded());
     }
 
     #[test]

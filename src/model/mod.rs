@@ -9,6 +9,7 @@ pub mod graph;
 mod onnx;
 mod per_pair;
 mod proto;
+mod unpadded;
 
 pub use config::ModelConfig;
 pub use description::ModelDescription;

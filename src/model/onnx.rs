@@ -8,10 +8,13 @@ pub(super) const MODEL_OPSET: u32 = 8;
 pub(super) const GRAPH_NODE: u32 = 1;
 pub(super) const GRAPH_INITIALIZER: u32 = 5;
 pub(super) const GRAPH_INPUT: u32 = 11;
+pub(super) const GRAPH_OUTPUT: u32 = 12;
 pub(super) const NODE_INPUT: u32 = 1;
 pub(super) const NODE_OUTPUT: u32 = 2;
 pub(super) const NODE_OP_TYPE: u32 = 4;
 pub(super) const NODE_ATTRIBUTE: u32 = 5;
+pub(super) const ATTRIBUTE_GRAPH: u32 = 6;
+pub(super) const ATTRIBUTE_GRAPHS: u32 = 11;
 
 /// The version of the default (`ai.onnx`) operator set the model imports (0 if none).
 pub(super) fn opset(model: &[Field]) -> Result<u64, ProtoError> {
