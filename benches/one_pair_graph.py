@@ -19,8 +19,9 @@ fused by ONNX Runtime into SkipLayerNormalization (the default) or not.
 `speed`: pairs/s one pair per run, one thread (as each crossflow session),
 three interleaved rounds; the largest logit difference against `original`.
 `accuracy`: STS-B dev Spearman and SNLI validation accuracy (first 3,000 pairs)
-of the STS and NLI int8 graphs with default settings and with the fusion off,
-and the largest logit difference between the two.
+of the STS and NLI int8 graphs (and the STS fp32 graph of ../shared/models)
+with default settings and with the fusion off, and the largest logit
+difference between the two.
 Needs onnxruntime, onnx, numpy, scipy and tokenizers (.venv-st from
 scripts/setup --sentence-transformers has them).
 """
@@ -45,6 +46,7 @@ STS = ROOT / "models/crossflow-sts-minilm-l6"
 NLI = ROOT / "models/crossflow-nli-minilm-l6"
 GRAPH = "onnx/model_qint8_avx2.onnx"
 DATA = ROOT.parent / "shared/data"
+STS_FP32 = ROOT.parent / "shared/models/crossflow-sts-minilm-l6/onnx/model.onnx"
 NOSKIP = {"optimization.disable_specified_optimizers": "SkipLayerNormFusion"}
 # SNLI's labels (entailment, neutral, contradiction) in the NLI model's order (config.json).
 SNLI_TO_MODEL = {0: 1, 1: 2, 2: 0}
@@ -182,10 +184,14 @@ def accuracy():
                 sts_pairs.append((row[5], row[6]))
                 gold.append(float(row[4]))
     tok = tokenizer(STS)
-    runs = [logits(session(STS / GRAPH, c), tok, sts_pairs)[:, 0] for c in (None, NOSKIP)]
-    rho = [spearmanr(r, gold).statistic for r in runs]
-    print(f"| STS int8 | STS-B dev, {len(gold)} pairs, Spearman | {rho[0]:.4f} | {rho[1]:.4f} | "
-          f"{np.abs(runs[0] - runs[1]).max():.3f} | – |")
+    for name, graph in (("STS int8", STS / GRAPH), ("STS fp32", STS_FP32)):
+        if not graph.exists():
+            print(f"| {name} | {graph} missing | | | | |")
+            continue
+        runs = [logits(session(graph, c), tok, sts_pairs)[:, 0] for c in (None, NOSKIP)]
+        rho = [spearmanr(r, gold).statistic for r in runs]
+        print(f"| {name} | STS-B dev, {len(gold)} pairs, Spearman | {rho[0]:.4f} | {rho[1]:.4f} | "
+              f"{np.abs(runs[0] - runs[1]).max():.3g} | – |")
     with open(DATA / "snli/validation.tsv", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["label"] in "012"]
     rows = rows[:3000]

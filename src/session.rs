@@ -200,11 +200,12 @@ impl OrtModel {
     ) -> Result<bool> {
         for probe in probes {
             let alone = PaddedBatch::new(&[probe], probe.len(), pad_id);
-            if self.sessions[0].run(&alone)? != reference.sessions[0].run(&alone)? {
+            let got = self.sessions[0].run(&alone)?;
+            if !same_bits(&got.data, &reference.sessions[0].run(&alone)?.data) {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(!probes.is_empty())
     }
 
     /// Whether every row of one padded batch of `probes`, run here, gets
@@ -223,15 +224,12 @@ impl OrtSession {
     /// Runs one batch; returns the output, row-major.
     pub fn run(&mut self, batch: &PaddedBatch) -> Result<Output> {
         if self.single_unpadded && (batch.rows != 1 || batch.attention_mask.contains(&0)) {
-            return Err(Error::ort(
-                "running a batch",
-                format!(
-                    "the graph for one pair without padding got {} pairs of {} tokens, {} of them padding",
-                    batch.rows,
-                    batch.cols,
-                    batch.attention_mask.iter().filter(|&&m| m == 0).count()
-                ),
-            ));
+            let padding = batch.attention_mask.iter().filter(|&&m| m == 0).count();
+            return Err(Error::Scheduler(format!(
+                "a batch of {} pairs × {} tokens ({padding} of them padding) reached a graph \
+                 that runs only one pair without padding",
+                batch.rows, batch.cols
+            )));
         }
         let shape = [batch.rows, batch.cols];
         let signature = &*self.signature;
@@ -284,12 +282,18 @@ impl OrtSession {
             // A token-level output ([rows, tokens, hidden]) compares over the
             // pair's own tokens: the batched row continues with padding.
             let got = &batched.data[row * width..(row + 1) * width];
-            if alone.data.len() > width || got[..alone.data.len()] != alone.data[..] {
+            if alone.data.len() > width || !same_bits(&got[..alone.data.len()], &alone.data) {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(!probes.is_empty())
     }
+}
+
+/// Whether two outputs are equal bit for bit (`-0.0` is not `0.0`, a NaN
+/// equals the same NaN).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 impl Signature {
@@ -340,12 +344,14 @@ const DISABLED_OPTIMIZERS_KEY: &str = "optimization.disable_specified_optimizers
 /// The graph optimizers crossflow skips on the CPU. `SkipLayerNormFusion`
 /// replaces a residual `Add` and a `LayerNormalization` by one
 /// `SkipLayerNormalization`, whose CPU kernel normalizes each row in scalar
-/// loops with a division per element: measured 5–7× slower than the two
-/// operators it replaces, and the int8 models run 16–20 % faster without it
-/// (docs/performance.md, "Layer norms on the CPU"). A list would be
-/// `;`-separated: ONNX Runtime 1.31 ignores a `,`-separated one.
-const CPU_DISABLED_OPTIMIZERS: &str = "SkipLayerNormFusion";
+/// loops with a division per element: measured 5.6–7.6× slower than the two
+/// operators it replaces; the bundled int8 graph runs 1.14–1.15× faster one
+/// pair per run without it (docs/performance.md, "Layer norms on the CPU").
+/// Part of the models' fingerprint ([`crate::model::Fingerprint`]). A list
+/// would be `;`-separated: ONNX Runtime 1.31 ignores a `,`-separated one.
+pub(crate) const CPU_DISABLED_OPTIMIZERS: &str = "SkipLayerNormFusion";
 
+/// `builder` on CUDA device `id` (failing if the provider cannot start).
 fn with_cuda(builder: SessionBuilder, id: i32) -> Result<SessionBuilder> {
     let cuda = CUDA::default()
         .with_device_id(id)

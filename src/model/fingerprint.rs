@@ -15,7 +15,8 @@ use crate::{Error, Result};
 /// SHA-256 over a model's files (the ONNX graph, the tokenizer, the
 /// configurations; contents, not paths) and the settings that change its
 /// results (maximum length, head and activation, batch invariance, crossflow
-/// version). The execution device and CPU are not part of it: see docs/correctness.md,
+/// version, the ONNX Runtime graph optimizers crossflow skips on the CPU).
+/// The execution device and CPU are not part of it: see docs/correctness.md,
 /// "Scores across CPUs".
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint(String);
@@ -23,6 +24,12 @@ pub struct Fingerprint(String);
 impl Fingerprint {
     /// Hashes the files of `files` and the `settings` line.
     pub fn of(files: &ModelFiles, settings: &str) -> Result<Self> {
+        Self::with_engine(files, settings, crate::session::CPU_DISABLED_OPTIMIZERS)
+    }
+
+    /// [`Fingerprint::of`] with `engine`, how the engine runs every model (its
+    /// CPU session settings), hashed in.
+    fn with_engine(files: &ModelFiles, settings: &str, engine: &str) -> Result<Self> {
         let mut hasher = Sha256::new();
         let optional = [
             ("tokenizer_config", files.tokenizer_config.as_deref()),
@@ -41,6 +48,7 @@ impl Fingerprint {
             }
         }
         hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+        hasher.update(engine.as_bytes());
         hasher.update(settings.as_bytes());
         let hex = hasher
             .finalize()
@@ -131,6 +139,10 @@ mod tests {
         )
         .unwrap();
         assert_ne!(base, fingerprint(&with_tokenizer_config, "s"));
+        let dir = model_dir(b"graph", b"{}");
+        let files = ModelFiles::resolve(dir.path(), None).unwrap();
+        let fused = Fingerprint::with_engine(&files, "s", "").unwrap();
+        assert_ne!(base, fused, "the CPU session settings");
     }
 
     #[test]

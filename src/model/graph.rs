@@ -28,16 +28,19 @@ pub(crate) enum Invariance {
     /// Rewrite dynamic quantization to per-pair scales (see
     /// [`per_pair`]); one pair per batch where that is not possible.
     PerPairScales,
-    /// One pair per batch for dynamically quantized graphs.
+    /// One pair per batch for dynamically quantized graphs, on the graph
+    /// without its attention masking where that is possible (see [`unpadded`]).
     OnePairPerBatch,
 }
 
 /// Loads the graph at `onnx` for batch-invariant results as `invariance`
-/// asks. A rewritten graph is used only if one padded batch of `probes()`
-/// (made only then) gives each probe exactly what the original graph gives it
-/// alone. A graph that cannot be rewritten, a rewrite ONNX Runtime refuses,
-/// and a probe check that fails or errors all run the original graph one pair
-/// per batch instead (logged).
+/// asks. A rewritten graph is used only if `probes()` (made only for a
+/// rewrite) get exactly what the original graph gives each alone: in one
+/// padded batch for per-pair scales, one by one for the graph without
+/// attention masking. A graph that cannot be rewritten for per-pair scales,
+/// a rewrite ONNX Runtime refuses, and a probe check that fails or errors fall
+/// back to one pair per batch, on the unmasked graph or else the original one
+/// (logged, except a graph the unmasking does not recognise).
 pub(crate) fn load(
     onnx: &Path,
     settings: &SessionSettings,
@@ -51,7 +54,11 @@ pub(crate) fn load(
         settings,
         wanted,
     };
-    graph.load(invariance, probes, pad_id, per_pair::rewrite)
+    let rewrites = Rewrites {
+        per_pair: per_pair::rewrite,
+        unmask: unpadded::rewrite,
+    };
+    graph.load(invariance, probes, pad_id, rewrites)
 }
 
 /// Where a graph is and how to make its sessions.
@@ -64,13 +71,23 @@ struct Graph<'a> {
 /// Rewrites a graph's serialized bytes for per-pair scales.
 type Rewrite = fn(&[u8]) -> std::result::Result<Option<per_pair::Rewritten>, ProtoError>;
 
+/// Removes a graph's attention masking (serialized bytes in and out).
+type Unmask = fn(&[u8]) -> std::result::Result<Option<unpadded::Rewritten>, ProtoError>;
+
+/// The graph rewrites [`Graph::load`] may use.
+#[derive(Clone, Copy)]
+struct Rewrites {
+    per_pair: Rewrite,
+    unmask: Unmask,
+}
+
 impl Graph<'_> {
     fn load(
         &self,
         invariance: Invariance,
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
-        rewrite: Rewrite,
+        rewrites: Rewrites,
     ) -> Result<Prepared> {
         let onnx = self.onnx;
         let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
@@ -79,16 +96,16 @@ impl Graph<'_> {
         }
         match invariance {
             Invariance::Off => self.original(false),
-            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id),
+            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id, rewrites.unmask),
             Invariance::PerPairScales => {
-                match self.per_pair_scales(&bytes, &probes, pad_id, rewrite) {
+                match self.per_pair_scales(&bytes, &probes, pad_id, rewrites.per_pair) {
                     Ok(model) => Ok(Prepared {
                         model,
                         one_pair_per_batch: false,
                     }),
                     Err(reason) => {
                         tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
-                        self.one_pair(&bytes, &probes, pad_id)
+                        self.one_pair(&bytes, &probes, pad_id, rewrites.unmask)
                     }
                 }
             }
@@ -111,13 +128,17 @@ impl Graph<'_> {
         bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
+        unmask: Unmask,
     ) -> Result<Prepared> {
-        match self.unpadded(bytes, probes, pad_id) {
+        match self.unpadded(bytes, probes, pad_id, unmask) {
             Ok(model) => Ok(Prepared {
                 model: model.single_unpadded(),
                 one_pair_per_batch: true,
             }),
-            Err(NoRewrite::UnknownShape) => self.original(true),
+            Err(NoRewrite::UnknownShape) => {
+                tracing::debug!(onnx = %self.onnx.display(), "no attention masking recognised: the graph runs as it is");
+                self.original(true)
+            }
             Err(reason) => {
                 tracing::warn!(onnx = %self.onnx.display(), %reason, "attention masking kept for one-pair runs");
                 self.original(true)
@@ -132,8 +153,9 @@ impl Graph<'_> {
         bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
+        unmask: Unmask,
     ) -> std::result::Result<OrtModel, NoRewrite> {
-        let rewritten = unpadded::rewrite(bytes)?.ok_or(NoRewrite::UnknownShape)?;
+        let rewritten = unmask(bytes)?.ok_or(NoRewrite::UnknownShape)?;
         let mut model = self.rewritten(&rewritten.bytes)?;
         if !model.agrees_alone_with(&mut self.reference()?, &probes()?, pad_id)? {
             return Err(NoRewrite::Changed);
@@ -175,7 +197,7 @@ impl Graph<'_> {
     }
 }
 
-/// Why a graph runs without per-pair scales.
+/// Why a graph runs without a rewrite (per-pair scales, or no attention masking).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NoRewrite {
     #[error("a graph of a shape the rewrite does not handle")]
@@ -332,13 +354,25 @@ mod tests {
     }
 
     fn load_int8(probes: impl Fn() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) -> Prepared {
-        load_bundled(Invariance::PerPairScales, probes, rewrite)
+        let rewrites = Rewrites {
+            per_pair: rewrite,
+            unmask: unpadded::rewrite,
+        };
+        load_bundled(Invariance::PerPairScales, probes, rewrites)
+    }
+
+    fn load_one_pair(probes: impl Fn() -> Result<Vec<EncodedPair>>, unmask: Unmask) -> Prepared {
+        let rewrites = Rewrites {
+            per_pair: per_pair::rewrite,
+            unmask,
+        };
+        load_bundled(Invariance::OnePairPerBatch, probes, rewrites)
     }
 
     fn load_bundled(
         invariance: Invariance,
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
-        rewrite: Rewrite,
+        rewrites: Rewrites,
     ) -> Prepared {
         let settings = SessionSettings {
             sessions: 1,
@@ -352,7 +386,7 @@ mod tests {
             wanted: &["logits"],
         };
         graph
-            .load(invariance, probes, 0, rewrite)
+            .load(invariance, probes, 0, rewrites)
             .expect("falls back, never fails")
     }
 
@@ -374,7 +408,7 @@ mod tests {
 
     #[test]
     fn one_pair_runs_use_the_unmasked_graph_and_refuse_padding() {
-        let mut prepared = load_bundled(Invariance::OnePairPerBatch, probes, per_pair::rewrite);
+        let prepared = load_one_pair(probes, unpadded::rewrite);
         assert!(prepared.one_pair_per_batch && prepared.model.is_single_unpadded());
         let pairs = probes().unwrap();
         let session = &mut prepared.model.into_sessions()[0];
@@ -383,29 +417,57 @@ mod tests {
                 .run(&PaddedBatch::new(&[pair], pair.len(), 0))
                 .expect("one pair without padding");
         }
-        let longest = pairs[1].len();
+        let cols = pairs[1].len();
         for (batch, case) in [
+            (PaddedBatch::new(&[&pairs[0]], cols, 0), "one padded pair"),
             (
-                PaddedBatch::new(&[&pairs[0]], longest, 0),
-                "one padded pair",
-            ),
-            (
-                PaddedBatch::new(&[&pairs[1], &pairs[1]], longest, 0),
+                PaddedBatch::new(&[&pairs[1], &pairs[1]], cols, 0),
                 "two pairs",
             ),
         ] {
             let error = session.run(&batch).expect_err(case).to_string();
             assert!(error.contains("without padding"), "{case}: {error}");
         }
-        let failing_probes = || Err(Error::tokenizer("", "probe tokenization failed".into()));
-        let kept = load_bundled(
-            Invariance::OnePairPerBatch,
-            failing_probes,
-            per_pair::rewrite,
-        );
-        assert!(kept.one_pair_per_batch && !kept.model.is_single_unpadded());
         let per_pair_failed = load_int8(probes, |_| Ok(None));
         assert!(per_pair_failed.one_pair_per_batch && per_pair_failed.model.is_single_unpadded());
+    }
+
+    #[test]
+    fn a_failed_unmasking_runs_the_original_graph_one_pair_per_batch() {
+        let failing_probes = || Err(Error::tokenizer("", "probe tokenization failed".into()));
+        let not_handled: Unmask = |_| Ok(None);
+        let malformed: Unmask = |bytes| proto::parse(&bytes[..bytes.len() / 2]).map(|_| None);
+        let refused: Unmask = |_| {
+            Ok(Some(unpadded::Rewritten {
+                bytes: b"not an onnx graph".to_vec(),
+                softmaxes: 1,
+            }))
+        };
+        let changed: Unmask = |_| {
+            // Another model's graph: other logits for the same pair.
+            let nli = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/crossflow-nli-minilm-l6/onnx/model_qint8_avx2.onnx");
+            Ok(Some(unpadded::Rewritten {
+                bytes: std::fs::read(nli).unwrap(),
+                softmaxes: 6,
+            }))
+        };
+        let no_probes = || Ok(Vec::new());
+        let cases: [(&str, Prepared); 6] = [
+            (
+                "probe error",
+                load_one_pair(failing_probes, unpadded::rewrite),
+            ),
+            ("no probes", load_one_pair(no_probes, unpadded::rewrite)),
+            ("unknown shape", load_one_pair(probes, not_handled)),
+            ("malformed", load_one_pair(probes, malformed)),
+            ("refused by ONNX Runtime", load_one_pair(probes, refused)),
+            ("changed results", load_one_pair(probes, changed)),
+        ];
+        for (case, prepared) in cases {
+            assert!(prepared.one_pair_per_batch, "{case}");
+            assert!(!prepared.model.is_single_unpadded(), "{case}");
+        }
     }
 
     #[test]
