@@ -15,6 +15,10 @@ pub(super) const NODE_OP_TYPE: u32 = 4;
 pub(super) const NODE_ATTRIBUTE: u32 = 5;
 pub(super) const ATTRIBUTE_GRAPH: u32 = 6;
 pub(super) const ATTRIBUTE_GRAPHS: u32 = 11;
+pub(super) const TENSOR_DATA_TYPE: u32 = 2;
+pub(super) const TENSOR_FLOAT_DATA: u32 = 4;
+pub(super) const TENSOR_NAME: u32 = 8;
+pub(super) const TENSOR_RAW_DATA: u32 = 9;
 
 /// The version of the default (`ai.onnx`) operator set the model imports (0 if none).
 pub(super) fn opset(model: &[Field]) -> Result<u64, ProtoError> {
@@ -23,6 +27,55 @@ pub(super) fn opset(model: &[Field]) -> Result<u64, ProtoError> {
         .filter(|set| matches!(proto::string(set, 1).as_str(), "" | "ai.onnx"))
         .find_map(|set| proto::int(set, 2))
         .unwrap_or(0))
+}
+
+/// The serialized `model` with its main graph replaced by what `edit` makes
+/// of it (given the model's fields and the graph's), and what `edit` returned
+/// beside it; `None` when the model has no graph or `edit` declines.
+pub(super) fn edit_graph<T>(
+    model: &[u8],
+    edit: impl FnOnce(&[Field], Vec<Field>) -> Result<Option<(Vec<Field>, T)>, ProtoError>,
+) -> Result<Option<(Vec<u8>, T)>, ProtoError> {
+    let mut model = proto::parse(model)?;
+    let Some(at) = model.iter().position(|f| f.number() == MODEL_GRAPH) else {
+        return Ok(None);
+    };
+    let graph = proto::messages(&model[at..=at], MODEL_GRAPH)?.remove(0);
+    let Some((graph, made)) = edit(&model, graph)? else {
+        return Ok(None);
+    };
+    model[at] = Field::Bytes(MODEL_GRAPH, proto::encode(&graph));
+    Ok(Some((proto::encode(&model), made)))
+}
+
+/// A graph's fields split into its nodes, parsed, and its other fields in order.
+pub(super) fn nodes_and_rest(graph: Vec<Field>) -> Result<(Vec<Node>, Vec<Field>), ProtoError> {
+    let (nodes, rest): (Vec<Field>, Vec<Field>) =
+        graph.into_iter().partition(|f| f.number() == GRAPH_NODE);
+    let nodes = nodes
+        .iter()
+        .map(|f| Node::parse(f.bytes().unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
+    Ok((nodes, rest))
+}
+
+/// A graph's fields: `nodes`, then `rest`.
+pub(super) fn graph_fields(nodes: &[Node], rest: Vec<Field>) -> Vec<Field> {
+    let mut fields: Vec<Field> = nodes
+        .iter()
+        .map(|n| Field::Bytes(GRAPH_NODE, proto::encode(&n.fields)))
+        .collect();
+    fields.extend(rest);
+    fields
+}
+
+/// The name of a serialized `TensorProto`, read without copying its data.
+pub(super) fn tensor_name(tensor: &[u8]) -> Result<String, ProtoError> {
+    let names = proto::payloads(tensor, TENSOR_NAME)?;
+    Ok(names
+        .first()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default())
 }
 
 /// A node as its fields, with its inputs, outputs and operator read out.
@@ -88,9 +141,9 @@ impl Node {
 /// A `TensorProto` initializer field (raw little-endian data).
 pub(super) fn tensor(name: &str, data_type: u64, dims: &[u64], raw: Vec<u8>) -> Field {
     let mut fields: Vec<Field> = dims.iter().map(|&d| Field::Varint(1, d)).collect();
-    fields.push(Field::Varint(2, data_type));
-    fields.push(text(8, name));
-    fields.push(Field::Bytes(9, raw));
+    fields.push(Field::Varint(TENSOR_DATA_TYPE, data_type));
+    fields.push(text(TENSOR_NAME, name));
+    fields.push(Field::Bytes(TENSOR_RAW_DATA, raw));
     Field::Bytes(GRAPH_INITIALIZER, proto::encode(&fields))
 }
 

@@ -11,7 +11,10 @@
 
 use std::collections::HashMap;
 
-use super::onnx::{GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_NODE, MODEL_GRAPH, Node, opset};
+use super::onnx::{
+    GRAPH_INITIALIZER, GRAPH_INPUT, Node, edit_graph, graph_fields, nodes_and_rest, opset,
+    tensor_name,
+};
 use super::proto::{self, Field, ProtoError};
 
 mod nodes;
@@ -31,23 +34,14 @@ pub struct Rewritten {
 /// when the graph does not have the shape this handles (then run it one pair
 /// per batch instead).
 pub fn rewrite(model: &[u8]) -> Result<Option<Rewritten>, ProtoError> {
-    let mut model = proto::parse(model)?;
-    let opset = opset(&model)?;
-    if opset < 13 {
-        return Ok(None);
-    }
-    let Some(at) = model.iter().position(|f| f.number() == MODEL_GRAPH) else {
-        return Ok(None);
-    };
-    let graph = proto::messages(&model[at..=at], MODEL_GRAPH)?.remove(0);
-    let Some((graph, quantizers)) = Graph::new(graph)?.rewrite(opset)? else {
-        return Ok(None);
-    };
-    model[at] = Field::Bytes(MODEL_GRAPH, proto::encode(&graph));
-    Ok(Some(Rewritten {
-        bytes: proto::encode(&model),
-        quantizers,
-    }))
+    let edited = edit_graph(model, |model, graph| {
+        let opset = opset(model)?;
+        if opset < 13 {
+            return Ok(None);
+        }
+        Graph::new(graph)?.rewrite(opset)
+    })?;
+    Ok(edited.map(|(bytes, quantizers)| Rewritten { bytes, quantizers }))
 }
 
 struct Graph {
@@ -59,22 +53,12 @@ struct Graph {
 
 impl Graph {
     fn new(fields: Vec<Field>) -> Result<Self, ProtoError> {
-        let mut nodes = Vec::new();
-        let mut constants = Vec::new();
-        let mut rest = Vec::new();
-        for field in fields {
-            match field.number() {
-                GRAPH_NODE => nodes.push(Node::parse(field.bytes().unwrap_or_default())?),
-                GRAPH_INITIALIZER => {
-                    constants.push(proto::string(
-                        &proto::parse(field.bytes().unwrap_or_default())?,
-                        8,
-                    ));
-                    rest.push(field);
-                }
-                _ => rest.push(field),
-            }
-        }
+        let (nodes, rest) = nodes_and_rest(fields)?;
+        let constants = rest
+            .iter()
+            .filter(|f| f.number() == GRAPH_INITIALIZER)
+            .map(|f| tensor_name(f.bytes().unwrap_or_default()))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             rest,
             nodes,
@@ -132,11 +116,7 @@ impl Graph {
         if quantizers == 0 {
             return Ok(None);
         }
-        let mut fields: Vec<Field> = nodes
-            .iter()
-            .map(|n| Field::Bytes(GRAPH_NODE, proto::encode(&n.fields)))
-            .collect();
-        fields.extend(self.rest);
+        let mut fields = graph_fields(&nodes, self.rest);
         fields.extend(constants());
         Ok(Some((fields, quantizers)))
     }
@@ -191,7 +171,7 @@ fn after_cls_selection(
 
 #[cfg(test)]
 mod tests {
-    use super::super::onnx::MODEL_OPSET;
+    use super::super::onnx::{GRAPH_NODE, MODEL_GRAPH, MODEL_OPSET};
     use super::*;
 
     fn bundled(name: &str) -> Vec<u8> {
