@@ -15,3 +15,12 @@ pub use config::ModelConfig;
 pub use description::ModelDescription;
 pub use files::ModelFiles;
 pub use fingerprint::Fingerprint;
+
+/// The int8 ONNX graph of the bundled model `name` (`models/NAME`).
+#[cfg(test)]
+fn bundled_int8(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
+        .join("onnx/model_qint8_avx2.onnx")
+}

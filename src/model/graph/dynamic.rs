@@ -88,14 +88,10 @@ mod tests {
     use super::super::super::proto::Field;
     use super::*;
 
-    fn bundled_int8() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx")
-    }
-
     #[test]
     fn quantization_is_read_from_the_nodes_not_from_any_bytes() {
-        assert!(uses_dynamic_quantization(&bundled_int8()).unwrap());
+        let bundled = super::super::super::bundled_int8("crossflow-sts-minilm-l6");
+        assert!(uses_dynamic_quantization(&bundled).unwrap());
         // The operator's name in a node *name* is not a quantizer.
         let mut node = Node::new("MatMul", &["x", "w"], &["y"], Vec::new()).fields;
         node.push(Field::Bytes(3, b"DynamicQuantizeLinear_1".to_vec()));

@@ -5,8 +5,7 @@ use super::*;
 use crate::session::PaddedBatch;
 
 fn bundled_int8() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx")
+    super::super::bundled_int8("crossflow-sts-minilm-l6")
 }
 
 fn load_int8(probes: impl Fn() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) -> Prepared {
@@ -101,8 +100,7 @@ fn a_failed_unmasking_runs_the_original_graph_one_pair_per_batch() {
     };
     let changed: Unmask = |_| {
         // Another model's graph: other logits for the same pair.
-        let nli = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/crossflow-nli-minilm-l6/onnx/model_qint8_avx2.onnx");
+        let nli = super::super::bundled_int8("crossflow-nli-minilm-l6");
         Ok(Some(unpadded::Rewritten {
             bytes: std::fs::read(nli).unwrap(),
             softmaxes: 6,

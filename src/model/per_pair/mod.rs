@@ -175,13 +175,7 @@ mod tests {
     use super::*;
 
     fn bundled(name: &str) -> Vec<u8> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(
-            root.join("models")
-                .join(name)
-                .join("onnx/model_qint8_avx2.onnx"),
-        )
-        .unwrap()
+        std::fs::read(super::super::bundled_int8(name)).unwrap()
     }
 
     #[test]

@@ -4,13 +4,7 @@ use super::constants::{ATTRIBUTE_NAME, ATTRIBUTE_TENSOR, FLOAT};
 use super::*;
 
 fn bundled(name: &str) -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(
-        root.join("models")
-            .join(name)
-            .join("onnx/model_qint8_avx2.onnx"),
-    )
-    .unwrap()
+    std::fs::read(super::super::bundled_int8(name)).unwrap()
 }
 
 fn nodes_of(model: &[u8]) -> Vec<Node> {
