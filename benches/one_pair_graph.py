@@ -9,7 +9,7 @@ Python onnxruntime, independently of crossflow's code.
 
 The graphs: `original` (the bundled int8 STS graph), `unmasked` (the same graph
 without its attention masking, built here with the onnx package as crossflow
-builds it in src/model/unpadded.rs: each softmax reads the bare attention
+builds it in src/model/unpadded/: each softmax reads the bare attention
 scores, the IsNaN guard after it goes, and the nodes that fed only those), each
 with ONNX Runtime's default session settings or with SkipLayerNormFusion off
 (`noskip`), as crossflow runs every session on the CPU.
