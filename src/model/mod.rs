@@ -6,6 +6,7 @@ mod description;
 pub mod files;
 mod fingerprint;
 pub mod graph;
+pub(crate) mod initializers;
 mod onnx;
 mod per_pair;
 mod proto;
@@ -18,7 +19,7 @@ pub use fingerprint::Fingerprint;
 
 /// The int8 ONNX graph of the bundled model `name` (`models/NAME`).
 #[cfg(test)]
-fn bundled_int8(name: &str) -> std::path::PathBuf {
+pub(crate) fn bundled_int8(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(name)

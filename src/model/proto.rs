@@ -90,6 +90,24 @@ pub fn payloads(bytes: &[u8], number: u32) -> Result<Vec<&[u8]>, ProtoError> {
         .collect())
 }
 
+/// The integers of the varint field `number` (repeated, packed or not).
+pub fn varints(bytes: &[u8], number: u32) -> Result<Vec<u64>, ProtoError> {
+    let mut values = Vec::new();
+    for (n, raw) in raw_fields(bytes)? {
+        match raw {
+            Raw::Varint(v) if n == number => values.push(v),
+            Raw::Bytes(packed) if n == number => {
+                let mut at = 0;
+                while at < packed.len() {
+                    values.push(varint(packed, &mut at)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(values)
+}
+
 fn raw_fields(bytes: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ProtoError> {
     let mut fields = Vec::new();
     let mut at = 0;
@@ -229,6 +247,21 @@ mod tests {
         let graph = parse(graph.bytes().unwrap()).unwrap();
         let nodes = graph.iter().filter(|f| f.number() == 1).count();
         assert!(nodes > 100, "{nodes} nodes");
+    }
+
+    #[test]
+    fn repeated_varints_read_packed_and_unpacked() {
+        let mut packed = Vec::new();
+        put_varint(&mut packed, 384);
+        put_varint(&mut packed, 1536);
+        let bytes = encode(&[
+            Field::Varint(1, 7),
+            Field::Bytes(1, packed),
+            Field::Varint(2, 3),
+        ]);
+        assert_eq!(varints(&bytes, 1).unwrap(), [7, 384, 1536]);
+        assert_eq!(varints(&bytes, 2).unwrap(), [3]);
+        assert!(varints(&encode(&[Field::Bytes(1, vec![0x80])]), 1).is_err());
     }
 
     #[test]

@@ -4,14 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ort::ep::CUDA;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType};
 
-use crate::runtime::{self, Device};
+use crate::runtime::Device;
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
+
+mod batch;
+mod builder;
+
+pub(crate) use batch::PaddedBatch;
+pub(crate) use builder::CPU_DISABLED_OPTIMIZERS;
+use builder::{SharedWeights, builder};
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +32,9 @@ pub(crate) struct SessionSettings {
 #[derive(Debug)]
 pub(crate) struct OrtModel {
     sessions: Vec<OrtSession>,
+    /// Weights the sessions share ([`SharedWeights`]).
+    #[cfg(test)]
+    shared_weights: usize,
 }
 
 /// One ONNX Runtime session, owned by one worker thread.
@@ -54,58 +62,21 @@ pub(crate) struct Output {
     pub shape: Vec<usize>,
 }
 
-/// One micro-batch, padded to its longest pair (row-major `rows × cols`).
-pub(crate) struct PaddedBatch {
-    pub rows: usize,
-    pub cols: usize,
-    pub input_ids: Vec<i64>,
-    pub attention_mask: Vec<i64>,
-    pub token_type_ids: Vec<i64>,
-}
-
-impl PaddedBatch {
-    /// Pads `pairs` to `cols` tokens with `pad_id`.
-    pub fn new(pairs: &[&EncodedPair], cols: usize, pad_id: u32) -> Self {
-        let size = pairs.len() * cols;
-        let mut batch = Self {
-            rows: pairs.len(),
-            cols,
-            input_ids: Vec::with_capacity(size),
-            attention_mask: Vec::with_capacity(size),
-            token_type_ids: Vec::with_capacity(size),
-        };
-        for pair in pairs {
-            let pad = cols - pair.len();
-            batch.input_ids.extend(pair.ids.iter().map(|&id| id as i64));
-            batch
-                .input_ids
-                .extend(std::iter::repeat_n(pad_id as i64, pad));
-            batch
-                .attention_mask
-                .extend(std::iter::repeat_n(1, pair.len()));
-            batch.attention_mask.extend(std::iter::repeat_n(0, pad));
-            batch
-                .token_type_ids
-                .extend(pair.type_ids.iter().map(|&t| t as i64));
-            batch.token_type_ids.extend(std::iter::repeat_n(0, pad));
-        }
-        batch
-    }
-}
-
 impl OrtModel {
     /// Builds the session pool for the graph at `path` (or, when given, its
     /// rewritten bytes) and checks its signature. The output read is the
-    /// graph's only one, else the first of `wanted` it has.
+    /// graph's only one, else the first of `wanted` it has. On the CPU the
+    /// sessions share one copy of the graph's weights ([`SharedWeights`]).
     pub fn load(
         path: &Path,
         rewritten: Option<&[u8]>,
         settings: &SessionSettings,
         wanted: &[&str],
     ) -> Result<Self> {
+        let shared = SharedWeights::load(path, rewritten, settings)?;
         let sessions = (0..settings.sessions.max(1))
             .map(|_| {
-                let mut builder = builder(settings)?;
+                let mut builder = shared.apply(builder(settings)?)?;
                 match rewritten {
                     Some(bytes) => builder.commit_from_memory(bytes),
                     None => builder.commit_from_file(path),
@@ -167,7 +138,11 @@ impl OrtModel {
                 single_unpadded: false,
             })
             .collect();
-        Ok(Self { sessions })
+        Ok(Self {
+            sessions,
+            #[cfg(test)]
+            shared_weights: shared.len(),
+        })
     }
 
     /// The sessions, one per worker.
@@ -310,78 +285,5 @@ impl Signature {
     }
 }
 
-fn builder(settings: &SessionSettings) -> Result<SessionBuilder> {
-    let env = runtime::environment(settings.ort_library.as_deref())?;
-    let option = |what: &str, e: ort::Error<SessionBuilder>| Error::ort(what, e.to_string());
-    let mut builder = Session::builder(env).map_err(|e| Error::ort("creating a session", e))?;
-    builder = builder
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(|e| option("setting the optimization level", e))?;
-    if let Some(threads) = settings.intra_threads {
-        builder = builder
-            .with_intra_threads(threads)
-            .map_err(|e| option("setting intra-op threads", e))?;
-    }
-    builder = builder
-        .with_inter_threads(1)
-        .map_err(|e| option("setting inter-op threads", e))?;
-    match settings.device {
-        Device::Cpu => {
-            builder = builder
-                .with_config_entry(DISABLED_OPTIMIZERS_KEY, CPU_DISABLED_OPTIMIZERS)
-                .map_err(|e| option("disabling graph optimizers", e))?;
-        }
-        Device::Cuda(id) => {
-            builder = with_cuda(builder, id)?;
-        }
-    }
-    Ok(builder)
-}
-
-/// ONNX Runtime's session setting that names graph optimizers to skip.
-const DISABLED_OPTIMIZERS_KEY: &str = "optimization.disable_specified_optimizers";
-
-/// The graph optimizers crossflow skips on the CPU. `SkipLayerNormFusion`
-/// replaces a residual `Add` and a `LayerNormalization` by one
-/// `SkipLayerNormalization`, whose CPU kernel normalizes each row in scalar
-/// loops with a division per element: measured 5.6–7.6× slower than the two
-/// operators it replaces; the bundled int8 graph runs 1.14–1.15× faster one
-/// pair per run without it (docs/performance.md, "Layer norms on the CPU").
-/// Part of the models' fingerprint ([`crate::model::Fingerprint`]). A list
-/// would be `;`-separated: ONNX Runtime 1.31 ignores a `,`-separated one.
-pub(crate) const CPU_DISABLED_OPTIMIZERS: &str = "SkipLayerNormFusion";
-
-/// `builder` on CUDA device `id` (failing if the provider cannot start).
-fn with_cuda(builder: SessionBuilder, id: i32) -> Result<SessionBuilder> {
-    let cuda = CUDA::default()
-        .with_device_id(id)
-        .build()
-        .error_on_failure();
-    builder
-        .with_execution_providers([cuda])
-        .map_err(|e| Error::ort(format!("enabling CUDA device {id}"), e.to_string()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_pad_ids_mask_and_segments_to_the_longest_pair() {
-        let long = EncodedPair {
-            ids: vec![101, 7, 102, 8, 102],
-            type_ids: vec![0, 0, 0, 1, 1],
-            truncated: false,
-        };
-        let short = EncodedPair {
-            ids: vec![101, 102, 102],
-            type_ids: vec![0, 0, 1],
-            truncated: false,
-        };
-        let batch = PaddedBatch::new(&[&long, &short], 5, 0);
-        assert_eq!((batch.rows, batch.cols), (2, 5));
-        assert_eq!(batch.input_ids, [101, 7, 102, 8, 102, 101, 102, 102, 0, 0]);
-        assert_eq!(batch.attention_mask, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
-        assert_eq!(batch.token_type_ids, [0, 0, 0, 1, 1, 0, 0, 1, 0, 0]);
-    }
-}
+mod tests;
