@@ -75,7 +75,7 @@ fn with_cuda(builder: SessionBuilder, id: i32) -> Result<SessionBuilder> {
 /// Each single-threaded session reads every weight once per one-pair run.
 /// With a copy per session, two cores stream twice the bytes through the
 /// last-level cache they share; with one copy the bundled int8 graph runs
-/// short pairs about 1.25× faster on two cores, and longer pairs (whose runs
+/// short pairs 1.15–1.25× faster on two cores, and longer pairs (whose runs
 /// reuse each weight over more tokens) as fast as before
 /// (docs/performance.md, "One copy of the weights").
 pub(super) struct SharedWeights {
