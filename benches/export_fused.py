@@ -8,7 +8,7 @@ and the same one-pair runs (one thread).
     .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
         --out target/st-model
     .venv-st/bin/python benches/export_fused.py --checkpoint target/st-model --out target/fused \\
-        [--per-channel] [--reduce-range]
+        [--per-channel] [--reduce-range] [--no-skip-layer-norm]
 """
 import argparse
 import collections
@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 from scipy.stats import spearmanr
 from tokenizers import Tokenizer
@@ -40,9 +41,12 @@ def export(checkpoint, path):
     return model.config
 
 
-def fuse(path, out, config):
+def fuse(path, out, config, skip_layer_norm=True):
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = skip_layer_norm
+    options.enable_bias_skip_layer_norm = skip_layer_norm
     fused = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size)
+                           hidden_size=config.hidden_size, optimization_options=options)
     fused.save_model_to_file(str(out))
     ops = collections.Counter(n.op_type for n in onnx.load(str(out)).graph.node)
     return {k: ops[k] for k in ("Attention", "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu")}
@@ -80,11 +84,14 @@ def main():
                     help="one int8 scale per output column of each weight (the shipped graphs' way)")
     ap.add_argument("--reduce-range", action="store_true",
                     help="7-bit weights (the shipped graphs' way; safe on AVX2 without VNNI)")
+    ap.add_argument("--no-skip-layer-norm", action="store_true",
+                    help="keep residual Add + LayerNormalization unfused (ONNX Runtime's fused "
+                         "SkipLayerNormalization CPU kernel is the slower one)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = export(args.checkpoint, out / "model.onnx")
-    fused_ops = fuse(out / "model.onnx", out / "model_fused.onnx", config)
+    fused_ops = fuse(out / "model.onnx", out / "model_fused.onnx", config, not args.no_skip_layer_norm)
     print(f"fused operators: {fused_ops}")
     quantize_dynamic(out / "model_fused.onnx", out / "model_fused_qint8.onnx", weight_type=QuantType.QInt8,
                      per_channel=args.per_channel, reduce_range=args.reduce_range,

@@ -17,7 +17,9 @@ with ONNX Runtime's default session settings or with SkipLayerNormFusion off
 `kernels`: microseconds of a residual Add + LayerNormalization at width 384,
 fused by ONNX Runtime into SkipLayerNormalization (the default) or not.
 `speed`: pairs/s one pair per run, one thread (as each crossflow session),
-three interleaved rounds; the largest logit difference against `original`.
+three interleaved rounds; the largest logit difference against `original`;
+`--also GRAPH...` adds other graphs of the STS model (e.g. a re-export from
+benches/export_fused.py), run with SkipLayerNormFusion off.
 `accuracy`: STS-B dev Spearman and SNLI validation accuracy (first 3,000 pairs)
 of the STS and NLI int8 graphs (and the STS fp32 graph of ../shared/models)
 with default settings and with the fusion off, and the largest logit
@@ -142,12 +144,13 @@ def kernels():
         print(f"| {tokens} | {times[0]:.1f} | {times[1]:.1f} | {diff:.1e} |")
 
 
-def speed(pairs_file):
+def speed(pairs_file, also=()):
     tok = tokenizer(STS)
     pairs = json.load(open(pairs_file))
     graphs = {"original": str(STS / GRAPH), "unmasked": unmasked(STS / GRAPH)}
     systems = {f"{g} {c}": session(graphs[g], config) for g in graphs
                for c, config in (("default", None), ("noskip", NOSKIP))}
+    systems |= {f"{path} noskip": session(path, NOSKIP) for path in also}
     print(f"CPU: {cpu()}, onnxruntime {ort.__version__}, one thread, one pair per run, 3 interleaved rounds")
     print("| profile | graph, settings | pairs/s (rounds) | vs original default (median of rounds) | max abs logit difference |")
     print("|---|---|---|---:|---:|")
@@ -209,13 +212,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["kernels", "speed", "accuracy"])
     ap.add_argument("--pairs", help="JSON from crossflow-bench export-pairs (for speed)")
+    ap.add_argument("--also", nargs="*", default=[],
+                    help="other graphs of the STS model to time (for speed), with SkipLayerNormFusion off")
     args = ap.parse_args()
     if args.what == "kernels":
         kernels()
     elif args.what == "speed":
         if not args.pairs:
             sys.exit("speed needs --pairs (crossflow-bench export-pairs)")
-        speed(args.pairs)
+        speed(args.pairs, args.also)
     else:
         accuracy()
 
