@@ -7,6 +7,8 @@
 //! session, the cores compete for the shared last-level cache (see
 //! docs/performance.md, "One copy of the weights").
 
+use std::collections::HashMap;
+
 use super::onnx::{GRAPH_INITIALIZER, MODEL_GRAPH, TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA};
 use super::proto::{self, ProtoError};
 
@@ -40,14 +42,27 @@ pub(crate) enum TensorData {
 /// The initializers of `model`'s main graph of at least 16 KiB stored in the
 /// model itself as raw data of a plain numeric type; others are left to each
 /// session.
+/// A name given to several initializers is left to each session (ONNX
+/// Runtime takes the last of them; a value given twice would fail the load).
 pub(crate) fn large_initializers(model: &[u8]) -> Result<Vec<Initializer>, ProtoError> {
     let mut found = Vec::new();
+    let mut names = HashMap::new();
     for graph in proto::payloads(model, MODEL_GRAPH)? {
         for tensor in proto::payloads(graph, GRAPH_INITIALIZER)? {
+            *names.entry(last_name(tensor)?).or_insert(0) += 1;
             found.extend(initializer(tensor)?);
         }
     }
+    found.retain(|i: &Initializer| names.get(&i.name) == Some(&1));
     Ok(found)
+}
+
+/// A tensor's name (the last, as protobuf reads a repeated scalar field).
+fn last_name(tensor: &[u8]) -> Result<String, ProtoError> {
+    Ok(proto::payloads(tensor, TENSOR_NAME)?
+        .last()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default())
 }
 
 fn initializer(tensor: &[u8]) -> Result<Option<Initializer>, ProtoError> {
@@ -55,22 +70,19 @@ fn initializer(tensor: &[u8]) -> Result<Option<Initializer>, ProtoError> {
         [raw] if raw.len() >= MIN_SHARED_BYTES => *raw,
         _ => return Ok(None),
     };
-    if proto::varints(tensor, TENSOR_DATA_LOCATION)?.first() == Some(&1) {
+    if proto::varints(tensor, TENSOR_DATA_LOCATION)?.last() == Some(&1) {
         return Ok(None);
     }
     let dims = proto::varints(tensor, TENSOR_DIMS)?;
     let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
-    let data_type = proto::varints(tensor, TENSOR_DATA_TYPE)?.first().copied();
+    let data_type = proto::varints(tensor, TENSOR_DATA_TYPE)?.last().copied();
     let Some(data) = data_type.and_then(|t| TensorData::from_raw(t, raw)) else {
         return Ok(None);
     };
     if elements != Some(data.len() as u64) {
         return Ok(None);
     }
-    let name = proto::payloads(tensor, TENSOR_NAME)?
-        .first()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
+    let name = last_name(tensor)?;
     Ok((!name.is_empty()).then(|| Initializer {
         name,
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -107,16 +119,6 @@ impl TensorData {
             Self::I32(v) => v.len(),
             Self::I64(v) => v.len(),
         }
-    }
-
-    /// The size of the elements in bytes.
-    pub(crate) fn bytes(&self) -> usize {
-        let width = match self {
-            Self::F32(_) | Self::I32(_) => 4,
-            Self::U8(_) | Self::I8(_) => 1,
-            Self::I64(_) => 8,
-        };
-        self.len() * width
     }
 }
 
@@ -165,6 +167,8 @@ mod tests {
             tensor("strings", 8, &[1024], big.clone()),
             tensor("short", 1, &[64, 1024], big.clone()),
             tensor("", 1, &[16, 1024], big.clone()),
+            tensor("twice", 1, &[16, 1024], big.clone()),
+            tensor("twice", 1, &[16, 1024], big.clone()),
         ]))
         .unwrap();
         assert!(found.is_empty(), "{found:?}");
@@ -175,10 +179,10 @@ mod tests {
         for name in ["crossflow-sts-minilm-l6", "all-minilm-l6-v2"] {
             let bytes = std::fs::read(super::super::bundled_int8(name)).unwrap();
             let found = large_initializers(&bytes).unwrap();
-            let bytes: usize = found.iter().map(|i| i.data.bytes()).sum();
+            let elements: usize = found.iter().map(|i| i.data.len()).sum();
             // Six layers of 4 × 384² + 2 × 384 × 1536 int8 weights, and the embeddings.
             assert!(found.len() >= 36, "{name}: {}", found.len());
-            assert!(bytes >= 6 * 1_769_472, "{name}: {bytes}");
+            assert!(elements >= 6 * 1_769_472, "{name}: {elements}");
         }
     }
 }

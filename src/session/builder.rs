@@ -77,7 +77,9 @@ fn with_cuda(builder: SessionBuilder, id: i32) -> Result<SessionBuilder> {
 /// last-level cache they share; with one copy the bundled int8 graph runs
 /// short pairs 1.15–1.25× faster on two cores, and longer pairs (whose runs
 /// reuse each weight over more tokens) as fast as before
-/// (docs/performance.md, "One copy of the weights").
+/// (docs/performance.md, "One copy of the weights"). ONNX Runtime matches the
+/// given weights by name and skips those its optimizer replaced under another
+/// name (docs/known-gaps.md).
 pub(super) struct SharedWeights {
     initializers: Vec<(String, Arc<DynValue>)>,
     prepacked: Option<PrepackedWeights>,
@@ -108,20 +110,18 @@ impl SharedWeights {
         }
         // Tensors and the container come from ONNX Runtime's API: load it first.
         runtime::environment(settings.ort_library.as_deref())?;
-        let bytes: usize = found.iter().map(|i| i.data.bytes()).sum();
         let initializers = found
             .into_iter()
             .map(|init| Ok((init.name.clone(), Arc::new(value(init)?))))
             .collect::<Result<Vec<_>>>()?;
-        tracing::debug!(path = %path.display(), weights = initializers.len(), bytes, "one copy of the weights for all sessions");
         Ok(Self {
             initializers,
             prepacked: Some(PrepackedWeights::new()),
         })
     }
 
-    /// `builder` with the shared weights.
-    pub fn apply(&self, mut builder: SessionBuilder) -> Result<SessionBuilder> {
+    /// `builder` with the shared weights; how many it was given.
+    pub fn apply(&self, mut builder: SessionBuilder) -> Result<(SessionBuilder, usize)> {
         if let Some(prepacked) = &self.prepacked {
             builder = builder
                 .with_prepacked_weights(prepacked)
@@ -132,13 +132,7 @@ impl SharedWeights {
                 .with_initializer(name, value.clone())
                 .map_err(|e| option(&format!("sharing weight {name:?}"), e))?;
         }
-        Ok(builder)
-    }
-
-    /// How many weights the sessions share.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.initializers.len()
+        Ok((builder, self.initializers.len()))
     }
 }
 

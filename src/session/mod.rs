@@ -32,7 +32,7 @@ pub(crate) struct SessionSettings {
 #[derive(Debug)]
 pub(crate) struct OrtModel {
     sessions: Vec<OrtSession>,
-    /// Weights the sessions share ([`SharedWeights`]).
+    /// Shared weights given to the sessions, summed over them ([`SharedWeights`]).
     #[cfg(test)]
     shared_weights: usize,
 }
@@ -74,9 +74,11 @@ impl OrtModel {
         wanted: &[&str],
     ) -> Result<Self> {
         let shared = SharedWeights::load(path, rewritten, settings)?;
+        let mut shared_weights = 0;
         let sessions = (0..settings.sessions.max(1))
             .map(|_| {
-                let mut builder = shared.apply(builder(settings)?)?;
+                let (mut builder, given) = shared.apply(builder(settings)?)?;
+                shared_weights += given;
                 match rewritten {
                     Some(bytes) => builder.commit_from_memory(bytes),
                     None => builder.commit_from_file(path),
@@ -84,6 +86,7 @@ impl OrtModel {
                 .map_err(|e| Error::ort(format!("loading {}", path.display()), e))
             })
             .collect::<Result<Vec<_>>>()?;
+        tracing::debug!(path = %path.display(), sessions = sessions.len(), shared_weights, "sessions loaded");
         let session = &sessions[0];
         let invalid = |reason: String| Error::InvalidModel {
             path: path.to_path_buf(),
@@ -141,7 +144,7 @@ impl OrtModel {
         Ok(Self {
             sessions,
             #[cfg(test)]
-            shared_weights: shared.len(),
+            shared_weights,
         })
     }
 

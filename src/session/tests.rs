@@ -27,8 +27,8 @@ fn the_sessions_of_a_cpu_graph_share_one_copy_of_its_weights() {
     let mut shared = load(2);
     let mut alone = load(1);
     assert_eq!(alone.shared_weights, 0, "nothing to share with");
-    // The 36 weight matrices of six layers, and the embeddings.
-    assert!(shared.shared_weights >= 36, "{}", shared.shared_weights);
+    // Each session is given the 36 weight matrices of six layers, and the embeddings.
+    assert!(shared.shared_weights >= 2 * 36, "{}", shared.shared_weights);
     let pairs = pairs();
     let members: Vec<&EncodedPair> = pairs.iter().collect();
     let batch = PaddedBatch::new(&members, 11, 0);
