@@ -17,14 +17,17 @@ Each pair therefore gets bit for bit what it gets alone (checked here), while
 consecutive pairs reuse each weight matrix from the core's cache.
 
 Reported: whether every group's logits equal the one-pair logits bit for bit,
-and pairs/s (one thread, 3 rounds, each system once per round) of one pair per
-run, each group size, and the graph batched as it is (not invariant), over the
-profile's pairs grouped by length (lengths with fewer than 16 pairs left out).
+and pairs/s (3 rounds, each system once per round; `--threads 2`: two threads
+on one session, as crossflow's two CPU sessions sharing one copy of the
+weights) of one pair per run, each group size, and the graph batched as it is
+(not invariant), over the profile's pairs grouped by length (lengths with
+fewer than 16 pairs left out).
 """
 import argparse
 import collections
 import json
 import statistics
+import threading
 import time
 
 import numpy as np
@@ -81,12 +84,28 @@ def grouped(model_bytes, size):
     return model.SerializeToString()
 
 
+def timed(s, feeds, threads):
+    """Seconds for `threads` threads to run `feeds` on session `s`, thread i every i-th feed
+    (one session for all threads: one copy of the weights, as crossflow's CPU sessions share)."""
+    def work(part):
+        for f in part:
+            s.run(None, f)
+    workers = [threading.Thread(target=work, args=(feeds[i::threads],)) for i in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", required=True, help="JSON from crossflow-bench export-pairs")
     ap.add_argument("--profile", default="short")
     ap.add_argument("--groups", default="4,8,16", help="group sizes, dividing 16")
     ap.add_argument("--limit", type=int, default=2400)
+    ap.add_argument("--threads", type=int, default=1, help="threads running each system (one session)")
     args = ap.parse_args()
     tok = tokenizer(STS)
     by_length = collections.defaultdict(list)
@@ -114,11 +133,9 @@ def main():
     rates = collections.defaultdict(list)
     for _ in range(3):
         for name, (s, feeds) in systems.items():
-            started = time.perf_counter()
-            for f in feeds:
-                s.run(None, f)
-            rates[name].append(pairs / (time.perf_counter() - started))
-    print(f"CPU: {cpu()}; {args.profile}: {pairs} pairs in length groups of 16; one thread")
+            rates[name].append(pairs / timed(s, feeds, args.threads))
+    print(f"CPU: {cpu()}; {args.profile}: {pairs} pairs in length groups of 16; "
+          f"{args.threads} thread(s) sharing each system's session")
     print("| system | pairs/s (rounds) | vs one pair per run (median of rounds) |\n|---|---|---:|")
     for name, r in rates.items():
         ratio = statistics.median(x / y for x, y in zip(r, rates["one pair per run"]))
