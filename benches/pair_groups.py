@@ -27,14 +27,13 @@ import argparse
 import collections
 import json
 import statistics
-import threading
-import time
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from one_pair_graph import GRAPH, NOSKIP, STS, cpu, feed, session, tokenizer, unmasked
+from shared_weights import seconds_split
 
 
 def grouped(model_bytes, size):
@@ -84,21 +83,6 @@ def grouped(model_bytes, size):
     return model.SerializeToString()
 
 
-def timed(s, feeds, threads):
-    """Seconds for `threads` threads to run `feeds` on session `s`, thread i every i-th feed
-    (one session for all threads: one copy of the weights, as crossflow's CPU sessions share)."""
-    def work(part):
-        for f in part:
-            s.run(None, f)
-    workers = [threading.Thread(target=work, args=(feeds[i::threads],)) for i in range(threads)]
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return time.perf_counter() - started
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", required=True, help="JSON from crossflow-bench export-pairs")
@@ -133,7 +117,8 @@ def main():
     rates = collections.defaultdict(list)
     for _ in range(3):
         for name, (s, feeds) in systems.items():
-            rates[name].append(pairs / timed(s, feeds, args.threads))
+            # One session for all threads: one copy of the weights, as crossflow's CPU sessions share.
+            rates[name].append(pairs / seconds_split([s] * args.threads, feeds))
     print(f"CPU: {cpu()}; {args.profile}: {pairs} pairs in length groups of 16; "
           f"{args.threads} thread(s) sharing each system's session")
     print("| system | pairs/s (rounds) | vs one pair per run (median of rounds) |\n|---|---|---:|")

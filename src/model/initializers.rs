@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::onnx::{GRAPH_INITIALIZER, MODEL_GRAPH, TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA};
+use super::onnx::{GRAPH_INITIALIZER, MODEL_GRAPH, TENSOR_DATA_TYPE, TENSOR_RAW_DATA, tensor_name};
 use super::proto::{self, ProtoError};
 
 /// Initializers smaller than this stay in each session (biases, scales, the
@@ -42,6 +42,7 @@ pub(crate) enum TensorData {
 /// The initializers of `model`'s main graph of at least 16 KiB stored in the
 /// model itself as raw data of a plain numeric type; others are left to each
 /// session.
+///
 /// A name given to several initializers is left to each session (ONNX
 /// Runtime takes the last of them; a value given twice would fail the load).
 pub(crate) fn large_initializers(model: &[u8]) -> Result<Vec<Initializer>, ProtoError> {
@@ -49,23 +50,17 @@ pub(crate) fn large_initializers(model: &[u8]) -> Result<Vec<Initializer>, Proto
     let mut names = HashMap::new();
     for graph in proto::payloads(model, MODEL_GRAPH)? {
         for tensor in proto::payloads(graph, GRAPH_INITIALIZER)? {
-            *names.entry(last_name(tensor)?).or_insert(0) += 1;
-            found.extend(initializer(tensor)?);
+            let name = tensor_name(tensor)?;
+            *names.entry(name.clone()).or_insert(0) += 1;
+            found.extend(initializer(tensor, name)?);
         }
     }
     found.retain(|i: &Initializer| names.get(&i.name) == Some(&1));
     Ok(found)
 }
 
-/// A tensor's name (the last, as protobuf reads a repeated scalar field).
-fn last_name(tensor: &[u8]) -> Result<String, ProtoError> {
-    Ok(proto::payloads(tensor, TENSOR_NAME)?
-        .last()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default())
-}
-
-fn initializer(tensor: &[u8]) -> Result<Option<Initializer>, ProtoError> {
+/// The initializer `tensor`, named `name`, if it can be shared.
+fn initializer(tensor: &[u8], name: String) -> Result<Option<Initializer>, ProtoError> {
     let raw = match proto::payloads(tensor, TENSOR_RAW_DATA)?.as_slice() {
         [raw] if raw.len() >= MIN_SHARED_BYTES => *raw,
         _ => return Ok(None),
@@ -82,7 +77,6 @@ fn initializer(tensor: &[u8]) -> Result<Option<Initializer>, ProtoError> {
     if elements != Some(data.len() as u64) {
         return Ok(None);
     }
-    let name = last_name(tensor)?;
     Ok((!name.is_empty()).then(|| Initializer {
         name,
         dims: dims.iter().map(|&d| d as i64).collect(),

@@ -69,11 +69,12 @@ pub(super) fn graph_fields(nodes: &[Node], rest: Vec<Field>) -> Vec<Field> {
     fields
 }
 
-/// The name of a serialized `TensorProto`, read without copying its data.
+/// The name of a serialized `TensorProto`, read without copying its data
+/// (the last one given, as protobuf reads a repeated scalar field).
 pub(super) fn tensor_name(tensor: &[u8]) -> Result<String, ProtoError> {
     let names = proto::payloads(tensor, TENSOR_NAME)?;
     Ok(names
-        .first()
+        .last()
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_default())
 }

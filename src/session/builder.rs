@@ -80,6 +80,7 @@ fn with_cuda(builder: SessionBuilder, id: i32) -> Result<SessionBuilder> {
 /// (docs/performance.md, "One copy of the weights"). ONNX Runtime matches the
 /// given weights by name and skips those its optimizer replaced under another
 /// name (docs/known-gaps.md).
+#[derive(Default)]
 pub(super) struct SharedWeights {
     initializers: Vec<(String, Arc<DynValue>)>,
     prepacked: Option<PrepackedWeights>,
@@ -89,12 +90,8 @@ impl SharedWeights {
     /// The weights of the graph at `path` (or its `rewritten` bytes) to share;
     /// none for a single session or on CUDA.
     pub fn load(path: &Path, rewritten: Option<&[u8]>, settings: &SessionSettings) -> Result<Self> {
-        let none = Self {
-            initializers: Vec::new(),
-            prepacked: None,
-        };
         if settings.sessions < 2 || settings.device != Device::Cpu {
-            return Ok(none);
+            return Ok(Self::default());
         }
         let read;
         let bytes = match rewritten {
@@ -106,7 +103,7 @@ impl SharedWeights {
         };
         let found = large_initializers(bytes).map_err(|e| Error::corrupt(path, e))?;
         if found.is_empty() {
-            return Ok(none);
+            return Ok(Self::default());
         }
         // Tensors and the container come from ONNX Runtime's API: load it first.
         runtime::environment(settings.ort_library.as_deref())?;
