@@ -150,52 +150,6 @@ fn int8_graphs_batch_with_per_pair_scales_and_give_each_pair_its_own_logits() {
     );
 }
 
-/// On the CPU default (one pair per batch), a call's pairs of one token
-/// length run in groups, one ONNX Runtime run per group, and each still gets
-/// bit for bit the logits it gets alone.
-#[test]
-fn pairs_of_one_length_run_in_groups_and_keep_their_own_logits() {
-    let words = [
-        "cat", "dog", "man", "car", "sun", "tree", "bird", "fish", "book", "door", "road", "rain",
-        "snow", "fire", "milk", "bread",
-    ];
-    let texts: Vec<(String, String)> = (0..words.len())
-        .map(|i| {
-            let other = words[(i * 5 + 3) % words.len()];
-            (
-                format!("the {} is here", words[i]),
-                format!("a {other} sat down"),
-            )
-        })
-        .collect();
-    let pairs: Vec<(&str, &str)> = texts
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let model = sts_int8(EngineOptions {
-        cache_pairs: 0,
-        ..EngineOptions::default()
-    });
-    let together = model.predict_pairs(&pairs).unwrap();
-    let runs = model.stats().batches;
-    assert_eq!(runs, 2, "16 pairs of one length: two groups of 8");
-    for (i, &pair) in pairs.iter().enumerate() {
-        let alone = model.predict_pairs(&[pair]).unwrap();
-        let same = together
-            .logits(i)
-            .iter()
-            .zip(alone.logits(0))
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same,
-            "pair {i}: {:?} alone {:?}",
-            together.logits(i),
-            alone.logits(0)
-        );
-    }
-    assert_eq!(model.stats().batches, runs + 16, "alone, one run each");
-}
-
 #[test]
 fn fp32_results_do_not_depend_on_batch_limits_or_sessions() {
     let reference = stored();

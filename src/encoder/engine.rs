@@ -38,7 +38,6 @@ impl Engine {
             tokenizer.pad_id(),
         )?;
         let one_pair_per_batch = prepared.one_pair_per_batch;
-        let pair_group = prepared.groups.as_ref().map_or(0, |g| g.size);
         let labels = model.head.num_labels();
         let rows = Box::new(logits_of_batch(model.files.onnx.clone(), labels));
         let (scheduler, limits) = Scheduler::for_graph(
@@ -50,7 +49,7 @@ impl Engine {
             stats,
         )?;
         tracing::info!(model = %model.name, onnx = %model.files.onnx.display(),
-            head = model.head.describe(), max_length = model.max_length, one_pair_per_batch, pair_group,
+            head = model.head.describe(), max_length = model.max_length, one_pair_per_batch,
             batch_invariant = model.batch_invariant, device = %options.device,
             sessions = scheduler.workers(), cache_pairs = options.cache_pairs,
             cpu = %crate::CpuInfo::host(), "model started");

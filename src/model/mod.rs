@@ -8,7 +8,6 @@ mod fingerprint;
 pub mod graph;
 pub(crate) mod initializers;
 mod onnx;
-mod pair_groups;
 mod per_pair;
 mod proto;
 mod unpadded;

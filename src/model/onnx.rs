@@ -11,7 +11,6 @@ pub(super) const GRAPH_INPUT: u32 = 11;
 pub(super) const GRAPH_OUTPUT: u32 = 12;
 pub(super) const NODE_INPUT: u32 = 1;
 pub(super) const NODE_OUTPUT: u32 = 2;
-pub(super) const NODE_NAME: u32 = 3;
 pub(super) const NODE_OP_TYPE: u32 = 4;
 pub(super) const NODE_ATTRIBUTE: u32 = 5;
 pub(super) const ATTRIBUTE_GRAPH: u32 = 6;
@@ -129,31 +128,6 @@ impl Node {
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),
         }
-    }
-
-    /// A copy of the node reading and writing the names `rename` gives its
-    /// inputs and outputs, named `NAME{suffix}` (ONNX node names are unique).
-    pub(super) fn copied(&self, rename: impl Fn(&str) -> String, suffix: &str) -> Self {
-        let inputs: Vec<String> = self.inputs.iter().map(|i| rename(i)).collect();
-        let outputs: Vec<String> = self.outputs.iter().map(|o| rename(o)).collect();
-        let mut copy = self.rewired(&inputs, &outputs);
-        let name = proto::string(&self.fields, NODE_NAME);
-        copy.fields.retain(|f| f.number() != NODE_NAME);
-        if !name.is_empty() {
-            copy.fields
-                .push(text(NODE_NAME, &format!("{name}{suffix}")));
-        }
-        copy
-    }
-
-    /// Whether any attribute of the node holds a subgraph.
-    pub(super) fn has_subgraph(&self) -> Result<bool, ProtoError> {
-        Ok(proto::messages(&self.fields, NODE_ATTRIBUTE)?
-            .iter()
-            .any(|a| {
-                a.iter()
-                    .any(|f| matches!(f.number(), ATTRIBUTE_GRAPH | ATTRIBUTE_GRAPHS))
-            }))
     }
 
     /// The `INT` attribute `name`; a malformed attribute is an error.

@@ -49,23 +49,6 @@ impl Backend for OrtSession {
     }
 }
 
-/// A worker's sessions: one for its micro-batches and, where the graph has
-/// them, one for groups of pairs of one length (which gets every batch of
-/// the group's size).
-pub(crate) struct Sessions {
-    batches: OrtSession,
-    groups: Option<(OrtSession, usize)>,
-}
-
-impl Backend for Sessions {
-    fn run(&mut self, batch: &PaddedBatch) -> Result<Output> {
-        match &mut self.groups {
-            Some((groups, size)) if batch.rows == *size => groups.run(batch),
-            _ => self.batches.run(batch),
-        }
-    }
-}
-
 /// Turns one batch's output into `width` floats per row, given the rows'
 /// token lengths.
 pub(crate) type Rows = dyn Fn(Output, &[usize]) -> Result<Vec<f32>> + Send + Sync;
@@ -80,9 +63,6 @@ pub(crate) struct Config {
     /// Floats per row of the output.
     pub width: usize,
     pub rows: Box<Rows>,
-    /// Pairs per group where the backends run groups of pairs of one length
-    /// beside their batches ([`Sessions`]).
-    pub pair_group: Option<usize>,
 }
 
 /// The queue and the workers of one model.
@@ -117,7 +97,7 @@ impl Scheduler {
     /// Starts one worker thread per backend.
     pub fn start<B: Backend>(backends: Vec<B>, config: Config, stats: Arc<Stats>) -> Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(config.pair_group)),
+            state: Mutex::new(State::default()),
             work: Condvar::new(),
             room: Notify::new(),
             config,
@@ -155,23 +135,16 @@ impl Scheduler {
         if prepared.one_pair_per_batch {
             batches.max_batch_pairs = 1;
         }
-        let pair_group = prepared.groups.as_ref().map(|g| g.size);
-        let sessions = worker_sessions(prepared);
-        // The queue holds as many batches per worker whichever their kind.
-        let deepest = BatchLimits {
-            max_batch_pairs: batches.max_batch_pairs.max(pair_group.unwrap_or(0)),
-            ..batches
-        };
+        let sessions = prepared.model.into_sessions();
         let config = Config {
             name: name.to_string(),
             batches,
             queue: options
                 .queue
-                .resolve(options.device, deepest, sessions.len()),
+                .resolve(options.device, batches, sessions.len()),
             pad_id,
             width,
             rows,
-            pair_group,
         };
         let scheduler = Self::start(sessions, config, stats)?;
         scheduler.shared.stats.set_sessions(scheduler.workers());
@@ -211,25 +184,6 @@ impl Scheduler {
             Error::Scheduler("the model's workers stopped before answering every pair".into())
         })?
     }
-}
-
-/// Each worker's sessions: its session of the graph and its session for
-/// pair groups, where the graph has them.
-fn worker_sessions(prepared: Prepared) -> Vec<Sessions> {
-    let mut groups = prepared.groups.map(|g| (g.model.into_sessions(), g.size));
-    let mut group_session = || {
-        let (sessions, size) = groups.as_mut()?;
-        Some((sessions.pop()?, *size))
-    };
-    prepared
-        .model
-        .into_sessions()
-        .into_iter()
-        .map(|batches| Sessions {
-            batches,
-            groups: group_session(),
-        })
-        .collect()
 }
 
 /// Withdraws a call's pairs that still wait when the call ends (answered,

@@ -42,9 +42,9 @@ pub(crate) struct OrtModel {
 pub(crate) struct OrtSession {
     session: Session,
     signature: Arc<Signature>,
-    /// The graph is valid only for batches of this many pairs without
-    /// padding (see [`crate::model::graph`]): any other batch is refused.
-    unpadded_rows: Option<usize>,
+    /// The graph is valid only for one pair without padding (see
+    /// [`crate::model::graph`]): any other batch is refused.
+    single_unpadded: bool,
 }
 
 /// What the graph's inputs and output are called and typed.
@@ -138,7 +138,7 @@ impl OrtModel {
             .map(|session| OrtSession {
                 session,
                 signature: signature.clone(),
-                unpadded_rows: None,
+                single_unpadded: false,
             })
             .collect();
         Ok(Self {
@@ -153,19 +153,19 @@ impl OrtModel {
         self.sessions
     }
 
-    /// Marks the graph as valid only for batches of `rows` pairs without
-    /// padding: its sessions refuse any other batch.
-    pub fn unpadded_only(mut self, rows: usize) -> Self {
+    /// Marks the graph as valid only for batches of one unpadded pair: its
+    /// sessions refuse any other batch.
+    pub fn single_unpadded(mut self) -> Self {
         for session in &mut self.sessions {
-            session.unpadded_rows = Some(rows);
+            session.single_unpadded = true;
         }
         self
     }
 
-    /// How many unpadded pairs the sessions run per batch, if only such batches.
+    /// Whether the sessions run only batches of one unpadded pair.
     #[cfg(test)]
-    pub fn unpadded_rows(&self) -> Option<usize> {
-        self.sessions[0].unpadded_rows
+    pub fn is_single_unpadded(&self) -> bool {
+        self.sessions.iter().all(|s| s.single_unpadded)
     }
 
     /// Whether each of `probes`, run alone here, gets exactly (bit for bit)
@@ -201,13 +201,11 @@ impl OrtModel {
 impl OrtSession {
     /// Runs one batch; returns the output, row-major.
     pub fn run(&mut self, batch: &PaddedBatch) -> Result<Output> {
-        if let Some(rows) = self.unpadded_rows
-            && (batch.rows != rows || batch.attention_mask.contains(&0))
-        {
+        if self.single_unpadded && (batch.rows != 1 || batch.attention_mask.contains(&0)) {
             let padding = batch.attention_mask.iter().filter(|&&m| m == 0).count();
             return Err(Error::Scheduler(format!(
                 "a batch of {} pairs × {} tokens ({padding} of them padding) reached a graph \
-                 that runs only {rows} pair(s) without padding",
+                 that runs only one pair without padding",
                 batch.rows, batch.cols
             )));
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::proto::ProtoError;
-use super::{pair_groups, per_pair, unpadded};
+use super::{per_pair, unpadded};
 
 mod dynamic;
 #[cfg(test)]
@@ -22,26 +22,7 @@ pub use dynamic::uses_dynamic_quantization;
 pub(crate) struct Prepared {
     pub model: OrtModel,
     pub one_pair_per_batch: bool,
-    /// Sessions for groups of pairs of one length, beside one-pair runs.
-    pub groups: Option<PairGroups>,
 }
-
-/// Sessions of the graph for groups of `size` pairs of one length without
-/// padding, each pair getting bit for bit its one-pair result
-/// ([`pair_groups`]).
-pub(crate) struct PairGroups {
-    pub model: OrtModel,
-    pub size: usize,
-}
-
-/// Pairs per group where one-pair runs have groups beside them. On the
-/// bundled int8 graph, two cores sharing its weights, groups of 8 short pairs
-/// (~29 tokens) ran 1.20× as many pairs/s as one pair per run, groups of 16
-/// 1.21×; medium pairs (~53 tokens) 1.05×, long ones (128) 0.97×
-/// (docs/performance.md, "Groups of pairs"). Groups of 8 leave fewer pairs
-/// to run alone, and fit the default token budget of 512 up to 64 tokens a
-/// pair, so longer pairs run alone.
-pub(crate) const PAIR_GROUP: usize = 8;
 
 /// How to make results batch-invariant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +61,6 @@ pub(crate) fn load(
     let rewrites = Rewrites {
         per_pair: per_pair::rewrite,
         unmask: unpadded::rewrite,
-        group: pair_groups::rewrite,
     };
     graph.load(invariance, probes, pad_id, rewrites)
 }
@@ -98,15 +78,11 @@ type Rewrite = fn(&[u8]) -> std::result::Result<Option<per_pair::Rewritten>, Pro
 /// Removes a graph's attention masking (serialized bytes in and out).
 type Unmask = fn(&[u8]) -> std::result::Result<Option<unpadded::Rewritten>, ProtoError>;
 
-/// Rewrites a graph's serialized bytes for groups of this many pairs.
-type Group = fn(&[u8], usize) -> std::result::Result<Option<pair_groups::Rewritten>, ProtoError>;
-
 /// The graph rewrites [`Graph::load`] may use.
 #[derive(Clone, Copy)]
 struct Rewrites {
     per_pair: Rewrite,
     unmask: Unmask,
-    group: Group,
 }
 
 impl Graph<'_> {
@@ -124,17 +100,16 @@ impl Graph<'_> {
         }
         match invariance {
             Invariance::Off => self.original(false),
-            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id, rewrites),
+            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id, rewrites.unmask),
             Invariance::PerPairScales => {
                 match self.per_pair_scales(&bytes, &probes, pad_id, rewrites.per_pair) {
                     Ok(model) => Ok(Prepared {
                         model,
                         one_pair_per_batch: false,
-                        groups: None,
                     }),
                     Err(reason) => {
                         tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
-                        self.one_pair(&bytes, &probes, pad_id, rewrites)
+                        self.one_pair(&bytes, &probes, pad_id, rewrites.unmask)
                     }
                 }
             }
@@ -146,27 +121,23 @@ impl Graph<'_> {
         Ok(Prepared {
             model: OrtModel::load(self.onnx, None, self.settings, self.wanted)?,
             one_pair_per_batch,
-            groups: None,
         })
     }
 
     /// Sessions that run one pair per batch: on the graph without attention
     /// masking ([`unpadded`]) when that gives each probe exactly what the
-    /// original graph gives it, with sessions for groups of pairs of one
-    /// length beside them where those pass their probe check too; else on the
-    /// original graph.
+    /// original graph gives it, else on the original graph.
     fn one_pair(
         &self,
         bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
-        rewrites: Rewrites,
+        unmask: Unmask,
     ) -> Result<Prepared> {
-        match self.unpadded(bytes, &probes, pad_id, rewrites.unmask) {
-            Ok((model, unmasked)) => Ok(Prepared {
-                model: model.unpadded_only(1),
+        match self.unpadded(bytes, probes, pad_id, unmask) {
+            Ok(model) => Ok(Prepared {
+                model: model.single_unpadded(),
                 one_pair_per_batch: true,
-                groups: self.pair_groups(&unmasked, probes, pad_id, rewrites.group),
             }),
             Err(NoRewrite::UnknownShape) => {
                 tracing::debug!(onnx = %self.onnx.display(), "no attention masking recognised: the graph runs as it is");
@@ -187,54 +158,13 @@ impl Graph<'_> {
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         unmask: Unmask,
-    ) -> std::result::Result<(OrtModel, Vec<u8>), NoRewrite> {
+    ) -> std::result::Result<OrtModel, NoRewrite> {
         let rewritten = unmask(bytes)?.ok_or(NoRewrite::UnknownShape)?;
         let model = self.checked(&rewritten.bytes, probes, |model, reference, probes| {
             model.agrees_alone_with(reference, probes, pad_id)
         })?;
         tracing::info!(onnx = %self.onnx.display(), softmaxes = rewritten.softmaxes, "attention masking removed for one-pair runs");
-        Ok((model, rewritten.bytes))
-    }
-
-    /// Sessions for groups of [`PAIR_GROUP`] pairs of one length, made from
-    /// the `unmasked` graph, once one group of probes (each repeated to the
-    /// longest one's length) gets exactly what the original graph gives each
-    /// alone; `None` (logged) otherwise.
-    fn pair_groups(
-        &self,
-        unmasked: &[u8],
-        probes: impl Fn() -> Result<Vec<EncodedPair>>,
-        pad_id: u32,
-        group: Group,
-    ) -> Option<PairGroups> {
-        let size = PAIR_GROUP;
-        let grouped = || {
-            let rewritten = group(unmasked, size)?.ok_or(NoRewrite::UnknownShape)?;
-            let group_probes = || Ok(one_length(probes()?, size));
-            let model = self.checked(
-                &rewritten.bytes,
-                group_probes,
-                |model, reference, probes| model.agrees_batched_with(reference, probes, pad_id),
-            )?;
-            Ok::<_, NoRewrite>((model, rewritten.quantizers))
-        };
-        match grouped() {
-            Ok((model, quantizers)) => {
-                tracing::info!(onnx = %self.onnx.display(), size, quantizers, "groups of pairs of one length run with per-pair int8 products");
-                Some(PairGroups {
-                    model: model.unpadded_only(size),
-                    size,
-                })
-            }
-            Err(NoRewrite::UnknownShape) => {
-                tracing::debug!(onnx = %self.onnx.display(), "no groups of pairs: a graph the split per pair does not handle");
-                None
-            }
-            Err(reason) => {
-                tracing::warn!(onnx = %self.onnx.display(), %reason, "no groups of pairs: every pair runs alone");
-                None
-            }
-        }
+        Ok(model)
     }
 
     /// The rewritten graph's sessions, once a batch of probes gives each probe
@@ -277,24 +207,6 @@ impl Graph<'_> {
         };
         OrtModel::load(self.onnx, None, &single, self.wanted)
     }
-}
-
-/// `size` pairs of one length made from `probes`: the i-th probe (cycling
-/// through them) with its tokens repeated up to the longest probe's length.
-fn one_length(probes: Vec<EncodedPair>, size: usize) -> Vec<EncodedPair> {
-    let length = probes.iter().map(EncodedPair::len).max().unwrap_or(0);
-    let repeat = |values: &[u32]| values.iter().copied().cycle().take(length).collect();
-    probes
-        .iter()
-        .filter(|p| !p.ids.is_empty())
-        .cycle()
-        .take(size)
-        .map(|probe| EncodedPair {
-            ids: repeat(&probe.ids),
-            type_ids: repeat(&probe.type_ids),
-            truncated: probe.truncated,
-        })
-        .collect()
 }
 
 /// Why a graph runs without a rewrite (per-pair scales, or no attention masking).

@@ -12,7 +12,6 @@ fn load_int8(probes: impl Fn() -> Result<Vec<EncodedPair>>, rewrite: Rewrite) ->
     let rewrites = Rewrites {
         per_pair: rewrite,
         unmask: unpadded::rewrite,
-        group: pair_groups::rewrite,
     };
     load_bundled(Invariance::PerPairScales, probes, rewrites)
 }
@@ -21,16 +20,6 @@ fn load_one_pair(probes: impl Fn() -> Result<Vec<EncodedPair>>, unmask: Unmask) 
     let rewrites = Rewrites {
         per_pair: per_pair::rewrite,
         unmask,
-        group: pair_groups::rewrite,
-    };
-    load_bundled(Invariance::OnePairPerBatch, probes, rewrites)
-}
-
-fn load_groups(group: Group) -> Prepared {
-    let rewrites = Rewrites {
-        per_pair: per_pair::rewrite,
-        unmask: unpadded::rewrite,
-        group,
     };
     load_bundled(Invariance::OnePairPerBatch, probes, rewrites)
 }
@@ -75,7 +64,7 @@ fn a_rewrite_that_passes_its_probes_batches() {
 #[test]
 fn one_pair_runs_use_the_unmasked_graph_and_refuse_padding() {
     let prepared = load_one_pair(probes, unpadded::rewrite);
-    assert!(prepared.one_pair_per_batch && prepared.model.unpadded_rows() == Some(1));
+    assert!(prepared.one_pair_per_batch && prepared.model.is_single_unpadded());
     let pairs = probes().unwrap();
     let session = &mut prepared.model.into_sessions()[0];
     for pair in &pairs[..2] {
@@ -95,7 +84,7 @@ fn one_pair_runs_use_the_unmasked_graph_and_refuse_padding() {
         assert!(error.contains("without padding"), "{case}: {error}");
     }
     let per_pair_failed = load_int8(probes, |_| Ok(None));
-    assert!(per_pair_failed.one_pair_per_batch && per_pair_failed.model.unpadded_rows() == Some(1));
+    assert!(per_pair_failed.one_pair_per_batch && per_pair_failed.model.is_single_unpadded());
 }
 
 #[test]
@@ -131,7 +120,7 @@ fn a_failed_unmasking_runs_the_original_graph_one_pair_per_batch() {
     ];
     for (case, prepared) in cases {
         assert!(prepared.one_pair_per_batch, "{case}");
-        assert_eq!(prepared.model.unpadded_rows(), None, "{case}");
+        assert!(!prepared.model.is_single_unpadded(), "{case}");
     }
 }
 
@@ -163,90 +152,4 @@ fn every_failed_rewrite_runs_one_pair_per_batch() {
     for (case, prepared) in cases {
         assert!(prepared.one_pair_per_batch, "{case}");
     }
-}
-
-/// `count` different pairs of `len` tokens.
-fn one_length_pairs(count: usize, len: usize) -> Vec<EncodedPair> {
-    (0..count)
-        .map(|k| EncodedPair {
-            ids: (0..len)
-                .map(|i| 1000 + (k * 31 + i * 7) as u32 % 5000)
-                .collect(),
-            type_ids: (0..len).map(|i| u32::from(i >= len / 2)).collect(),
-            truncated: false,
-        })
-        .collect()
-}
-
-#[test]
-fn a_group_of_pairs_of_one_length_gives_each_what_it_gets_alone() {
-    let prepared = load_groups(pair_groups::rewrite);
-    let groups = prepared.groups.expect("groups beside one-pair runs");
-    assert_eq!(groups.size, PAIR_GROUP);
-    assert_eq!(groups.model.unpadded_rows(), Some(PAIR_GROUP));
-    let group = &mut groups.model.into_sessions()[0];
-    let alone = &mut prepared.model.into_sessions()[0];
-    for len in [5, 23, 64] {
-        let pairs = one_length_pairs(PAIR_GROUP, len);
-        let members: Vec<&EncodedPair> = pairs.iter().collect();
-        let got = group.run(&PaddedBatch::new(&members, len, 0)).unwrap();
-        let width = got.data.len() / PAIR_GROUP;
-        for (row, pair) in members.iter().enumerate() {
-            let want = alone.run(&PaddedBatch::new(&[pair], len, 0)).unwrap();
-            let got = &got.data[row * width..(row + 1) * width];
-            let same = got
-                .iter()
-                .zip(&want.data)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(
-                same,
-                "{len} tokens, pair {row}: {got:?} alone {:?}",
-                want.data
-            );
-        }
-    }
-    let pairs = one_length_pairs(PAIR_GROUP, 9);
-    let members: Vec<&EncodedPair> = pairs.iter().collect();
-    let padded = PaddedBatch::new(&members, 10, 0);
-    let fewer = PaddedBatch::new(&members[1..], 9, 0);
-    for (batch, case) in [(padded, "padded"), (fewer, "one pair short")] {
-        let error = group.run(&batch).expect_err(case).to_string();
-        assert!(error.contains("without padding"), "{case}: {error}");
-    }
-}
-
-#[test]
-fn a_failed_group_rewrite_leaves_one_pair_runs_alone() {
-    let not_handled: Group = |_, _| Ok(None);
-    let refused: Group = |_, _| {
-        Ok(Some(pair_groups::Rewritten {
-            bytes: b"not an onnx graph".to_vec(),
-            quantizers: 1,
-        }))
-    };
-    let changed: Group = |bytes, _| {
-        // The unmasked graph batched: its shared scale changes the results.
-        Ok(Some(pair_groups::Rewritten {
-            bytes: bytes.to_vec(),
-            quantizers: 0,
-        }))
-    };
-    for (case, group) in [
-        ("unknown shape", not_handled),
-        ("refused", refused),
-        ("changed results", changed),
-    ] {
-        let prepared = load_groups(group);
-        assert!(prepared.groups.is_none(), "{case}");
-        assert_eq!(prepared.model.unpadded_rows(), Some(1), "{case}");
-    }
-}
-
-#[test]
-fn group_probes_are_different_pairs_of_one_length() {
-    let probes = one_length(probes().unwrap(), PAIR_GROUP);
-    assert_eq!(probes.len(), PAIR_GROUP);
-    assert!(probes.iter().all(|p| p.len() == 8 && p.type_ids.len() == 8));
-    assert_ne!(probes[0].ids, probes[1].ids);
-    assert_eq!(probes[0].ids[..3], probes[0].ids[3..6], "a probe repeated");
 }

@@ -15,7 +15,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::onnx::{
-    GRAPH_INITIALIZER, GRAPH_OUTPUT, Node, edit_graph, graph_fields, nodes_and_rest,
+    ATTRIBUTE_GRAPH, ATTRIBUTE_GRAPHS, GRAPH_INITIALIZER, GRAPH_OUTPUT, NODE_ATTRIBUTE, Node,
+    edit_graph, graph_fields, nodes_and_rest,
 };
 use super::proto::{self, Field, ProtoError};
 
@@ -48,7 +49,7 @@ pub fn rewrite(model: &[u8]) -> Result<Option<Rewritten>, ProtoError> {
     let edited = edit_graph(model, |_, graph| {
         let (nodes, rest) = nodes_and_rest(graph)?;
         for node in &nodes {
-            if node.has_subgraph()? {
+            if has_subgraph(node)? {
                 return Ok(None);
             }
         }
@@ -215,4 +216,14 @@ fn live(nodes: Vec<Node>, outputs: HashSet<String>) -> Vec<Node> {
     }
     kept.reverse();
     kept
+}
+
+/// Whether any attribute of `node` holds a subgraph.
+fn has_subgraph(node: &Node) -> Result<bool, ProtoError> {
+    Ok(proto::messages(&node.fields, NODE_ATTRIBUTE)?
+        .iter()
+        .any(|a| {
+            a.iter()
+                .any(|f| matches!(f.number(), ATTRIBUTE_GRAPH | ATTRIBUTE_GRAPHS))
+        }))
 }

@@ -1,8 +1,5 @@
 //! The unmasking on hand-built graphs and on the bundled models.
-use super::super::onnx::{
-    ATTRIBUTE_GRAPH, GRAPH_NODE, MODEL_GRAPH, NODE_ATTRIBUTE, TENSOR_DATA_TYPE, TENSOR_RAW_DATA,
-    text,
-};
+use super::super::onnx::{GRAPH_NODE, MODEL_GRAPH, TENSOR_DATA_TYPE, TENSOR_RAW_DATA, text};
 use super::constants::{ATTRIBUTE_NAME, ATTRIBUTE_TENSOR, FLOAT};
 use super::*;
 

@@ -17,9 +17,6 @@ pub(super) struct State {
     tokens: usize,
     /// Tokens the head call has had in its present turn.
     turn: usize,
-    /// Pairs per group where the workers also run groups of pairs of one
-    /// length (see [`State::take`]).
-    pair_group: Option<usize>,
     pub shutdown: bool,
 }
 
@@ -82,15 +79,6 @@ pub(super) struct Part {
 }
 
 impl State {
-    /// An empty queue whose batches may also be groups of `pair_group` pairs
-    /// of one length.
-    pub fn new(pair_group: Option<usize>) -> Self {
-        Self {
-            pair_group,
-            ..Self::default()
-        }
-    }
-
     /// Pairs waiting.
     pub fn pairs(&self) -> usize {
         self.pairs
@@ -200,10 +188,7 @@ impl State {
     /// longest pair); then the next call's, and so on. A call's turn lasts one
     /// batch budget of tokens (`max_batch_tokens`), over several batches when
     /// they are capped by pairs (one pair per batch): then, with pairs left
-    /// over, it goes to the back. Where the queue has pair groups, a batch
-    /// that would start with the head call's next group of pairs of one
-    /// length (within the token budget) is that group, whatever the cap on
-    /// pairs. `None` when nothing waits.
+    /// over, it goes to the back. `None` when nothing waits.
     pub fn take(&mut self, limits: &BatchLimits, now: Instant) -> Option<Taken> {
         let mut batch = Taken {
             pairs: Vec::new(),
@@ -250,14 +235,11 @@ impl State {
         now: Instant,
     ) -> Vec<usize> {
         let mut rows = Vec::new();
-        let cap = match self.group_at_head(call, batch, limits) {
-            Some(size) => size,
-            None => limits.max_batch_pairs.max(1),
-        };
         while let Some(next) = call.pending.front() {
             let count = batch.pairs.len() + 1;
             let padded = batch.padded_length.max(next.pair.len());
-            let fits = count <= cap && count * padded <= limits.max_batch_tokens;
+            let fits =
+                count <= limits.max_batch_pairs.max(1) && count * padded <= limits.max_batch_tokens;
             if !batch.pairs.is_empty() && !fits {
                 break;
             }
@@ -271,21 +253,6 @@ impl State {
             batch.pairs.push(next.pair);
         }
         rows
-    }
-
-    /// The group size, when the queue has pair groups, `batch` is empty and
-    /// `call`'s next pairs make a group of one length within the token budget.
-    fn group_at_head(&self, call: &Call, batch: &Taken, limits: &BatchLimits) -> Option<usize> {
-        let size = self.pair_group?;
-        let length = call.pending.front()?.pair.len();
-        let one_length = call.pending.len() >= size
-            && call
-                .pending
-                .iter()
-                .take(size)
-                .all(|p| p.pair.len() == length);
-        (batch.pairs.is_empty() && one_length && size * length <= limits.max_batch_tokens)
-            .then_some(size)
     }
 }
 

@@ -164,38 +164,3 @@ fn the_bound_admits_a_call_with_less_than_a_turn_waiting() {
     assert_eq!(state.pairs(), 1);
     assert!(state.admits(2, 40, &bound, &turn));
 }
-
-#[test]
-fn with_pair_groups_a_batch_is_a_group_of_one_length_or_one_pair() {
-    let mut state = State::new(Some(4));
-    call(&mut state, 1, 5, 10, true);
-    call(&mut state, 1, 2, 8, false);
-    let one_pair = limits(1000, 1);
-    assert_eq!(next(&mut state, one_pair), [(10, vec![0, 1, 2, 3])]);
-    assert_eq!(
-        next(&mut state, one_pair),
-        [(10, vec![4])],
-        "no group of one length left"
-    );
-    assert_eq!(
-        next(&mut state, one_pair),
-        [(8, vec![0])],
-        "too few for a group"
-    );
-    assert_eq!(next(&mut state, one_pair), [(8, vec![1])]);
-    assert!(state.take(&one_pair, Instant::now()).is_none());
-
-    call(&mut state, 2, 4, 10, true);
-    assert_eq!(
-        next(&mut state, limits(39, 1)),
-        [(10, vec![0])],
-        "over the token budget"
-    );
-    let mut without = State::new(None);
-    call(&mut without, 3, 4, 10, true);
-    assert_eq!(
-        next(&mut without, one_pair),
-        [(10, vec![0])],
-        "no pair groups"
-    );
-}

@@ -89,7 +89,6 @@ fn start(workers: usize, batches: BatchLimits, queue: QueueLimits) -> Setup {
         pad_id: 0,
         width: 2,
         rows: Box::new(|output, _| Ok(output.data)),
-        pair_group: None,
     };
     let scheduler = Scheduler::start(backends, config, stats.clone()).unwrap();
     Setup {
