@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Re-exports the STS cross-encoder with eager attention so that ONNX Runtime's
+"""Re-exports a cross-encoder (the STS model; the NLI model with `--task nli`) with eager attention so that ONNX Runtime's
 transformer optimizer fuses it (Attention, SkipLayerNormalization, BiasGelu),
 quantizes the fused graph dynamically with signed int8 weights, and measures
-STS-B dev Spearman of it and of the shipped int8 graph with the same tokenizer
-and the same one-pair runs (one thread).
+STS-B dev Spearman (`--task nli`: accuracy on SICK trial, the NLI model's dev
+split, and on SNLI validation) of it and of the shipped int8 graph with the same
+tokenizer and the same one-pair runs (one thread).
 
     .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
         --out target/st-model
     .venv-st/bin/python benches/export_fused.py --checkpoint target/st-model --out target/fused \\
         [--per-channel] [--reduce-range] [--no-skip-layer-norm]
+    .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-nli-minilm-l6 \\
+        --onnx onnx/model_qint8_avx2.onnx --tolerance 0.25 --out target/nli-model
+    .venv-st/bin/python benches/export_fused.py --task nli --checkpoint target/nli-model \\
+        --out target/fused-nli --per-channel --reduce-range --no-skip-layer-norm
 """
 import argparse
 import collections
@@ -26,8 +31,13 @@ from scipy.stats import spearmanr
 from tokenizers import Tokenizer
 from transformers import AutoModelForSequenceClassification
 
-SHIPPED = "models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx"
+SHIPPED = {
+    "sts": "models/crossflow-sts-minilm-l6/onnx/model_qint8_avx2.onnx",
+    "nli": "models/crossflow-nli-minilm-l6/onnx/model_qint8_avx2.onnx",
+}
 STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
+SICK = "../shared/data/sick2014/SICK_trial.txt"
+SNLI = "../shared/data/snli/validation.tsv"
 
 
 def export(checkpoint, path):
@@ -62,7 +72,17 @@ def dev_pairs():
     return pairs, gold
 
 
-def scores(graph, tokenizer, pairs):
+def sick_trial():
+    """SICK trial pairs and their entailment labels (lower case)."""
+    pairs, gold = [], []
+    with open(SICK, encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            pairs.append((row["sentence_A"], row["sentence_B"]))
+            gold.append(row["entailment_judgment"].lower())
+    return pairs, gold
+
+
+def logits(graph, tokenizer, pairs):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
@@ -72,12 +92,35 @@ def scores(graph, tokenizer, pairs):
         e = tokenizer.encode(a, b)
         feed = {"input_ids": [e.ids], "attention_mask": [e.attention_mask], "token_type_ids": [e.type_ids]}
         feed = {k: np.array(v, dtype=np.int64) for k, v in feed.items() if k in wanted}
-        out.append(float(session.run(None, feed)[0].reshape(-1)[0]))
-    return out
+        out.append(session.run(None, feed)[0].reshape(-1))
+    return np.array(out)
+
+
+def snli_validation(count=3000):
+    """The first `count` labelled SNLI validation pairs and their labels (lower case)."""
+    names = ["entailment", "neutral", "contradiction"]
+    with open(SNLI, encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["label"] in "012"]
+    rows = rows[:count]
+    return [(r["premise"], r["hypothesis"]) for r in rows], [names[int(r["label"])] for r in rows]
+
+
+def qualities(task, config):
+    """The task's dev sets: (measure, pairs, score of a graph's logits on them)."""
+    if task == "sts":
+        pairs, gold = dev_pairs()
+        return [("STS-B dev Spearman", pairs, lambda x: spearmanr(x[:, 0], gold).statistic)]
+    labels = [config.id2label[i].lower() for i in range(config.num_labels)]
+
+    def accuracy(gold):
+        return lambda x: np.mean([labels[i] == g for i, g in zip(x.argmax(1), gold)])
+    return [(f"{name} accuracy", pairs, accuracy(gold))
+            for name, (pairs, gold) in (("SICK trial", sick_trial()), ("SNLI validation", snli_validation()))]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=sorted(SHIPPED), default="sts")
     ap.add_argument("--checkpoint", default="target/st-model")
     ap.add_argument("--out", default="target/fused")
     ap.add_argument("--per-channel", action="store_true",
@@ -98,11 +141,11 @@ def main():
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     tokenizer = Tokenizer.from_file(str(Path(args.checkpoint) / "tokenizer.json"))
     tokenizer.enable_truncation(512)
-    pairs, gold = dev_pairs()
-    print(f"STS-B dev: {len(pairs)} pairs")
-    for name, graph in [("shipped int8", SHIPPED), ("fused fp32", out / "model_fused.onnx"),
-                        ("fused int8", out / "model_fused_qint8.onnx")]:
-        print(f"| {name} | {spearmanr(scores(graph, tokenizer, pairs), gold).statistic:.4f} |")
+    for measure, pairs, score in qualities(args.task, config):
+        print(f"{measure}: {len(pairs)} pairs")
+        for name, graph in [("shipped int8", SHIPPED[args.task]), ("fused fp32", out / "model_fused.onnx"),
+                            ("fused int8", out / "model_fused_qint8.onnx")]:
+            print(f"| {name} | {score(logits(graph, tokenizer, pairs)):.4f} |")
 
 
 if __name__ == "__main__":

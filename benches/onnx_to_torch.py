@@ -9,8 +9,15 @@ each is identified by the bias that its MatMul's output is added to, and
 transposed back. The result is checked against onnxruntime on the same pairs
 (max |logit diff| printed; the script fails above --tolerance).
 
+A dynamically quantized graph (the NLI model ships only its int8 file) gives
+its int8 weights dequantized, `(W - zero point) * scale`: the checkpoint then
+holds the int8 model's weights in fp32, and its logits differ from the int8
+graph's by the activations' quantization (use a looser --tolerance).
+
     python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
         --out target/st-model
+    python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-nli-minilm-l6 \\
+        --onnx onnx/model_qint8_avx2.onnx --tolerance 0.25 --out target/nli-model
 """
 import argparse
 import json
@@ -42,21 +49,52 @@ CHECK_PAIRS = [
 ]
 
 
+QUANTIZED = ("_quantized", "_scale", "_zero_point")
+
+
+def dequantized(tensors):
+    """fp32 values of the int8 initializers `X_quantized` (with `X_scale`, `X_zero_point`) as `X`."""
+    out = {}
+    for name, q in tensors.items():
+        base = name[: -len("_quantized")]
+        if not name.endswith("_quantized") or base + "_scale" not in tensors:
+            continue
+        scale, zero = tensors[base + "_scale"], tensors[base + "_zero_point"]
+        if scale.ndim == 1 and q.ndim == 2 and scale.shape[0] != q.shape[1]:
+            scale, zero = scale.reshape(-1, 1), zero.reshape(-1, 1)  # one scale per row
+        out[base] = (q.astype(np.float32) - zero.astype(np.float32)) * scale
+    return out
+
+
+def float_output(node, consumers):
+    """The float product of a MatMul, or of a MatMulInteger through its Cast and scale Mul."""
+    if node.op_type == "MatMul":
+        return node.output[0]
+    (cast,) = consumers[node.output[0]]
+    (mul,) = consumers[cast.output[0]]
+    return mul.output[0]
+
+
 def state_dict_from_onnx(path):
     graph = onnx.load(path).graph
     tensors = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    state = {name: t for name, t in tensors.items() if not name.startswith("onnx::")}
+    tensors |= dequantized(tensors)
+    state = {name: t for name, t in tensors.items()
+             if not name.startswith("onnx::") and not name.endswith(QUANTIZED)}
+    # The quantizer turns a Gemm into a MatMul on its weight transposed, under a new name.
+    for name in [n for n in state if n.endswith("_Transposed")]:
+        state[name.removesuffix("_Transposed")] = state.pop(name).T
     consumers = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     for node in graph.node:
-        if node.op_type != "MatMul" or node.input[1] not in tensors:
+        if node.op_type not in ("MatMul", "MatMulInteger") or node.input[1] not in tensors:
             continue
-        weight = node.input[1]
+        weight = node.input[1].removesuffix("_quantized")
         if not weight.startswith("onnx::"):
             continue
-        adds = [n for n in consumers.get(node.output[0], []) if n.op_type == "Add"]
+        adds = [n for n in consumers.get(float_output(node, consumers), []) if n.op_type == "Add"]
         biases = [i for n in adds for i in n.input if i.endswith(".bias") and i in tensors]
         if len(biases) != 1:
             raise SystemExit(f"cannot name the weight {weight}: bias candidates {biases}")
