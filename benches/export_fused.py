@@ -3,7 +3,7 @@
 transformer optimizer fuses it (Attention, SkipLayerNormalization, BiasGelu),
 quantizes the fused graph dynamically with signed int8 weights, and measures
 STS-B dev Spearman (`--task nli`: accuracy on SICK trial, the NLI model's dev
-split, and on SNLI validation) of it and of the shipped int8 graph with the same
+split, and on SNLI validation, part of its training data) of it and of the shipped int8 graph with the same
 tokenizer and the same one-pair runs (one thread).
 
     .venv-st/bin/python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
@@ -100,7 +100,7 @@ def snli_validation(count=3000):
     """The first `count` labelled SNLI validation pairs and their labels (lower case)."""
     names = ["entailment", "neutral", "contradiction"]
     with open(SNLI, encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["label"] in "012"]
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["label"] in ("0", "1", "2")]
     rows = rows[:count]
     return [(r["premise"], r["hypothesis"]) for r in rows], [names[int(r["label"])] for r in rows]
 
@@ -111,6 +111,8 @@ def qualities(task, config):
         pairs, gold = dev_pairs()
         return [("STS-B dev Spearman", pairs, lambda x: spearmanr(x[:, 0], gold).statistic)]
     labels = [config.id2label[i].lower() for i in range(config.num_labels)]
+    if sorted(labels) != ["contradiction", "entailment", "neutral"]:
+        raise SystemExit(f"--task nli needs an NLI checkpoint; its labels are {labels}")
 
     def accuracy(gold):
         return lambda x: np.mean([labels[i] == g for i, g in zip(x.argmax(1), gold)])
@@ -121,7 +123,7 @@ def qualities(task, config):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=sorted(SHIPPED), default="sts")
-    ap.add_argument("--checkpoint", default="target/st-model")
+    ap.add_argument("--checkpoint", help="default: target/st-model (sts), target/nli-model (nli)")
     ap.add_argument("--out", default="target/fused")
     ap.add_argument("--per-channel", action="store_true",
                     help="one int8 scale per output column of each weight (the shipped graphs' way)")
@@ -131,6 +133,7 @@ def main():
                     help="keep residual Add + LayerNormalization unfused (ONNX Runtime's fused "
                          "SkipLayerNormalization CPU kernel is the slower one)")
     args = ap.parse_args()
+    args.checkpoint = args.checkpoint or {"sts": "target/st-model", "nli": "target/nli-model"}[args.task]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = export(args.checkpoint, out / "model.onnx")

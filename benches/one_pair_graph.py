@@ -18,8 +18,9 @@ with ONNX Runtime's default session settings or with SkipLayerNormFusion off
 fused by ONNX Runtime into SkipLayerNormalization (the default) or not.
 `speed`: pairs/s one pair per run, one thread (as each crossflow session),
 three interleaved rounds; the largest logit difference against `original`;
-`--also GRAPH...` adds other graphs of the STS model (e.g. a re-export from
-benches/export_fused.py), run with SkipLayerNormFusion off.
+`--also GRAPH...` adds other graphs of the same architecture, fed by the STS
+tokenizer (e.g. a re-export from benches/export_fused.py, or the NLI model's),
+run with SkipLayerNormFusion off.
 `accuracy`: STS-B dev Spearman and SNLI validation accuracy (first 3,000 pairs)
 of the STS and NLI int8 graphs (and the STS fp32 graph of ../shared/models)
 with default settings and with the fusion off, and the largest logit
@@ -213,7 +214,8 @@ def main():
     ap.add_argument("what", choices=["kernels", "speed", "accuracy"])
     ap.add_argument("--pairs", help="JSON from crossflow-bench export-pairs (for speed)")
     ap.add_argument("--also", nargs="*", default=[],
-                    help="other graphs of the STS model to time (for speed), with SkipLayerNormFusion off")
+                    help="other graphs of the model's architecture to time (for speed; STS tokenizer), "
+                         "with SkipLayerNormFusion off")
     args = ap.parse_args()
     if args.what == "kernels":
         kernels()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Rebuilds the PyTorch (transformers) checkpoint of an fp32 BERT cross-encoder
-from its ONNX export, so that sentence-transformers' CrossEncoder can be
+"""Rebuilds the PyTorch (transformers) checkpoint of a BERT cross-encoder from
+its ONNX export (fp32, or dynamically quantized int8), so that sentence-transformers' CrossEncoder can be
 measured on the same weights (the shared models ship ONNX files only).
 
 Named initializers (biases, LayerNorm, embeddings, pooler, classifier) are
@@ -12,7 +12,10 @@ transposed back. The result is checked against onnxruntime on the same pairs
 A dynamically quantized graph (the NLI model ships only its int8 file) gives
 its int8 weights dequantized, `(W - zero point) * scale`: the checkpoint then
 holds the int8 model's weights in fp32, and its logits differ from the int8
-graph's by the activations' quantization (use a looser --tolerance).
+graph's by the activations' quantization, here with one scale for the check's
+padded batch (use a looser --tolerance). A 1-D scale is taken per output column
+when its length is the matrix's column count (as `quantize_dynamic` quantizes
+MatMul weights), per row otherwise.
 
     python benches/onnx_to_torch.py --model-dir ../shared/models/crossflow-sts-minilm-l6 \\
         --out target/st-model
@@ -114,7 +117,7 @@ def onnx_logits(onnx_path, tokenizer, pairs, max_length):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", required=True, type=Path)
-    p.add_argument("--onnx", default="onnx/model.onnx", help="fp32 file inside the model dir")
+    p.add_argument("--onnx", default="onnx/model.onnx", help="ONNX file inside the model dir (fp32, or dynamically quantized int8)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--tolerance", type=float, default=1e-4)
