@@ -87,20 +87,12 @@ pub(super) struct SharedWeights {
 }
 
 impl SharedWeights {
-    /// The weights of the graph at `path` (or its `rewritten` bytes) to share;
+    /// The weights to share of the graph `bytes` (of the file at `path`);
     /// none for a single session or on CUDA.
-    pub fn load(path: &Path, rewritten: Option<&[u8]>, settings: &SessionSettings) -> Result<Self> {
+    pub fn load(path: &Path, bytes: &[u8], settings: &SessionSettings) -> Result<Self> {
         if settings.sessions < 2 || settings.device != Device::Cpu {
             return Ok(Self::default());
         }
-        let read;
-        let bytes = match rewritten {
-            Some(bytes) => bytes,
-            None => {
-                read = std::fs::read(path).map_err(|e| Error::corrupt(path, e))?;
-                &read
-            }
-        };
         let found = large_initializers(bytes).map_err(|e| Error::corrupt(path, e))?;
         if found.is_empty() {
             return Ok(Self::default());

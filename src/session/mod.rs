@@ -28,6 +28,24 @@ pub(crate) struct SessionSettings {
     pub ort_library: Option<PathBuf>,
 }
 
+/// A graph's serialized bytes, and where its sessions load it from.
+#[derive(Clone, Copy)]
+pub(crate) enum GraphBytes<'a> {
+    /// The file at the graph's path, as read from there: sessions load the
+    /// file itself (so that data stored beside it is found).
+    File(&'a [u8]),
+    /// A rewrite of that file, loaded from memory.
+    Rewritten(&'a [u8]),
+}
+
+impl<'a> GraphBytes<'a> {
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Self::File(bytes) | Self::Rewritten(bytes) => bytes,
+        }
+    }
+}
+
 /// A loaded graph: its sessions, before they go to the scheduler's workers.
 #[derive(Debug)]
 pub(crate) struct OrtModel {
@@ -63,25 +81,25 @@ pub(crate) struct Output {
 }
 
 impl OrtModel {
-    /// Builds the session pool for the graph at `path` (or, when given, its
-    /// rewritten bytes) and checks its signature. The output read is the
+    /// Builds the session pool for the graph at `path` (`graph`: its bytes as
+    /// read, or a rewrite of them) and checks its signature. The output read is the
     /// graph's only one, else the first of `wanted` it has. On the CPU the
     /// sessions share one copy of the graph's weights ([`SharedWeights`]).
     pub fn load(
         path: &Path,
-        rewritten: Option<&[u8]>,
+        graph: GraphBytes<'_>,
         settings: &SessionSettings,
         wanted: &[&str],
     ) -> Result<Self> {
-        let shared = SharedWeights::load(path, rewritten, settings)?;
+        let shared = SharedWeights::load(path, graph.bytes(), settings)?;
         let mut shared_weights = 0;
         let sessions = (0..settings.sessions.max(1))
             .map(|_| {
                 let (mut builder, given) = shared.apply(builder(settings)?)?;
                 shared_weights += given;
-                match rewritten {
-                    Some(bytes) => builder.commit_from_memory(bytes),
-                    None => builder.commit_from_file(path),
+                match graph {
+                    GraphBytes::Rewritten(bytes) => builder.commit_from_memory(bytes),
+                    GraphBytes::File(_) => builder.commit_from_file(path),
                 }
                 .map_err(|e| Error::ort(format!("loading {}", path.display()), e))
             })

@@ -9,7 +9,8 @@ fn load(sessions: usize) -> OrtModel {
         ..SessionSettings::default()
     };
     let path = crate::model::bundled_int8("crossflow-sts-minilm-l6");
-    OrtModel::load(&path, None, &settings, &["logits"]).unwrap()
+    let bytes = std::fs::read(&path).unwrap();
+    OrtModel::load(&path, GraphBytes::File(&bytes), &settings, &["logits"]).unwrap()
 }
 
 fn pairs() -> Vec<EncodedPair> {

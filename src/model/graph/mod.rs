@@ -10,7 +10,7 @@ mod dynamic;
 #[cfg(test)]
 mod tests;
 
-use crate::session::{OrtModel, SessionSettings};
+use crate::session::{GraphBytes, OrtModel, SessionSettings};
 use crate::tokenize::EncodedPair;
 use crate::{Error, Result};
 use dynamic::quantizes_dynamically;
@@ -53,8 +53,10 @@ pub(crate) fn load(
     probes: impl Fn() -> Result<Vec<EncodedPair>>,
     pad_id: u32,
 ) -> Result<Prepared> {
+    let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
     let graph = Graph {
         onnx,
+        bytes: &bytes,
         settings,
         wanted,
     };
@@ -65,9 +67,10 @@ pub(crate) fn load(
     graph.load(invariance, probes, pad_id, rewrites)
 }
 
-/// Where a graph is and how to make its sessions.
+/// Where a graph is, its bytes as read from there, and how to make its sessions.
 struct Graph<'a> {
     onnx: &'a Path,
+    bytes: &'a [u8],
     settings: &'a SessionSettings,
     wanted: &'a [&'a str],
 }
@@ -94,22 +97,21 @@ impl Graph<'_> {
         rewrites: Rewrites,
     ) -> Result<Prepared> {
         let onnx = self.onnx;
-        let bytes = std::fs::read(onnx).map_err(|e| Error::corrupt(onnx, e))?;
-        if !quantizes_dynamically(&bytes).map_err(|e| Error::corrupt(onnx, e))? {
+        if !quantizes_dynamically(self.bytes).map_err(|e| Error::corrupt(onnx, e))? {
             return self.original(false);
         }
         match invariance {
             Invariance::Off => self.original(false),
-            Invariance::OnePairPerBatch => self.one_pair(&bytes, &probes, pad_id, rewrites.unmask),
+            Invariance::OnePairPerBatch => self.one_pair(&probes, pad_id, rewrites.unmask),
             Invariance::PerPairScales => {
-                match self.per_pair_scales(&bytes, &probes, pad_id, rewrites.per_pair) {
+                match self.per_pair_scales(&probes, pad_id, rewrites.per_pair) {
                     Ok(model) => Ok(Prepared {
                         model,
                         one_pair_per_batch: false,
                     }),
                     Err(reason) => {
                         tracing::warn!(onnx = %onnx.display(), %reason, "no per-pair quantization scales: one pair per batch instead");
-                        self.one_pair(&bytes, &probes, pad_id, rewrites.unmask)
+                        self.one_pair(&probes, pad_id, rewrites.unmask)
                     }
                 }
             }
@@ -119,7 +121,12 @@ impl Graph<'_> {
     /// The graph as it is.
     fn original(&self, one_pair_per_batch: bool) -> Result<Prepared> {
         Ok(Prepared {
-            model: OrtModel::load(self.onnx, None, self.settings, self.wanted)?,
+            model: OrtModel::load(
+                self.onnx,
+                GraphBytes::File(self.bytes),
+                self.settings,
+                self.wanted,
+            )?,
             one_pair_per_batch,
         })
     }
@@ -129,12 +136,11 @@ impl Graph<'_> {
     /// original graph gives it, else on the original graph.
     fn one_pair(
         &self,
-        bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         unmask: Unmask,
     ) -> Result<Prepared> {
-        match self.unpadded(bytes, probes, pad_id, unmask) {
+        match self.unpadded(probes, pad_id, unmask) {
             Ok(model) => Ok(Prepared {
                 model: model.single_unpadded(),
                 one_pair_per_batch: true,
@@ -154,12 +160,11 @@ impl Graph<'_> {
     /// what the original graph gives it.
     fn unpadded(
         &self,
-        bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         unmask: Unmask,
     ) -> std::result::Result<OrtModel, NoRewrite> {
-        let rewritten = unmask(bytes)?.ok_or(NoRewrite::UnknownShape)?;
+        let rewritten = unmask(self.bytes)?.ok_or(NoRewrite::UnknownShape)?;
         let model = self.checked(&rewritten.bytes, probes, |model, reference, probes| {
             model.agrees_alone_with(reference, probes, pad_id)
         })?;
@@ -171,12 +176,11 @@ impl Graph<'_> {
     /// exactly what the original graph gives it alone.
     fn per_pair_scales(
         &self,
-        bytes: &[u8],
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         pad_id: u32,
         rewrite: Rewrite,
     ) -> std::result::Result<OrtModel, NoRewrite> {
-        let rewritten = rewrite(bytes)?.ok_or(NoRewrite::UnknownShape)?;
+        let rewritten = rewrite(self.bytes)?.ok_or(NoRewrite::UnknownShape)?;
         let model = self.checked(&rewritten.bytes, probes, |model, reference, probes| {
             model.agrees_batched_with(reference, probes, pad_id)
         })?;
@@ -192,7 +196,8 @@ impl Graph<'_> {
         probes: impl Fn() -> Result<Vec<EncodedPair>>,
         agrees: impl FnOnce(&mut OrtModel, &mut OrtModel, &[EncodedPair]) -> Result<bool>,
     ) -> std::result::Result<OrtModel, NoRewrite> {
-        let mut model = OrtModel::load(self.onnx, Some(bytes), self.settings, self.wanted)?;
+        let rewritten = GraphBytes::Rewritten(bytes);
+        let mut model = OrtModel::load(self.onnx, rewritten, self.settings, self.wanted)?;
         if !agrees(&mut model, &mut self.reference()?, &probes()?)? {
             return Err(NoRewrite::Changed);
         }
@@ -205,7 +210,12 @@ impl Graph<'_> {
             sessions: 1,
             ..self.settings.clone()
         };
-        OrtModel::load(self.onnx, None, &single, self.wanted)
+        OrtModel::load(
+            self.onnx,
+            GraphBytes::File(self.bytes),
+            &single,
+            self.wanted,
+        )
     }
 }
 

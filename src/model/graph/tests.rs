@@ -35,8 +35,10 @@ fn load_bundled(
         ..SessionSettings::default()
     };
     let onnx = bundled_int8();
+    let bytes = std::fs::read(&onnx).unwrap();
     let graph = Graph {
         onnx: &onnx,
+        bytes: &bytes,
         settings: &settings,
         wanted: &["logits"],
     };
